@@ -1,0 +1,1 @@
+//! Deployment artifact checks live in `tests/`.

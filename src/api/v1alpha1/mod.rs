@@ -1,0 +1,11 @@
+//! `runwarden.dev/v1alpha1`.
+
+mod cloudrunservice;
+mod condition;
+mod runsecuritypolicy;
+mod vpcaccessconnector;
+
+pub use cloudrunservice::*;
+pub use condition::*;
+pub use runsecuritypolicy::*;
+pub use vpcaccessconnector::*;

@@ -1,0 +1,118 @@
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Condition, Ingress};
+
+/// Cluster-wide guardrails for CloudRunServices, like organization policies in Google Cloud. A
+/// CloudRunService in a namespace matched by an `Enforce` policy that it violates is not deployed.
+/// A namespace matched by no policy is unrestricted.
+#[derive(CustomResource, Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[kube(
+    group = "runwarden.dev",
+    version = "v1alpha1",
+    kind = "RunSecurityPolicy",
+    plural = "runsecuritypolicies",
+    shortname = "runpol",
+    category = "runwarden",
+    status = "RunSecurityPolicyStatus",
+    derive = "PartialEq",
+    doc = "Cluster-wide security guardrails for CloudRunServices.",
+    printcolumn(name = "Enforcement", type_ = "string", json_path = ".spec.enforcement"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSecurityPolicySpec {
+    /// `Enforce` blocks violating services; `Audit` only reports them.
+    #[serde(default)]
+    pub enforcement: Enforcement,
+    /// Namespaces the policy applies to; empty or absent selects every namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "label_selector_schema")]
+    pub namespace_selector: Option<LabelSelector>,
+    /// Projects services may be deployed to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256), inner(length(max = 30)))]
+    pub allowed_projects: Vec<String>,
+    /// Regions services may be deployed to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 40)))]
+    pub allowed_regions: Vec<String>,
+    /// Ingress settings services may use.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 3))]
+    pub allowed_ingress: Vec<Ingress>,
+    /// Forbid `access.allowUnauthenticated`.
+    #[serde(default)]
+    pub forbid_unauthenticated: bool,
+    /// Require `encryption.kmsKey`.
+    #[serde(default)]
+    pub require_cmek: bool,
+    /// Require `binaryAuthorization`.
+    #[serde(default)]
+    pub require_binary_authorization: bool,
+    /// Require this egress routing (`AllTraffic`) when egress is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_egress_routing: Option<super::EgressRouting>,
+    /// Require a dedicated service account: not empty, not the Compute Engine default account.
+    #[serde(default)]
+    pub require_dedicated_service_account: bool,
+    /// Image registry prefixes allowed, e.g. `europe-docker.pkg.dev/my-project/`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 512)))]
+    pub allowed_image_registries: Vec<String>,
+    /// Require images pinned by digest (`@sha256:`).
+    #[serde(default)]
+    pub require_image_digest: bool,
+}
+
+/// How a policy acts on violations.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub enum Enforcement {
+    /// Block violating services (`PolicyCompliant=False`, nothing deployed).
+    #[default]
+    Enforce,
+    /// Report violations only.
+    Audit,
+}
+
+/// Observed state of a RunSecurityPolicy.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSecurityPolicyStatus {
+    /// The `metadata.generation` last reconciled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Conditions of the policy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub conditions: Vec<Condition>,
+}
+
+fn label_selector_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "description": "A Kubernetes label selector (matchLabels, matchExpressions).",
+        "properties": {
+            "matchLabels": {
+                "type": "object",
+                "maxProperties": 64,
+                "additionalProperties": {"type": "string", "maxLength": 63}
+            },
+            "matchExpressions": {
+                "type": "array",
+                "maxItems": 32,
+                "items": {
+                    "type": "object",
+                    "required": ["key", "operator"],
+                    "properties": {
+                        "key": {"type": "string", "maxLength": 317},
+                        "operator": {"type": "string", "enum": ["In", "NotIn", "Exists", "DoesNotExist"]},
+                        "values": {"type": "array", "maxItems": 64, "items": {"type": "string", "maxLength": 63}}
+                    }
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,260 @@
+//! The Google API traits over the official google-cloud-rust clients.
+//!
+//! The clients never retry on their own (`NeverRetry`): the controllers own retries, with
+//! backoff per object, so that a call count seen in metrics or the emulator is the real one.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use google_cloud_auth::credentials::Credentials;
+use google_cloud_gax::error::Error as GaxError;
+use google_cloud_gax::retry_policy::NeverRetry;
+use google_cloud_iam_v1::model::{GetPolicyOptions, Policy};
+use google_cloud_kms_v1::client::KeyManagementService;
+use google_cloud_kms_v1::model::CryptoKey;
+use google_cloud_longrunning::model::Operation;
+use google_cloud_resourcemanager_v3::client::Projects;
+use google_cloud_run_v2::client::Services;
+use google_cloud_run_v2::model::Service;
+use google_cloud_vpcaccess_v1::client::VpcAccessService;
+use google_cloud_vpcaccess_v1::model::Connector;
+
+use super::{CloudRunApi, Code, Gcp, GcpError, GcpResult, KmsApi, ProjectsApi, VpcAccessApi};
+use crate::metrics::Metrics;
+
+/// IAM policy version requested on reads: 3, so that conditional bindings are returned whole.
+const POLICY_VERSION: i32 = 3;
+
+/// Failure to build a client.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the {api} client: {source}")]
+pub struct BuildError {
+    api: &'static str,
+    #[source]
+    source: google_cloud_gax::client_builder::Error,
+}
+
+/// Builds every client against `endpoint` (Google's own endpoints when `None`).
+pub async fn connect(endpoint: Option<&str>, credentials: Credentials, metrics: Arc<Metrics>) -> Result<Gcp, BuildError> {
+    macro_rules! build {
+        ($client:ty, $api:literal) => {{
+            let mut builder = <$client>::builder()
+                .with_credentials(credentials.clone())
+                .with_retry_policy(NeverRetry);
+            if let Some(endpoint) = endpoint {
+                builder = builder.with_endpoint(endpoint);
+            }
+            builder.build().await.map_err(|source| BuildError { api: $api, source })?
+        }};
+    }
+    let meter = Meter(metrics);
+    Ok(Gcp {
+        run: Arc::new(RunClient { client: build!(Services, "run"), meter: meter.clone() }),
+        kms: Arc::new(KmsClient { client: build!(KeyManagementService, "kms"), meter: meter.clone() }),
+        vpcaccess: Arc::new(VpcAccessClient { client: build!(VpcAccessService, "vpcaccess"), meter: meter.clone() }),
+        projects: Arc::new(ProjectsClient { client: build!(Projects, "resourcemanager"), meter }),
+    })
+}
+
+/// Times and counts each call and turns client errors into [`GcpError`].
+#[derive(Clone)]
+struct Meter(Arc<Metrics>);
+
+impl Meter {
+    async fn call<T>(
+        &self,
+        api: &'static str,
+        method: &'static str,
+        call: impl Future<Output = google_cloud_gax::Result<T>>,
+    ) -> GcpResult<T> {
+        let start = Instant::now();
+        let result = call.await.map_err(|e| to_gcp_error(api, method, &e));
+        let code = match &result {
+            Ok(_) => Code::Ok.name(),
+            Err(e) => e.code.name(),
+        };
+        self.0.gcp_request(api, method, code, start.elapsed());
+        result
+    }
+}
+
+fn to_gcp_error(api: &'static str, method: &'static str, e: &GaxError) -> GcpError {
+    let (code, message) = match e.status() {
+        Some(status) => (status.code, status.message.clone()),
+        None if e.is_timeout() => (Code::DeadlineExceeded, e.to_string()),
+        None if e.is_authentication() => (Code::Unauthenticated, e.to_string()),
+        None => match e.http_status_code() {
+            Some(http) => (code_of_http(http), e.to_string()),
+            // Connection refused, reset, TLS: nothing reached the service.
+            None => (Code::Unavailable, e.to_string()),
+        },
+    };
+    GcpError { api, method, code, message }
+}
+
+/// The gRPC code Google uses for an HTTP status without a JSON error body.
+fn code_of_http(http: u16) -> Code {
+    match http {
+        400 => Code::InvalidArgument,
+        401 => Code::Unauthenticated,
+        403 => Code::PermissionDenied,
+        404 => Code::NotFound,
+        409 => Code::Aborted,
+        429 => Code::ResourceExhausted,
+        499 => Code::Cancelled,
+        501 => Code::Unimplemented,
+        503 => Code::Unavailable,
+        504 => Code::DeadlineExceeded,
+        _ => Code::Unknown,
+    }
+}
+
+/// `Ok(None)` for NOT_FOUND.
+fn found<T>(result: GcpResult<T>) -> GcpResult<Option<T>> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.code == Code::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+struct RunClient {
+    client: Services,
+    meter: Meter,
+}
+
+#[async_trait]
+impl CloudRunApi for RunClient {
+    async fn get_service(&self, name: &str) -> GcpResult<Option<Service>> {
+        found(self.meter.call("run", "services.get", self.client.get_service().set_name(name).send()).await)
+    }
+
+    async fn create_service(&self, parent: &str, service_id: &str, service: Service) -> GcpResult<Operation> {
+        let call = self.client.create_service().set_parent(parent).set_service_id(service_id).set_service(service).send();
+        self.meter.call("run", "services.create", call).await
+    }
+
+    async fn update_service(&self, service: Service) -> GcpResult<Operation> {
+        self.meter.call("run", "services.patch", self.client.update_service().set_service(service).send()).await
+    }
+
+    async fn delete_service(&self, name: &str) -> GcpResult<Option<Operation>> {
+        found(self.meter.call("run", "services.delete", self.client.delete_service().set_name(name).send()).await)
+    }
+
+    async fn get_operation(&self, name: &str) -> GcpResult<Operation> {
+        self.meter.call("run", "operations.get", self.client.get_operation().set_name(name).send()).await
+    }
+
+    async fn get_iam_policy(&self, resource: &str) -> GcpResult<Policy> {
+        let options = GetPolicyOptions::new().set_requested_policy_version(POLICY_VERSION);
+        let call = self.client.get_iam_policy().set_resource(resource).set_options(options).send();
+        self.meter.call("run", "services.getIamPolicy", call).await
+    }
+
+    async fn set_iam_policy(&self, resource: &str, policy: Policy) -> GcpResult<Policy> {
+        let call = self.client.set_iam_policy().set_resource(resource).set_policy(policy).send();
+        self.meter.call("run", "services.setIamPolicy", call).await
+    }
+}
+
+struct KmsClient {
+    client: KeyManagementService,
+    meter: Meter,
+}
+
+#[async_trait]
+impl KmsApi for KmsClient {
+    async fn get_crypto_key(&self, name: &str) -> GcpResult<Option<CryptoKey>> {
+        found(self.meter.call("kms", "cryptoKeys.get", self.client.get_crypto_key().set_name(name).send()).await)
+    }
+
+    async fn get_iam_policy(&self, resource: &str) -> GcpResult<Policy> {
+        let options = GetPolicyOptions::new().set_requested_policy_version(POLICY_VERSION);
+        let call = self.client.get_iam_policy().set_resource(resource).set_options(options).send();
+        self.meter.call("kms", "cryptoKeys.getIamPolicy", call).await
+    }
+
+    async fn set_iam_policy(&self, resource: &str, policy: Policy) -> GcpResult<Policy> {
+        let call = self.client.set_iam_policy().set_resource(resource).set_policy(policy).send();
+        self.meter.call("kms", "cryptoKeys.setIamPolicy", call).await
+    }
+}
+
+struct VpcAccessClient {
+    client: VpcAccessService,
+    meter: Meter,
+}
+
+#[async_trait]
+impl VpcAccessApi for VpcAccessClient {
+    async fn get_connector(&self, name: &str) -> GcpResult<Option<Connector>> {
+        found(self.meter.call("vpcaccess", "connectors.get", self.client.get_connector().set_name(name).send()).await)
+    }
+
+    async fn create_connector(&self, parent: &str, connector_id: &str, connector: Connector) -> GcpResult<Operation> {
+        let call = self
+            .client
+            .create_connector()
+            .set_parent(parent)
+            .set_connector_id(connector_id)
+            .set_connector(connector)
+            .send();
+        self.meter.call("vpcaccess", "connectors.create", call).await
+    }
+
+    async fn delete_connector(&self, name: &str) -> GcpResult<Option<Operation>> {
+        found(self.meter.call("vpcaccess", "connectors.delete", self.client.delete_connector().set_name(name).send()).await)
+    }
+
+    async fn get_operation(&self, name: &str) -> GcpResult<Operation> {
+        self.meter.call("vpcaccess", "operations.get", self.client.get_operation().set_name(name).send()).await
+    }
+}
+
+struct ProjectsClient {
+    client: Projects,
+    meter: Meter,
+}
+
+#[async_trait]
+impl ProjectsApi for ProjectsClient {
+    async fn project_number(&self, project_id: &str) -> GcpResult<String> {
+        let name = format!("projects/{project_id}");
+        let project = self.meter.call("resourcemanager", "projects.get", self.client.get_project().set_name(name).send()).await?;
+        project
+            .name
+            .strip_prefix("projects/")
+            .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            .map(str::to_owned)
+            .ok_or_else(|| GcpError {
+                api: "resourcemanager",
+                method: "projects.get",
+                code: Code::Internal,
+                message: format!("project {project_id} has no project number in its name {:?}", project.name),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_codes_without_a_body_map_to_grpc_codes() {
+        assert_eq!(code_of_http(403), Code::PermissionDenied);
+        assert_eq!(code_of_http(429), Code::ResourceExhausted);
+        assert_eq!(code_of_http(503), Code::Unavailable);
+        assert_eq!(code_of_http(418), Code::Unknown);
+    }
+
+    #[test]
+    fn not_found_is_absence_and_other_errors_stay_errors() {
+        let err = |code| GcpError { api: "run", method: "services.get", code, message: String::new() };
+        assert_eq!(found::<()>(Err(err(Code::NotFound))), Ok(None));
+        assert_eq!(found::<()>(Err(err(Code::PermissionDenied))), Err(err(Code::PermissionDenied)));
+        assert_eq!(found(Ok(1)), Ok(Some(1)));
+    }
+}

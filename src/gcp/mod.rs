@@ -1,0 +1,117 @@
+//! The Google Cloud APIs runwarden calls, each behind a small trait the controller owns.
+//!
+//! [`google`] implements them over the official google-cloud-rust clients; the same code path
+//! talks to Google or to the emulator, only the endpoint and credentials differ.
+
+pub mod google;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+pub use google_cloud_gax::error::rpc::Code;
+use google_cloud_iam_v1::model::Policy;
+use google_cloud_kms_v1::model::CryptoKey;
+use google_cloud_longrunning::model::Operation;
+use google_cloud_run_v2::model::Service;
+use google_cloud_vpcaccess_v1::model::Connector;
+
+/// A failed Google API call: the gRPC status Google answered with and its message.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{api}.{method}: {} ({message})", code.name())]
+pub struct GcpError {
+    /// API short name, e.g. `run`.
+    pub api: &'static str,
+    /// Method, e.g. `services.patch`.
+    pub method: &'static str,
+    /// Google's status code (`UNAVAILABLE` for transport failures).
+    pub code: Code,
+    /// Google's message, shown to users in conditions and events.
+    pub message: String,
+}
+
+impl GcpError {
+    /// Whether retrying the same call later can succeed without any change.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self.code,
+            Code::Unavailable
+                | Code::ResourceExhausted
+                | Code::Aborted
+                | Code::DeadlineExceeded
+                | Code::Internal
+                | Code::Unknown
+                | Code::Cancelled
+        )
+    }
+}
+
+/// Result of a Google call.
+pub type GcpResult<T> = std::result::Result<T, GcpError>;
+
+/// Cloud Run Admin API v2: services, their IAM policy and operations.
+#[async_trait]
+pub trait CloudRunApi: Send + Sync {
+    /// The service, or `None` when it does not exist.
+    async fn get_service(&self, name: &str) -> GcpResult<Option<Service>>;
+    /// Starts creating `service` as `parent/services/{service_id}`.
+    async fn create_service(&self, parent: &str, service_id: &str, service: Service) -> GcpResult<Operation>;
+    /// Starts replacing the service named `service.name` with `service`.
+    async fn update_service(&self, service: Service) -> GcpResult<Operation>;
+    /// Starts deleting the service; `None` when it does not exist.
+    async fn delete_service(&self, name: &str) -> GcpResult<Option<Operation>>;
+    /// A long-running operation of Cloud Run.
+    async fn get_operation(&self, name: &str) -> GcpResult<Operation>;
+    /// The IAM policy of a service.
+    async fn get_iam_policy(&self, resource: &str) -> GcpResult<Policy>;
+    /// Replaces the IAM policy of a service (fails with `ABORTED` when the etag is stale).
+    async fn set_iam_policy(&self, resource: &str, policy: Policy) -> GcpResult<Policy>;
+}
+
+/// Cloud KMS v1: keys and their IAM policy.
+#[async_trait]
+pub trait KmsApi: Send + Sync {
+    /// The key with its primary version, or `None` when it does not exist.
+    async fn get_crypto_key(&self, name: &str) -> GcpResult<Option<CryptoKey>>;
+    /// The IAM policy of a key (policy version 3).
+    async fn get_iam_policy(&self, resource: &str) -> GcpResult<Policy>;
+    /// Replaces the IAM policy of a key (fails with `ABORTED` when the etag is stale).
+    async fn set_iam_policy(&self, resource: &str, policy: Policy) -> GcpResult<Policy>;
+}
+
+/// Serverless VPC Access v1 connectors.
+#[async_trait]
+pub trait VpcAccessApi: Send + Sync {
+    /// The connector, or `None` when it does not exist.
+    async fn get_connector(&self, name: &str) -> GcpResult<Option<Connector>>;
+    /// Starts creating `connector` as `parent/connectors/{connector_id}`.
+    async fn create_connector(&self, parent: &str, connector_id: &str, connector: Connector) -> GcpResult<Operation>;
+    /// Starts deleting the connector; `None` when it does not exist.
+    async fn delete_connector(&self, name: &str) -> GcpResult<Option<Operation>>;
+    /// A long-running operation of Serverless VPC Access.
+    async fn get_operation(&self, name: &str) -> GcpResult<Operation>;
+}
+
+/// Resource Manager v3 projects.
+#[async_trait]
+pub trait ProjectsApi: Send + Sync {
+    /// The project number of a project id.
+    async fn project_number(&self, project_id: &str) -> GcpResult<String>;
+}
+
+/// Every Google API client the controllers use, shared through the controller context.
+#[derive(Clone)]
+pub struct Gcp {
+    /// Cloud Run Admin API v2.
+    pub run: Arc<dyn CloudRunApi>,
+    /// Cloud KMS v1.
+    pub kms: Arc<dyn KmsApi>,
+    /// Serverless VPC Access v1.
+    pub vpcaccess: Arc<dyn VpcAccessApi>,
+    /// Resource Manager v3.
+    pub projects: Arc<dyn ProjectsApi>,
+}
+
+/// The Cloud Run service agent of a project, which needs the KMS role for CMEK.
+pub fn run_service_agent(project_number: &str) -> String {
+    format!("service-{project_number}@serverless-robot-prod.iam.gserviceaccount.com")
+}

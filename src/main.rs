@@ -1,0 +1,3 @@
+fn main() {
+    print!("{}", runwarden::crd::to_yaml().unwrap());
+}

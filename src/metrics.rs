@@ -1,0 +1,179 @@
+//! Prometheus metrics, all prefixed `runwarden_`.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels naming a kind.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    /// e.g. `CloudRunService`.
+    pub kind: String,
+}
+
+/// Labels of a failed reconcile.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabels {
+    /// e.g. `CloudRunService`.
+    pub kind: String,
+    /// The error's short label, e.g. `PermissionDenied`.
+    pub reason: String,
+}
+
+/// Labels of a Google API request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GcpLabels {
+    /// e.g. `run`.
+    pub api: String,
+    /// e.g. `services.patch`.
+    pub method: String,
+    /// gRPC status name, `OK` on success.
+    pub code: String,
+}
+
+/// Labels of a Google API latency.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GcpMethodLabels {
+    /// e.g. `run`.
+    pub api: String,
+    /// e.g. `services.patch`.
+    pub method: String,
+}
+
+/// Labels of the managed objects gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReadyLabels {
+    /// e.g. `CloudRunService`.
+    pub kind: String,
+    /// `true`, `false` or `unknown`.
+    pub ready: String,
+}
+
+#[derive(Clone)]
+struct Buckets(fn() -> Histogram);
+
+impl MetricConstructor<Histogram> for Buckets {
+    fn new_metric(&self) -> Histogram {
+        (self.0)()
+    }
+}
+
+fn reconcile_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 14))
+}
+
+fn request_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.002, 2.0, 14))
+}
+
+/// Every metric runwarden exports.
+pub struct Metrics {
+    registry: Registry,
+    reconciles: Family<KindLabels, Counter>,
+    failures: Family<FailureLabels, Counter>,
+    reconcile_duration: Family<KindLabels, Histogram, Buckets>,
+    gcp_requests: Family<GcpLabels, Counter>,
+    gcp_duration: Family<GcpMethodLabels, Histogram, Buckets>,
+    managed: Family<ReadyLabels, Gauge>,
+    leader: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("runwarden");
+        let reconciles = Family::<KindLabels, Counter>::default();
+        let failures = Family::<FailureLabels, Counter>::default();
+        let reconcile_duration = Family::new_with_constructor(Buckets(reconcile_buckets));
+        let gcp_requests = Family::<GcpLabels, Counter>::default();
+        let gcp_duration = Family::new_with_constructor(Buckets(request_buckets));
+        let managed = Family::<ReadyLabels, Gauge>::default();
+        let leader = Gauge::default();
+        registry.register("reconciles", "Reconciles started, by kind", reconciles.clone());
+        registry.register(
+            "reconcile_failures",
+            "Reconciles that ended in an error, by kind and reason",
+            failures.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Duration of reconciles, by kind",
+            reconcile_duration.clone(),
+        );
+        registry.register(
+            "gcp_requests",
+            "Google API requests, by api, method and status code",
+            gcp_requests.clone(),
+        );
+        registry.register(
+            "gcp_request_duration_seconds",
+            "Latency of Google API requests, by api and method",
+            gcp_duration.clone(),
+        );
+        registry.register(
+            "managed_objects",
+            "Custom resources managed, by kind and Ready status",
+            managed.clone(),
+        );
+        registry.register("leader", "1 when this replica holds the leader lease", leader.clone());
+        Self { registry, reconciles, failures, reconcile_duration, gcp_requests, gcp_duration, managed, leader }
+    }
+}
+
+impl Metrics {
+    /// Counts a reconcile of `kind` that took `elapsed`.
+    pub fn reconciled(&self, kind: &str, elapsed: Duration) {
+        let labels = KindLabels { kind: kind.to_owned() };
+        self.reconciles.get_or_create(&labels).inc();
+        self.reconcile_duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a failed reconcile.
+    pub fn failed(&self, kind: &str, reason: &str) {
+        self.failures
+            .get_or_create(&FailureLabels { kind: kind.to_owned(), reason: reason.to_owned() })
+            .inc();
+    }
+
+    /// Records one Google API request.
+    pub fn gcp_request(&self, api: &str, method: &str, code: &str, elapsed: Duration) {
+        self.gcp_requests
+            .get_or_create(&GcpLabels { api: api.to_owned(), method: method.to_owned(), code: code.to_owned() })
+            .inc();
+        self.gcp_duration
+            .get_or_create(&GcpMethodLabels { api: api.to_owned(), method: method.to_owned() })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Sets the number of managed objects of `kind` by Ready status (`true`, `false`, `unknown`).
+    pub fn set_managed(&self, kind: &str, counts: [(&str, i64); 3]) {
+        for (ready, n) in counts {
+            self.managed.get_or_create(&ReadyLabels { kind: kind.to_owned(), ready: ready.to_owned() }).set(n);
+        }
+    }
+
+    /// Marks whether this replica leads.
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
+    }
+
+    /// The value of a Google request counter (for tests and benchmarks).
+    pub fn gcp_request_count(&self, api: &str, method: &str, code: &str) -> u64 {
+        self.gcp_requests
+            .get(&GcpLabels { api: api.to_owned(), method: method.to_owned(), code: code.to_owned() })
+            .map(|c| c.get())
+            .unwrap_or(0)
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
