@@ -6,3 +6,8 @@ pub mod api;
 pub mod crd;
 pub mod gcp;
 pub mod metrics;
+pub mod controller;
+pub mod error;
+
+pub use error::{Error, Result};
+pub mod http;

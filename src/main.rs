@@ -1,3 +1,261 @@
-fn main() {
-    print!("{}", runwarden::crd::to_yaml().unwrap());
+//! `runwarden`: the controller daemon, the CRD printer and the local Google Cloud emulator.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use runwarden::controller::{self, Health, Parts};
+use runwarden::{gcp, http, metrics::Metrics};
+use tracing::{error, info};
+
+#[derive(Parser)]
+#[command(name = "runwarden", version, about = "Secure Google Cloud Run services from Kubernetes")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the reconciling controller.
+    Controller(ControllerArgs),
+    /// Print every CustomResourceDefinition as one multi-document YAML.
+    Crd,
+    /// Serve the local Google Cloud emulator until SIGTERM.
+    Emulator(EmulatorArgs),
+}
+
+#[derive(clap::Args)]
+struct ControllerArgs {
+    /// Base URL every Google API client talks to, with anonymous credentials; `embedded` starts
+    /// the emulator in-process. Unset: Google's APIs with Application Default Credentials.
+    #[arg(long, env = "RUNWARDEN_GCP_ENDPOINT")]
+    gcp_endpoint: Option<String>,
+    /// Project of objects that name none and whose namespace has no runwarden.dev/project-id.
+    #[arg(long, env = "RUNWARDEN_DEFAULT_PROJECT")]
+    default_project: Option<String>,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "RUNWARDEN_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Drift re-check period of healthy objects (jittered ±10%), e.g. 10m, 90s.
+    #[arg(long, env = "RUNWARDEN_RESYNC", default_value = "10m", value_parser = parse_duration)]
+    resync: Duration,
+    /// How often an in-flight Google operation is polled.
+    #[arg(long, env = "RUNWARDEN_OPERATION_POLL", default_value = "1s", value_parser = parse_duration)]
+    operation_poll: Duration,
+    /// Reconciles run at once per kind.
+    #[arg(long, env = "RUNWARDEN_CONCURRENCY", default_value_t = 16)]
+    concurrency: u16,
+    /// Take a coordination.k8s.io Lease before doing any work (required with replicas > 1).
+    #[arg(long, env = "RUNWARDEN_LEADER_ELECTION")]
+    leader_election: bool,
+    /// Name of the leader election Lease.
+    #[arg(long, env = "RUNWARDEN_LEASE_NAME", default_value = "runwarden-controller")]
+    lease_name: String,
+    /// Namespace of the leader election Lease (default: $POD_NAMESPACE).
+    #[arg(long, env = "RUNWARDEN_LEASE_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// Only watch this namespace (default: all).
+    #[arg(long, env = "RUNWARDEN_WATCH_NAMESPACE")]
+    watch_namespace: Option<String>,
+    /// Log line format.
+    #[arg(long, env = "RUNWARDEN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `runwarden=debug,info`.
+    #[arg(long, env = "RUNWARDEN_LOG_LEVEL", default_value = "info")]
+    log_level: String,
+    /// With `--gcp-endpoint embedded`: how long the emulator's operations take.
+    #[arg(long, env = "RUNWARDEN_EMULATOR_OPERATION_DELAY", default_value = "2s", value_parser = parse_duration)]
+    emulator_operation_delay: Duration,
+}
+
+#[derive(clap::Args)]
+struct EmulatorArgs {
+    /// Address to listen on.
+    #[arg(long, env = "RUNWARDEN_EMULATOR_LISTEN", default_value = "127.0.0.1:8085")]
+    listen: String,
+    /// How long long-running operations take.
+    #[arg(long, env = "RUNWARDEN_EMULATOR_OPERATION_DELAY", default_value = "2s", value_parser = parse_duration)]
+    operation_delay: Duration,
+    /// Log line format.
+    #[arg(long, env = "RUNWARDEN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("runwarden: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Crd => runwarden::crd::to_yaml().map(|yaml| print!("{yaml}")).map_err(|e| e.to_string()),
+            Command::Emulator(args) => emulator(args).await,
+            Command::Controller(args) => run_controller(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            error!("{message}");
+            eprintln!("runwarden: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
+    }
+}
+
+async fn emulator(args: EmulatorArgs) -> Result<(), String> {
+    init_logging(args.log_format, "info");
+    let listener = tokio::net::TcpListener::bind(&args.listen).await.map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    info!(%addr, "runwarden emulator serving Cloud Run v2, VPC Access v1, KMS v1 and Resource Manager v3");
+    let config = runwarden_emulator::Config { operation_delay: args.operation_delay };
+    runwarden_emulator::serve(listener, config, shutdown_signal()).await.map_err(|e| e.to_string())
+}
+
+async fn run_controller(args: ControllerArgs) -> Result<(), String> {
+    // kube's rustls and the Google clients both enable a crypto provider: pick one.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    init_logging(args.log_format, &args.log_level);
+
+    let (endpoint, credentials, _embedded) = match args.gcp_endpoint.as_deref() {
+        Some("embedded") => {
+            let config = runwarden_emulator::Config { operation_delay: args.emulator_operation_delay };
+            let emu = runwarden_emulator::Emulator::start("127.0.0.1:0", config)
+                .await
+                .map_err(|e| format!("cannot start the embedded emulator: {e}"))?;
+            info!(endpoint = %emu.endpoint(), "embedded Google Cloud emulator started");
+            (Some(emu.endpoint()), anonymous(), Some(emu))
+        }
+        Some(url) => (Some(url.trim_end_matches('/').to_owned()), anonymous(), None),
+        None => (None, google_credentials().await?, None),
+    };
+
+    let client = kube::Client::try_default().await.map_err(|e| format!("cannot reach Kubernetes: {e}"))?;
+    let metrics = Arc::new(Metrics::default());
+    let gcp = gcp::google::connect(endpoint.as_deref(), credentials, metrics.clone()).await.map_err(|e| e.to_string())?;
+    let health = Health::default();
+
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.metrics_addr))?;
+    let router = http::router(metrics.clone(), health.clone());
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            error!(error = %e, "metrics server stopped");
+        }
+    });
+
+    let identity = std::env::var("POD_NAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_owned()))
+        .unwrap_or_else(|| "runwarden".to_owned());
+    let recorder = kube::runtime::events::Recorder::new(
+        client.clone(),
+        kube::runtime::events::Reporter { controller: "runwarden".into(), instance: Some(identity.clone()) },
+    );
+    let config = controller::Config {
+        default_project: args.default_project,
+        resync: args.resync,
+        operation_poll: args.operation_poll,
+        concurrency: args.concurrency,
+        watch_namespace: args.watch_namespace,
+        ..controller::Config::default()
+    };
+    let parts = Parts { client: client.clone(), gcp, config, recorder, metrics: metrics.clone() };
+    if args.leader_election {
+        let namespace = args
+            .lease_namespace
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .ok_or("--leader-election needs --lease-namespace or $POD_NAMESPACE")?;
+        let lease = controller::lease::Lease::new(client, &namespace, &args.lease_name, &identity, metrics);
+        lease.run_while_leading(parts, health, shutdown_signal()).await.map_err(|e| e.to_string())?;
+    } else {
+        metrics.set_leader(true);
+        controller::run(parts, health, shutdown_signal()).await;
+    }
+    info!("stopped");
+    Ok(())
+}
+
+fn anonymous() -> google_cloud_auth::credentials::Credentials {
+    google_cloud_auth::credentials::anonymous::Builder::new().build()
+}
+
+/// Application Default Credentials, checked now so that a machine without any fails at start.
+async fn google_credentials() -> Result<google_cloud_auth::credentials::Credentials, String> {
+    let hint = "no Google credentials: run on GKE with Workload Identity, set GOOGLE_APPLICATION_CREDENTIALS, or start with --gcp-endpoint embedded (the built-in emulator) or --gcp-endpoint URL";
+    let credentials = google_cloud_auth::credentials::Builder::default().build().map_err(|e| format!("{hint} ({e})"))?;
+    match tokio::time::timeout(Duration::from_secs(10), credentials.headers(Default::default())).await {
+        Ok(Ok(_)) => Ok(credentials),
+        Ok(Err(e)) => Err(format!("{hint} ({e})")),
+        Err(_) => Err(format!("{hint} (timed out fetching a token)")),
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => info!("interrupt: shutting down"),
+    }
+}
+
+/// `500ms`, `30s`, `10m`, `1h` (a bare number is seconds).
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (number, unit) = s.find(|c: char| !c.is_ascii_digit() && c != '.').map_or((s, "s"), |i| s.split_at(i));
+    let n: f64 = number.parse().map_err(|_| format!("{s:?} is not a duration like 30s, 10m or 1h"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_like_kubernetes_flags() {
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("10x").is_err());
+        assert!(parse_duration("m").is_err());
+    }
 }

@@ -169,11 +169,49 @@ impl Metrics {
             .unwrap_or(0)
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// The Prometheus (OpenMetrics) text exposition of every metric, with `process_*` metrics.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        let process = process_metrics();
+        match out.rfind("# EOF") {
+            Some(eof) => out.insert_str(eof, &process),
+            None => out.push_str(&process),
+        }
         out
     }
+}
+
+/// `process_*` metrics of this process from /proc (empty elsewhere). Assumes the usual Linux
+/// clock tick of 100 Hz and 4 KiB pages.
+fn process_metrics() -> String {
+    const TICKS: f64 = 100.0;
+    const PAGE: u64 = 4096;
+    let mut out = String::new();
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+        // Fields after the command name, which is in parentheses and may contain spaces.
+        let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+        let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+        let cpu = (field(14) + field(15)) as f64 / TICKS;
+        out.push_str(&format!("# TYPE process_cpu_seconds counter\n# HELP process_cpu_seconds Total user and system CPU time spent in seconds.\nprocess_cpu_seconds_total {cpu}\n"));
+        let btime = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("btime ").and_then(|b| b.trim().parse::<u64>().ok())))
+            .unwrap_or(0);
+        let start = btime as f64 + field(22) as f64 / TICKS;
+        out.push_str(&format!("# TYPE process_start_time_seconds gauge\n# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.\nprocess_start_time_seconds {start}\n"));
+    }
+    if let Some(rss) = std::fs::read_to_string("/proc/self/statm").ok().and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok()) {
+        out.push_str(&format!("# TYPE process_resident_memory_bytes gauge\n# HELP process_resident_memory_bytes Resident memory size in bytes.\nprocess_resident_memory_bytes {}\n", rss * PAGE));
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        out.push_str(&format!("# TYPE process_open_fds gauge\n# HELP process_open_fds Number of open file descriptors.\nprocess_open_fds {}\n", fds.count()));
+    }
+    out
+}
+
+/// The resident memory of this process in bytes, from /proc (for benchmarks).
+pub fn resident_memory_bytes() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/statm").ok()?.split_whitespace().nth(1)?.parse::<u64>().ok().map(|p| p * 4096)
 }

@@ -21,7 +21,7 @@ use google_cloud_run_v2::model::Service;
 use google_cloud_vpcaccess_v1::client::VpcAccessService;
 use google_cloud_vpcaccess_v1::model::Connector;
 
-use super::{CloudRunApi, Code, Gcp, GcpError, GcpResult, KmsApi, ProjectsApi, VpcAccessApi};
+use super::{CloudRunApi, Code, Gcp, GcpError, GcpResult, IamPolicyApi, KmsApi, ProjectsApi, VpcAccessApi};
 use crate::metrics::Metrics;
 
 /// IAM policy version requested on reads: 3, so that conditional bindings are returned whole.
@@ -126,6 +126,20 @@ struct RunClient {
 }
 
 #[async_trait]
+impl IamPolicyApi for RunClient {
+    async fn get_iam_policy(&self, resource: &str) -> GcpResult<Policy> {
+        let options = GetPolicyOptions::new().set_requested_policy_version(POLICY_VERSION);
+        let call = self.client.get_iam_policy().set_resource(resource).set_options(options).send();
+        self.meter.call("run", "services.getIamPolicy", call).await
+    }
+
+    async fn set_iam_policy(&self, resource: &str, policy: Policy) -> GcpResult<Policy> {
+        let call = self.client.set_iam_policy().set_resource(resource).set_policy(policy).send();
+        self.meter.call("run", "services.setIamPolicy", call).await
+    }
+}
+
+#[async_trait]
 impl CloudRunApi for RunClient {
     async fn get_service(&self, name: &str) -> GcpResult<Option<Service>> {
         found(self.meter.call("run", "services.get", self.client.get_service().set_name(name).send()).await)
@@ -147,17 +161,6 @@ impl CloudRunApi for RunClient {
     async fn get_operation(&self, name: &str) -> GcpResult<Operation> {
         self.meter.call("run", "operations.get", self.client.get_operation().set_name(name).send()).await
     }
-
-    async fn get_iam_policy(&self, resource: &str) -> GcpResult<Policy> {
-        let options = GetPolicyOptions::new().set_requested_policy_version(POLICY_VERSION);
-        let call = self.client.get_iam_policy().set_resource(resource).set_options(options).send();
-        self.meter.call("run", "services.getIamPolicy", call).await
-    }
-
-    async fn set_iam_policy(&self, resource: &str, policy: Policy) -> GcpResult<Policy> {
-        let call = self.client.set_iam_policy().set_resource(resource).set_policy(policy).send();
-        self.meter.call("run", "services.setIamPolicy", call).await
-    }
 }
 
 struct KmsClient {
@@ -166,11 +169,7 @@ struct KmsClient {
 }
 
 #[async_trait]
-impl KmsApi for KmsClient {
-    async fn get_crypto_key(&self, name: &str) -> GcpResult<Option<CryptoKey>> {
-        found(self.meter.call("kms", "cryptoKeys.get", self.client.get_crypto_key().set_name(name).send()).await)
-    }
-
+impl IamPolicyApi for KmsClient {
     async fn get_iam_policy(&self, resource: &str) -> GcpResult<Policy> {
         let options = GetPolicyOptions::new().set_requested_policy_version(POLICY_VERSION);
         let call = self.client.get_iam_policy().set_resource(resource).set_options(options).send();
@@ -180,6 +179,13 @@ impl KmsApi for KmsClient {
     async fn set_iam_policy(&self, resource: &str, policy: Policy) -> GcpResult<Policy> {
         let call = self.client.set_iam_policy().set_resource(resource).set_policy(policy).send();
         self.meter.call("kms", "cryptoKeys.setIamPolicy", call).await
+    }
+}
+
+#[async_trait]
+impl KmsApi for KmsClient {
+    async fn get_crypto_key(&self, name: &str) -> GcpResult<Option<CryptoKey>> {
+        found(self.meter.call("kms", "cryptoKeys.get", self.client.get_crypto_key().set_name(name).send()).await)
     }
 }
 

@@ -48,9 +48,18 @@ impl GcpError {
 /// Result of a Google call.
 pub type GcpResult<T> = std::result::Result<T, GcpError>;
 
+/// A resource with an IAM policy.
+#[async_trait]
+pub trait IamPolicyApi: Send + Sync {
+    /// The IAM policy of `resource` (policy version 3).
+    async fn get_iam_policy(&self, resource: &str) -> GcpResult<Policy>;
+    /// Replaces the IAM policy of `resource` (fails with `ABORTED` when the etag is stale).
+    async fn set_iam_policy(&self, resource: &str, policy: Policy) -> GcpResult<Policy>;
+}
+
 /// Cloud Run Admin API v2: services, their IAM policy and operations.
 #[async_trait]
-pub trait CloudRunApi: Send + Sync {
+pub trait CloudRunApi: IamPolicyApi {
     /// The service, or `None` when it does not exist.
     async fn get_service(&self, name: &str) -> GcpResult<Option<Service>>;
     /// Starts creating `service` as `parent/services/{service_id}`.
@@ -61,21 +70,13 @@ pub trait CloudRunApi: Send + Sync {
     async fn delete_service(&self, name: &str) -> GcpResult<Option<Operation>>;
     /// A long-running operation of Cloud Run.
     async fn get_operation(&self, name: &str) -> GcpResult<Operation>;
-    /// The IAM policy of a service.
-    async fn get_iam_policy(&self, resource: &str) -> GcpResult<Policy>;
-    /// Replaces the IAM policy of a service (fails with `ABORTED` when the etag is stale).
-    async fn set_iam_policy(&self, resource: &str, policy: Policy) -> GcpResult<Policy>;
 }
 
 /// Cloud KMS v1: keys and their IAM policy.
 #[async_trait]
-pub trait KmsApi: Send + Sync {
+pub trait KmsApi: IamPolicyApi {
     /// The key with its primary version, or `None` when it does not exist.
     async fn get_crypto_key(&self, name: &str) -> GcpResult<Option<CryptoKey>>;
-    /// The IAM policy of a key (policy version 3).
-    async fn get_iam_policy(&self, resource: &str) -> GcpResult<Policy>;
-    /// Replaces the IAM policy of a key (fails with `ABORTED` when the etag is stale).
-    async fn set_iam_policy(&self, resource: &str, policy: Policy) -> GcpResult<Policy>;
 }
 
 /// Serverless VPC Access v1 connectors.

@@ -1,0 +1,109 @@
+//! Status conditions: building them, and merging them into the previous ones so that
+//! `lastTransitionTime` only moves when a status really changes.
+
+use crate::api::v1alpha1::{Condition, status};
+
+/// A condition as a reconcile computes it, before timestamps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cond {
+    /// Condition type.
+    pub type_: &'static str,
+    /// `True`, `False` or `Unknown`.
+    pub status: &'static str,
+    /// CamelCase reason.
+    pub reason: String,
+    /// Human-readable message.
+    pub message: String,
+}
+
+impl Cond {
+    /// A condition that holds.
+    pub fn ok(type_: &'static str, reason: &str, message: impl Into<String>) -> Self {
+        Self { type_, status: status::TRUE, reason: reason.to_owned(), message: message.into() }
+    }
+
+    /// A condition that does not hold.
+    pub fn fail(type_: &'static str, reason: &str, message: impl Into<String>) -> Self {
+        Self { type_, status: status::FALSE, reason: reason.to_owned(), message: message.into() }
+    }
+
+    /// A condition whose outcome is not known yet.
+    pub fn unknown(type_: &'static str, reason: &str, message: impl Into<String>) -> Self {
+        Self { type_, status: status::UNKNOWN, reason: reason.to_owned(), message: message.into() }
+    }
+
+    /// Whether the condition holds.
+    pub fn is_true(&self) -> bool {
+        self.status == status::TRUE
+    }
+}
+
+/// The `Ready` condition over sub-conditions given in causal order: True when all are, else the
+/// first one that is not, with its reason and message.
+pub fn ready(subs: &[Cond]) -> Cond {
+    match subs.iter().find(|c| !c.is_true()) {
+        None => Cond::ok("Ready", "Ready", "all conditions are satisfied"),
+        Some(first) => Cond {
+            type_: "Ready",
+            status: first.status,
+            reason: first.reason.clone(),
+            message: format!("{}: {}", first.type_, first.message),
+        },
+    }
+}
+
+/// The conditions to store: `new` in order, keeping the previous `lastTransitionTime` of a type
+/// whose status did not change, and `now` for the others.
+pub fn merge(old: &[Condition], new: &[Cond], generation: Option<i64>, now: &str) -> Vec<Condition> {
+    new.iter()
+        .map(|c| {
+            let previous = old.iter().find(|o| o.type_ == c.type_);
+            let last_transition_time = match previous {
+                Some(p) if p.status == c.status => p.last_transition_time.clone(),
+                _ => now.to_owned(),
+            };
+            Condition {
+                type_: c.type_.to_owned(),
+                status: c.status.to_owned(),
+                reason: c.reason.clone(),
+                message: c.message.clone(),
+                last_transition_time,
+                observed_generation: generation,
+            }
+        })
+        .collect()
+}
+
+/// The status of condition `type_`, if present.
+pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_takes_the_first_failing_reason() {
+        let subs = [
+            Cond::ok("PolicyCompliant", "NoPolicy", ""),
+            Cond::fail("NetworkReady", "ConnectorNotReady", "connector c is Creating"),
+            Cond::fail("ServiceReady", "DeployFailed", "boom"),
+        ];
+        let r = ready(&subs);
+        assert_eq!((r.status, r.reason.as_str()), (status::FALSE, "ConnectorNotReady"));
+        assert_eq!(r.message, "NetworkReady: connector c is Creating");
+        assert!(ready(&subs[..1]).is_true());
+    }
+
+    #[test]
+    fn transition_time_moves_only_when_the_status_changes() {
+        let first = merge(&[], &[Cond::unknown("Ready", "Reconciling", "")], Some(1), "t1");
+        let same = merge(&first, &[Cond::unknown("Ready", "Waiting", "x")], Some(2), "t2");
+        assert_eq!(same[0].last_transition_time, "t1");
+        assert_eq!(same[0].reason, "Waiting");
+        assert_eq!(same[0].observed_generation, Some(2));
+        let flipped = merge(&same, &[Cond::ok("Ready", "Ready", "")], Some(2), "t3");
+        assert_eq!(flipped[0].last_transition_time, "t3");
+    }
+}

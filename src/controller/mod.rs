@@ -1,0 +1,288 @@
+//! The controllers, their shared context and the machinery around them: retries with backoff,
+//! status writes, events.
+
+pub mod cloudrunservice;
+pub mod conditions;
+pub mod iam;
+pub mod lease;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Patch, PatchParams};
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::warn;
+
+use crate::api::{FIELD_MANAGER, PROJECT_ANNOTATION};
+use crate::error::{Error, Result};
+use crate::gcp::Gcp;
+use crate::metrics::Metrics;
+
+/// Settings of the controllers (from the command line).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Project used when neither the object nor its namespace names one.
+    pub default_project: Option<String>,
+    /// Period of the drift check of a healthy object (jittered ±10%).
+    pub resync: Duration,
+    /// How often an in-flight Google operation is polled.
+    pub operation_poll: Duration,
+    /// First retry delay after a transient failure; doubles up to `max_backoff`.
+    pub min_backoff: Duration,
+    /// Cap of the retry delay.
+    pub max_backoff: Duration,
+    /// Reconciles run at once per kind.
+    pub concurrency: u16,
+    /// Only watch this namespace (all when `None`).
+    pub watch_namespace: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            default_project: None,
+            resync: Duration::from_secs(600),
+            operation_poll: Duration::from_secs(1),
+            min_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+            concurrency: 16,
+            watch_namespace: None,
+        }
+    }
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// Google API clients.
+    pub gcp: Gcp,
+    /// Settings.
+    pub config: Config,
+    /// The one event recorder.
+    pub recorder: Recorder,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Namespaces' metadata (for the project annotation).
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    /// Consecutive failures per object, for exponential backoff.
+    failures: Mutex<HashMap<(&'static str, String, String), u32>>,
+}
+
+impl Context {
+    /// A context over these clients and stores.
+    pub fn new(
+        client: Client,
+        gcp: Gcp,
+        config: Config,
+        recorder: Recorder,
+        metrics: Arc<Metrics>,
+        namespaces: Store<PartialObjectMeta<Namespace>>,
+    ) -> Self {
+        Self { client, gcp, config, recorder, metrics, namespaces, failures: Mutex::default() }
+    }
+
+    /// The project of an object: its own `projectId`, else its namespace's annotation, else the
+    /// controller's default.
+    pub fn project_for(&self, spec_project: Option<&str>, namespace: &str) -> Option<String> {
+        spec_project
+            .map(str::to_owned)
+            .or_else(|| {
+                self.namespaces
+                    .get(&ObjectRef::new(namespace))
+                    .and_then(|ns| ns.annotations().get(PROJECT_ANNOTATION).cloned())
+                    .filter(|p| !p.is_empty())
+            })
+            .or_else(|| self.config.default_project.clone())
+    }
+
+    /// The next delay after one more transient failure of an object.
+    fn backoff(&self, key: (&'static str, String, String)) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let n = failures.entry(key).or_default();
+        *n = n.saturating_add(1);
+        let exp = self.config.min_backoff.saturating_mul(2u32.saturating_pow(n.saturating_sub(1).min(20)));
+        iam::jittered(exp.min(self.config.max_backoff)).min(self.config.max_backoff)
+    }
+
+    /// Forgets the failures of an object after it reconciled cleanly.
+    fn succeeded(&self, key: &(&'static str, String, String)) {
+        self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
+
+    /// Publishes an event; a failure to publish is logged, never fatal.
+    pub async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: impl Into<String>,
+    ) {
+        let ev = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(truncate(note.into(), 1024)),
+            action: action.to_owned(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+            warn!(error = %e, reason, "cannot publish event");
+        }
+    }
+
+    /// The delay before the next drift check of a healthy object.
+    pub fn resync(&self) -> Duration {
+        self.config.resync.mul_f64(0.9 + 0.2 * fastrand::f64())
+    }
+}
+
+/// What to do after a failed reconcile: wait for a spec change when retrying cannot help, else
+/// retry with capped, jittered exponential backoff.
+pub fn error_policy_for(kind: &'static str, namespace: String, name: String, err: &Error, ctx: &Context) -> Action {
+    if let Error::Waiting { after, .. } = err.inner() {
+        return Action::requeue(*after);
+    }
+    ctx.metrics.failed(kind, err.metric_label());
+    warn!(kind, namespace, name, error = %err, "reconcile failed");
+    if err.is_transient() { Action::requeue(ctx.backoff((kind, namespace, name))) } else { Action::await_change() }
+}
+
+/// Writes `status` with server-side apply, only when it differs from `current`.
+pub async fn write_status<K, S>(client: &Client, obj: &K, current: Option<&S>, status: &S) -> Result<bool>
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope> + DeserializeOwned + Clone + std::fmt::Debug,
+    S: Serialize + PartialEq,
+{
+    if current == Some(status) {
+        return Ok(false);
+    }
+    let api: Api<K> = Api::namespaced(client.clone(), &obj.namespace().unwrap_or_default());
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(&obj.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
+    Ok(true)
+}
+
+/// RFC 3339 timestamp of now, for conditions.
+pub fn now() -> String {
+    jiff::Timestamp::now().round(jiff::Unit::Second).unwrap_or_else(|_| jiff::Timestamp::now()).to_string()
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
+/// Handles the daemon shares with its HTTP endpoints.
+#[derive(Clone, Default)]
+pub struct Health {
+    ready: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Health {
+    /// Whether every watch has synced.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn set_ready(&self) {
+        self.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// What the controllers are built from.
+pub struct Parts {
+    /// Kubernetes client.
+    pub client: Client,
+    /// Google API clients.
+    pub gcp: Gcp,
+    /// Settings.
+    pub config: Config,
+    /// The one event recorder.
+    pub recorder: Recorder,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// Runs the controllers until `shutdown` resolves, then lets in-flight reconciles finish.
+pub async fn run(parts: Parts, health: Health, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
+    use futures::StreamExt;
+    use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
+
+    use crate::api::v1alpha1::CloudRunService;
+    use kube::core::DeserializeGuard;
+
+    let client = parts.client.clone();
+    let (ns_writer, namespaces) = {
+        let (store, writer) = reflector::store();
+        (writer, store)
+    };
+    let ns_events = reflector(ns_writer, watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), watcher::Config::default()))
+        .default_backoff()
+        .for_each(|_| std::future::ready(()));
+    let ns_task = tokio::spawn(ns_events);
+
+    let ctx = Arc::new(Context::new(parts.client, parts.gcp, parts.config, parts.recorder, parts.metrics, namespaces.clone()));
+    let services: Api<DeserializeGuard<CloudRunService>> = match &ctx.config.watch_namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let controller = Controller::new(services, watcher::Config::default().any_semantic())
+        .with_config(kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency))
+        .graceful_shutdown_on(shutdown);
+    let store = controller.store();
+
+    let ready_task = {
+        let (store, namespaces, health) = (store.clone(), namespaces.clone(), health.clone());
+        tokio::spawn(async move {
+            if store.wait_until_ready().await.is_ok() && namespaces.wait_until_ready().await.is_ok() {
+                health.set_ready();
+                tracing::info!("watches synced; ready");
+            }
+        })
+    };
+    let gauge_task = {
+        let (store, metrics) = (store.clone(), ctx.metrics.clone());
+        tokio::spawn(async move {
+            loop {
+                let mut counts = [("true", 0), ("false", 0), ("unknown", 0)];
+                for guard in store.state() {
+                    let i = match guard.0.as_ref().ok().and_then(cloudrunservice::is_ready) {
+                        Some(true) => 0,
+                        Some(false) => 1,
+                        None => 2,
+                    };
+                    counts[i].1 += 1;
+                }
+                metrics.set_managed(cloudrunservice::KIND, counts);
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        })
+    };
+
+    controller
+        .run(cloudrunservice::reconcile, cloudrunservice::error_policy, ctx)
+        .for_each(|_| std::future::ready(()))
+        .await;
+    for task in [ns_task, ready_task, gauge_task] {
+        task.abort();
+    }
+}

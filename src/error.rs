@@ -1,0 +1,133 @@
+//! The crate's error type: each error knows whether a retry can heal it.
+
+use std::time::Duration;
+
+use crate::gcp::{Code, GcpError};
+
+/// Everything a reconcile can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Kubernetes API call failed.
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+
+    /// A Google API call failed.
+    #[error("{0}")]
+    Gcp(#[from] GcpError),
+
+    /// The spec cannot work as written; nothing is retried until it changes.
+    #[error("{reason}: {message}")]
+    Spec {
+        /// Condition reason, e.g. `InvalidSpec`, `AlreadyExists`, `LocationMismatch`.
+        reason: &'static str,
+        /// What the user has to change.
+        message: String,
+    },
+
+    /// Something runwarden waits for (an operation, a dependency); not a failure.
+    #[error("waiting: {what}")]
+    Waiting {
+        /// What is awaited, for logs.
+        what: String,
+        /// When to look again.
+        after: Duration,
+    },
+
+    /// The object could not be read as its kind (a malformed object).
+    #[error("invalid object: {0}")]
+    InvalidObject(String),
+
+    /// The finalizer helper failed around our apply or cleanup.
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+
+    /// Serializing a patch failed.
+    #[error("serialization: {0}")]
+    Serialization(#[from] serde_json::Error),
+}
+
+/// Result with the crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Unwraps finalizer errors to the reconcile error inside, if any.
+    pub fn inner(&self) -> &Error {
+        use kube::runtime::finalizer::Error as F;
+        match self {
+            Error::Finalizer(boxed) => match boxed.as_ref() {
+                F::ApplyFailed(e) | F::CleanupFailed(e) => e.inner(),
+                _ => self,
+            },
+            _ => self,
+        }
+    }
+
+    /// Whether a retry with backoff can succeed; `false` means wait for a spec change.
+    pub fn is_transient(&self) -> bool {
+        match self.inner() {
+            Error::Spec { .. } | Error::InvalidObject(_) | Error::Serialization(_) => false,
+            Error::Gcp(e) => e.is_transient() || !matches!(e.code, Code::InvalidArgument | Code::AlreadyExists),
+            _ => true,
+        }
+    }
+
+    /// A short label for metrics and condition reasons.
+    pub fn metric_label(&self) -> &'static str {
+        match self.inner() {
+            Error::Kube(_) => "KubeError",
+            Error::Gcp(e) => reason_of(e.code),
+            Error::Spec { reason, .. } => reason,
+            Error::Waiting { .. } => "Waiting",
+            Error::InvalidObject(_) => "InvalidObject",
+            Error::Finalizer(_) => "FinalizerError",
+            Error::Serialization(_) => "SerializationError",
+        }
+    }
+}
+
+/// The condition reason for a Google status code.
+pub fn reason_of(code: Code) -> &'static str {
+    match code {
+        Code::PermissionDenied | Code::Unauthenticated => "PermissionDenied",
+        Code::ResourceExhausted => "QuotaExceeded",
+        Code::Unavailable | Code::DeadlineExceeded | Code::Internal | Code::Unknown | Code::Cancelled => "Unavailable",
+        Code::Aborted => "Conflict",
+        Code::NotFound => "NotFound",
+        Code::AlreadyExists => "AlreadyExists",
+        Code::InvalidArgument | Code::OutOfRange => "InvalidSpec",
+        Code::FailedPrecondition => "FailedPrecondition",
+        _ => "GoogleError",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gcp(code: Code) -> Error {
+        Error::Gcp(GcpError { api: "run", method: "services.patch", code, message: "m".into() })
+    }
+
+    #[test]
+    fn google_codes_map_to_the_reasons_users_see() {
+        assert_eq!(gcp(Code::PermissionDenied).metric_label(), "PermissionDenied");
+        assert_eq!(gcp(Code::ResourceExhausted).metric_label(), "QuotaExceeded");
+        assert_eq!(gcp(Code::Unavailable).metric_label(), "Unavailable");
+    }
+
+    #[test]
+    fn spec_errors_wait_for_a_change_and_quota_errors_retry() {
+        assert!(!Error::Spec { reason: "InvalidSpec", message: String::new() }.is_transient());
+        assert!(!gcp(Code::InvalidArgument).is_transient());
+        assert!(gcp(Code::ResourceExhausted).is_transient());
+        assert!(gcp(Code::PermissionDenied).is_transient(), "a missing grant can be fixed outside the spec");
+    }
+
+    #[test]
+    fn finalizer_errors_are_judged_by_the_error_inside() {
+        let inner = Error::Spec { reason: "AlreadyExists", message: String::new() };
+        let wrapped = Error::Finalizer(Box::new(kube::runtime::finalizer::Error::ApplyFailed(inner)));
+        assert_eq!(wrapped.metric_label(), "AlreadyExists");
+        assert!(!wrapped.is_transient());
+    }
+}
