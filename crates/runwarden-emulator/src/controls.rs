@@ -1,0 +1,110 @@
+//! Emulator-only controls under `/emulator/v1/`: counters, operation delay, faults, reset, health.
+
+use std::sync::Arc;
+
+use axum::http::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::error::{Code, GError};
+use crate::{Fault, Shared, lock, util};
+
+fn err(e: GError) -> (StatusCode, Value) {
+    (e.code.http(), e.body())
+}
+
+pub(crate) fn handle(
+    shared: &Arc<Shared>,
+    method: &Method,
+    path: &str,
+    body: &[u8],
+) -> (StatusCode, Value) {
+    let ok = |v: Value| (StatusCode::OK, v);
+    match (method.as_str(), path.trim_end_matches('/')) {
+        ("GET", "healthz") => ok(json!({"status": "ok"})),
+        ("GET", "counters") => ok(json!({"counters": *lock(&shared.counters)})),
+        ("DELETE", "counters") => {
+            lock(&shared.counters).clear();
+            ok(json!({}))
+        }
+        ("GET", "config") => ok(config(shared)),
+        ("PUT", "config") | ("PATCH", "config") => {
+            let v: Value = match serde_json::from_slice(body) {
+                Ok(v) => v,
+                Err(e) => {
+                    return err(GError::invalid(format!(
+                        "Invalid JSON payload received. {e}"
+                    )));
+                }
+            };
+            if let Some(d) = v.get("operationDelay") {
+                let parsed = match d {
+                    Value::String(s) => util::parse_duration(s),
+                    Value::Number(n) => n
+                        .as_f64()
+                        .filter(|f| *f >= 0.0)
+                        .map(std::time::Duration::from_secs_f64),
+                    _ => None,
+                };
+                match parsed {
+                    Some(d) => *lock(&shared.delay) = d,
+                    None => {
+                        return err(GError::invalid_field(
+                            "operationDelay",
+                            format!("Invalid operationDelay {d}: use a duration such as \"2.5s\"."),
+                        ));
+                    }
+                }
+            }
+            ok(config(shared))
+        }
+        ("POST", "faults") => {
+            let fault: Fault = match serde_json::from_slice(body) {
+                Ok(f) => f,
+                Err(e) => return err(GError::invalid(format!("Invalid fault: {e}"))),
+            };
+            if !matches!(
+                fault.api.as_str(),
+                "run" | "vpcaccess" | "kms" | "resourcemanager"
+            ) {
+                return err(GError::invalid_field(
+                    "api",
+                    format!(
+                        "Unknown api '{}': use run, vpcaccess, kms or resourcemanager.",
+                        fault.api
+                    ),
+                ));
+            }
+            if Code::parse(&fault.code).is_none() {
+                return err(GError::invalid_field(
+                    "code",
+                    format!("Unknown status code '{}'.", fault.code),
+                ));
+            }
+            if fault.rate.is_some_and(|r| !(0.0..=1.0).contains(&r)) {
+                return err(GError::invalid_field(
+                    "rate",
+                    "rate must be between 0 and 1.",
+                ));
+            }
+            let echo = serde_json::to_value(&fault).unwrap_or(Value::Null);
+            lock(&shared.faults).push(fault);
+            ok(echo)
+        }
+        ("GET", "faults") => ok(json!({"faults": *lock(&shared.faults)})),
+        ("DELETE", "faults") => {
+            lock(&shared.faults).clear();
+            ok(json!({}))
+        }
+        ("POST", "reset") => {
+            shared.reset();
+            ok(json!({}))
+        }
+        _ => err(GError::not_found(format!(
+            "No emulator control {method} /emulator/v1/{path}."
+        ))),
+    }
+}
+
+fn config(shared: &Shared) -> Value {
+    json!({"operationDelay": util::format_duration(*lock(&shared.delay))})
+}

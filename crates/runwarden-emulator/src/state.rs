@@ -1,0 +1,333 @@
+//! In-memory state of every emulated API, and long-running operations that finish lazily once
+//! their delay has elapsed (evaluated on each request).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::enums;
+use crate::error::{GError, GResult};
+use crate::iam::Policy;
+use crate::util;
+
+/// A resolved project: the id and its stable number.
+#[derive(Clone, Debug)]
+pub struct Project {
+    /// The project id (or, for a number never seen as an id, the number itself).
+    pub id: String,
+    /// The 12-digit project number.
+    pub number: u64,
+}
+
+impl Project {
+    /// Whether calls in this project are refused with PERMISSION_DENIED (ids starting `denied-`).
+    pub fn denied(&self) -> bool {
+        self.id.starts_with("denied-")
+    }
+}
+
+/// The project number the emulator assigns to a project id: 12 digits, never starting with 0.
+pub fn project_number(id: &str) -> u64 {
+    100_000_000_000 + util::fnv1a(id) % 900_000_000_000
+}
+
+/// Whether `id` is a syntactically valid project id.
+pub fn valid_project_id(id: &str) -> bool {
+    let b = id.as_bytes();
+    (6..=30).contains(&b.len())
+        && b[0].is_ascii_lowercase()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[b.len() - 1] != b'-'
+}
+
+/// Which API an operation belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Api {
+    /// Cloud Run Admin v2.
+    Run,
+    /// Serverless VPC Access v1.
+    VpcAccess,
+}
+
+/// What happens when an operation completes.
+#[derive(Clone, Debug)]
+pub enum OpKind {
+    /// A service create or update: roll out `generation` (with a new revision, if any).
+    RunDeploy {
+        /// Service name.
+        service: String,
+        /// The generation this operation rolls out.
+        generation: i64,
+        /// The revision id created by this generation, if the template changed.
+        revision: Option<String>,
+    },
+    /// A service delete.
+    RunDelete {
+        /// Service name.
+        service: String,
+    },
+    /// A connector create.
+    ConnectorCreate {
+        /// Connector name.
+        connector: String,
+    },
+    /// A connector delete.
+    ConnectorDelete {
+        /// Connector name.
+        connector: String,
+    },
+    /// Result fixed at creation (validate-only requests).
+    Fixed,
+}
+
+/// A `google.longrunning.Operation`.
+#[derive(Clone, Debug)]
+pub struct Operation {
+    /// `projects/{p}/locations/{l}/operations/{uuid}`.
+    pub name: String,
+    /// Owning API.
+    pub api: Api,
+    /// Creation order.
+    pub seq: u64,
+    /// When it started.
+    pub started: Instant,
+    /// How long until it completes.
+    pub delay: Duration,
+    /// What completion does.
+    pub kind: OpKind,
+    /// The metadata (with `@type`).
+    pub metadata: Value,
+    /// Whether it is done.
+    pub done: bool,
+    /// `response` (with `@type`) or `error`.
+    pub result: Option<Result<Value, GError>>,
+}
+
+/// A Cloud Run service and what the emulator keeps next to it.
+#[derive(Clone, Debug)]
+pub struct ServiceRec {
+    /// The resource as returned (enum names, not numbers).
+    pub svc: Value,
+    /// How many revisions were created.
+    pub revisions: u32,
+    /// The service's IAM policy.
+    pub policy: Policy,
+    /// A delete is in progress.
+    pub deleting: bool,
+    /// The last rollout failed (a retry with an identical spec rolls out again).
+    pub last_failed: bool,
+}
+
+/// A KMS crypto key with its versions and IAM policy.
+#[derive(Clone, Debug)]
+pub struct KeyRec {
+    /// The key without `primary` (computed on read).
+    pub key: Value,
+    /// Versions by number.
+    pub versions: BTreeMap<u64, Value>,
+    /// Primary version number.
+    pub primary: Option<u64>,
+    /// The key's IAM policy.
+    pub policy: Policy,
+}
+
+/// Everything the emulator stores.
+#[derive(Debug, Default)]
+pub struct State {
+    /// Project numbers seen, to map them back to ids.
+    pub projects: BTreeMap<u64, String>,
+    /// Cloud Run services by name.
+    pub services: BTreeMap<String, ServiceRec>,
+    /// Operations by name.
+    pub operations: BTreeMap<String, Operation>,
+    /// VPC Access connectors by name.
+    pub connectors: BTreeMap<String, Value>,
+    /// KMS key rings by name.
+    pub key_rings: BTreeMap<String, Value>,
+    /// KMS crypto keys by name.
+    pub crypto_keys: BTreeMap<String, KeyRec>,
+    /// Sequence for etags.
+    pub etag_seq: u64,
+    /// Sequence for operations.
+    pub op_seq: u64,
+}
+
+impl State {
+    /// Resolves a project id or number. Any valid id exists.
+    pub fn project(&mut self, seg: &str) -> GResult<Project> {
+        if !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()) {
+            let number: u64 = seg.parse().map_err(|_| invalid_project(seg))?;
+            let id = self
+                .projects
+                .get(&number)
+                .cloned()
+                .unwrap_or_else(|| seg.to_string());
+            return Ok(Project { id, number });
+        }
+        if !valid_project_id(seg) {
+            return Err(invalid_project(seg));
+        }
+        let number = project_number(seg);
+        self.projects.insert(number, seg.to_string());
+        Ok(Project {
+            id: seg.to_string(),
+            number,
+        })
+    }
+
+    /// A new service/policy etag sequence value.
+    pub fn next_etag(&mut self) -> u64 {
+        self.etag_seq += 1;
+        self.etag_seq
+    }
+
+    /// Starts an operation.
+    pub fn start_op(
+        &mut self,
+        api: Api,
+        parent: &str,
+        delay: Duration,
+        kind: OpKind,
+        metadata: Value,
+    ) -> String {
+        self.op_seq += 1;
+        let name = format!("{parent}/operations/{}", util::uuid());
+        self.operations.insert(
+            name.clone(),
+            Operation {
+                name: name.clone(),
+                api,
+                seq: self.op_seq,
+                started: Instant::now(),
+                delay,
+                kind,
+                metadata,
+                done: false,
+                result: None,
+            },
+        );
+        name
+    }
+
+    /// Records an operation that is already done (validate-only).
+    pub fn finished_op(
+        &mut self,
+        api: Api,
+        parent: &str,
+        metadata: Value,
+        result: Result<Value, GError>,
+    ) -> String {
+        let name = self.start_op(api, parent, Duration::ZERO, OpKind::Fixed, metadata);
+        if let Some(op) = self.operations.get_mut(&name) {
+            op.done = true;
+            op.result = Some(result);
+        }
+        name
+    }
+
+    /// Completes every operation whose delay has elapsed, oldest first.
+    pub fn tick(&mut self) {
+        let now = Instant::now();
+        let mut due: Vec<(u64, String)> = self
+            .operations
+            .values()
+            .filter(|o| !o.done && now.duration_since(o.started) >= o.delay)
+            .map(|o| (o.seq, o.name.clone()))
+            .collect();
+        due.sort();
+        for (_, name) in due {
+            let Some(op) = self.operations.get(&name).cloned() else {
+                continue;
+            };
+            let (metadata, result) = match &op.kind {
+                OpKind::RunDeploy {
+                    service,
+                    generation,
+                    revision,
+                } => crate::run::complete_deploy(self, service, *generation, revision.as_deref()),
+                OpKind::RunDelete { service } => crate::run::complete_delete(self, service),
+                OpKind::ConnectorCreate { connector } => {
+                    crate::vpcaccess::complete_create(self, connector, &op.metadata)
+                }
+                OpKind::ConnectorDelete { connector } => {
+                    crate::vpcaccess::complete_delete(self, connector, &op.metadata)
+                }
+                OpKind::Fixed => (op.metadata.clone(), Ok(Value::Null)),
+            };
+            if let Some(o) = self.operations.get_mut(&name) {
+                o.done = true;
+                o.metadata = metadata;
+                o.result = Some(result);
+            }
+        }
+    }
+
+    /// The operation as JSON (enums as names). A Cloud Run operation still running shows the
+    /// service's current state as its metadata.
+    pub fn render_op(&self, op: &Operation) -> Value {
+        let mut metadata = op.metadata.clone();
+        if !op.done
+            && let OpKind::RunDeploy { service, .. } | OpKind::RunDelete { service } = &op.kind
+            && let Some(rec) = self.services.get(service)
+        {
+            metadata = crate::run::with_type(&rec.svc);
+        }
+        let mut out = json!({"name": op.name, "metadata": metadata});
+        if op.done {
+            out["done"] = json!(true);
+            match &op.result {
+                Some(Ok(r)) if !r.is_null() => out["response"] = r.clone(),
+                Some(Err(e)) => out["error"] = e.rpc_status(),
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+/// Encodes enums inside an operation's `metadata` and `response` by their `@type`.
+pub fn encode_op(op: &mut Value, int: bool) {
+    for key in ["metadata", "response"] {
+        if let Some(v) = op.get_mut(key) {
+            let schema = match util::str_of(v, "@type") {
+                "type.googleapis.com/google.cloud.run.v2.Service" => enums::SERVICE,
+                "type.googleapis.com/google.cloud.vpcaccess.v1.Connector" => enums::CONNECTOR,
+                _ => enums::NONE,
+            };
+            enums::encode(v, schema, int);
+        }
+    }
+}
+
+fn invalid_project(seg: &str) -> GError {
+    GError::new(
+        crate::error::Code::PermissionDenied,
+        format!("Permission denied on resource project {seg}."),
+    )
+    .with_detail(json!({
+        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+        "reason": "CONSUMER_INVALID",
+        "domain": "googleapis.com",
+        "metadata": {"consumer": format!("projects/{seg}")}
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn project_numbers_are_stable_12_digits() {
+        let n = project_number("my-project");
+        assert_eq!(n, project_number("my-project"));
+        assert_eq!(n.to_string().len(), 12);
+        assert!(valid_project_id("my-project"));
+        assert!(!valid_project_id("My-Project"));
+        assert!(!valid_project_id("abc"));
+        let mut s = State::default();
+        let p = s.project("my-project").unwrap();
+        assert_eq!(s.project(&p.number.to_string()).unwrap().id, "my-project");
+    }
+}

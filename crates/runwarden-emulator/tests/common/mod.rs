@@ -1,0 +1,149 @@
+//! Shared helpers: start an emulator, build the official clients against it.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use google_cloud_gax::exponential_backoff::ExponentialBackoffBuilder;
+use google_cloud_gax::retry_policy::NeverRetry;
+use runwarden_emulator::{Config, Emulator};
+
+pub const PROJECT: &str = "demo-project";
+pub const REGION: &str = "us-central1";
+
+pub type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+pub async fn emulator() -> Emulator {
+    emulator_with_delay(Duration::ZERO).await
+}
+
+pub async fn emulator_with_delay(delay: Duration) -> Emulator {
+    Emulator::start(
+        "127.0.0.1:0",
+        Config {
+            operation_delay: delay,
+        },
+    )
+    .await
+    .expect("emulator starts")
+}
+
+fn backoff() -> google_cloud_gax::exponential_backoff::ExponentialBackoff {
+    ExponentialBackoffBuilder::new()
+        .with_initial_delay(Duration::from_millis(10))
+        .with_maximum_delay(Duration::from_millis(50))
+        .build()
+        .expect("valid backoff")
+}
+
+fn anonymous() -> google_cloud_auth::credentials::Credentials {
+    google_cloud_auth::credentials::anonymous::Builder::new().build()
+}
+
+macro_rules! client {
+    ($name:ident, $ty:ty) => {
+        pub async fn $name(emu: &Emulator) -> $ty {
+            <$ty>::builder()
+                .with_endpoint(emu.endpoint())
+                .with_credentials(anonymous())
+                .with_polling_backoff_policy(backoff())
+                .with_retry_policy(NeverRetry)
+                .build()
+                .await
+                .expect("client builds")
+        }
+    };
+}
+
+client!(run, google_cloud_run_v2::client::Services);
+client!(kms, google_cloud_kms_v1::client::KeyManagementService);
+client!(vpc, google_cloud_vpcaccess_v1::client::VpcAccessService);
+client!(projects, google_cloud_resourcemanager_v3::client::Projects);
+
+pub fn parent() -> String {
+    format!("projects/{PROJECT}/locations/{REGION}")
+}
+
+pub fn service_name(id: &str) -> String {
+    format!("{}/services/{id}", parent())
+}
+
+pub fn hello_service() -> google_cloud_run_v2::model::Service {
+    use google_cloud_run_v2::model::{Container, RevisionTemplate, Service};
+    Service::new().set_template(
+        RevisionTemplate::new()
+            .set_containers([Container::new().set_image("gcr.io/cloudrun/hello")]),
+    )
+}
+
+/// The gRPC code of a client error.
+pub fn code(e: &google_cloud_gax::error::Error) -> Option<google_cloud_gax::error::rpc::Code> {
+    e.status().map(|s| s.code)
+}
+
+/// The message of a client error.
+pub fn message(e: &google_cloud_gax::error::Error) -> String {
+    e.status().map(|s| s.message.clone()).unwrap_or_default()
+}
+
+/// A plain HTTP/1.1 call, as curl would make it: returns (status, JSON body).
+pub async fn http(
+    emu: &Emulator,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let addr = emu.local_addr();
+    let body = body.unwrap_or("").to_string();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let raw = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+        stream.write_all(req.as_bytes()).expect("write");
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).expect("read");
+        raw
+    })
+    .await
+    .expect("http call");
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let status: u16 = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let (head, payload) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "every response is JSON: {head}"
+    );
+    let payload = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(payload)
+    } else {
+        payload.to_string()
+    };
+    (
+        status,
+        serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+fn dechunk(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&tail[..n]);
+        rest = &tail[n + 2..];
+    }
+    out
+}

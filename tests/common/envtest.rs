@@ -1,0 +1,224 @@
+//! A real etcd + kube-apiserver for tests, found the envtest way: `$KUBEBUILDER_ASSETS`
+//! (default `/usr/local/kubebuilder/bin`), with etcd also looked up on `PATH` (Debian's
+//! `etcd-server` installs `/usr/bin/etcd`). Without them, tests say loudly that they skipped.
+//!
+//! One control plane serves a whole test binary. Each process runs under a small shell
+//! watchdog that stops it when the test binary exits, so nothing outlives the tests.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// A running control plane.
+pub struct ControlPlane {
+    /// Kubeconfig file with an admin token.
+    pub kubeconfig: PathBuf,
+    /// `https://127.0.0.1:PORT`.
+    pub server: String,
+    /// Seconds from start to `/readyz`.
+    pub startup_seconds: f64,
+    _dir: tempfile::TempDir,
+    _children: Vec<Child>,
+}
+
+const TOKEN: &str = "runwarden-envtest-token";
+
+fn assets_dir() -> PathBuf {
+    std::env::var_os("KUBEBUILDER_ASSETS").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/local/kubebuilder/bin"))
+}
+
+fn find_binary(name: &str) -> Option<PathBuf> {
+    let in_assets = assets_dir().join(name);
+    if in_assets.is_file() {
+        return Some(in_assets);
+    }
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|c| c.is_file()))
+        .flatten()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// Starts `program` under a watchdog that kills it when this test process exits.
+fn spawn_watched(program: &Path, args: &[String], log: &Path) -> Child {
+    let script = r#"prog="$1"; shift; "$prog" "$@" & child=$!
+while kill -0 "$WATCH_PID" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 0.5; done
+kill "$child" 2>/dev/null; wait "$child" 2>/dev/null"#;
+    let log = std::fs::File::create(log).expect("log file");
+    Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg("sh")
+        .arg(program)
+        .args(args)
+        .env("WATCH_PID", std::process::id().to_string())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("spawn control plane process")
+}
+
+/// The shared control plane, or `None` (after a loud message) when the binaries are missing.
+pub fn shared() -> Option<&'static ControlPlane> {
+    static PLANE: OnceLock<Option<ControlPlane>> = OnceLock::new();
+    PLANE.get_or_init(start).as_ref()
+}
+
+/// Prints the loud skip message used by every test that needs a control plane.
+pub fn skip(test: &str) {
+    eprintln!(
+        "\n*** SKIPPED {test}: no kube-apiserver/etcd in {} (set KUBEBUILDER_ASSETS). This test needs a real Kubernetes API server. ***\n",
+        assets_dir().display()
+    );
+}
+
+fn start() -> Option<ControlPlane> {
+    let apiserver = find_binary("kube-apiserver")?;
+    let etcd = find_binary("etcd")?;
+    let started = Instant::now();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let (etcd_port, peer_port, api_port) = (free_port(), free_port(), free_port());
+    let etcd_url = format!("http://127.0.0.1:{etcd_port}");
+    let etcd_child = spawn_watched(
+        &etcd,
+        &[
+            "--data-dir".into(),
+            d.join("etcd").display().to_string(),
+            "--listen-client-urls".into(),
+            etcd_url.clone(),
+            "--advertise-client-urls".into(),
+            etcd_url.clone(),
+            "--listen-peer-urls".into(),
+            format!("http://127.0.0.1:{peer_port}"),
+        ],
+        &d.join("etcd.log"),
+    );
+    let key = d.join("sa.key");
+    let public = d.join("sa.pub");
+    let ok = Command::new("openssl").args(["genrsa", "-out"]).arg(&key).arg("2048").stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+        && Command::new("openssl").args(["rsa", "-in"]).arg(&key).args(["-pubout", "-out"]).arg(&public).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+    assert!(ok, "openssl is needed to make the service account key of the test API server");
+    std::fs::write(d.join("tokens.csv"), format!("{TOKEN},admin,admin,system:masters\n")).expect("token file");
+    let server = format!("https://127.0.0.1:{api_port}");
+    let api_child = spawn_watched(
+        &apiserver,
+        &[
+            "--etcd-servers".into(),
+            etcd_url,
+            "--bind-address".into(),
+            "127.0.0.1".into(),
+            "--advertise-address".into(),
+            "127.0.0.1".into(),
+            "--secure-port".into(),
+            api_port.to_string(),
+            "--cert-dir".into(),
+            d.join("certs").display().to_string(),
+            "--token-auth-file".into(),
+            d.join("tokens.csv").display().to_string(),
+            "--service-account-issuer".into(),
+            format!("{server}/"),
+            "--service-account-key-file".into(),
+            public.display().to_string(),
+            "--service-account-signing-key-file".into(),
+            key.display().to_string(),
+            "--service-cluster-ip-range".into(),
+            "10.0.0.0/24".into(),
+            "--authorization-mode".into(),
+            "RBAC".into(),
+            "--disable-admission-plugins".into(),
+            "ServiceAccount".into(),
+        ],
+        &d.join("apiserver.log"),
+    );
+    let kubeconfig = d.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: envtest\n  cluster: {{server: '{server}', insecure-skip-tls-verify: true}}\nusers:\n- name: admin\n  user: {{token: {TOKEN}}}\ncontexts:\n- name: envtest\n  context: {{cluster: envtest, user: admin}}\ncurrent-context: envtest\n"
+        ),
+    )
+    .expect("kubeconfig");
+    // Wait for /readyz with kubectl-free plain HTTPS: the API server answers anonymous /readyz.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let ready = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["get", "--raw", "/readyz"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ready {
+            break;
+        }
+        if Instant::now() > deadline {
+            let log = std::fs::read_to_string(d.join("apiserver.log")).unwrap_or_default();
+            panic!("kube-apiserver not ready after 90s; its log ends with:\n{}", &log[log.len().saturating_sub(3000)..]);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let startup_seconds = started.elapsed().as_secs_f64();
+    eprintln!("envtest: kube-apiserver {server} ready in {startup_seconds:.2}s");
+    let plane = ControlPlane { kubeconfig, server, startup_seconds, _dir: dir, _children: vec![etcd_child, api_child] };
+    plane.kubectl(&["apply", "--server-side", "-f", concat!(env!("CARGO_MANIFEST_DIR"), "/crds/runwarden.dev.yaml")]);
+    plane.kubectl(&["wait", "--for=condition=Established", "--timeout=60s", "crd/cloudrunservices.runwarden.dev"]);
+    Some(plane)
+}
+
+impl ControlPlane {
+    /// Runs kubectl against this control plane; panics with its output when it fails.
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        self.kubectl_stdin(args, None)
+    }
+
+    /// Runs kubectl with `stdin` as its input.
+    pub fn kubectl_stdin(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.try_kubectl(args, stdin);
+        match out {
+            Ok(stdout) => stdout,
+            Err(stderr) => panic!("kubectl {} failed: {stderr}", args.join(" ")),
+        }
+    }
+
+    /// Runs kubectl; `Err(stderr)` when it fails.
+    pub fn try_kubectl(&self, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
+        use std::io::Write;
+        let mut child = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl on PATH");
+        if let Some(input) = stdin {
+            child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+        }
+        drop(child.stdin.take());
+        let out = child.wait_with_output().expect("kubectl output");
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// A kube client for this control plane (bound to the calling test's runtime).
+    pub async fn client(&self) -> kube::Client {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig");
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+            .await
+            .expect("client config");
+        kube::Client::try_from(config).expect("client")
+    }
+}
