@@ -7,7 +7,11 @@ use crate::api::v1alpha1::{CloudRunService, RunSecurityPolicy, VpcAccessConnecto
 
 /// Every CRD runwarden serves.
 pub fn all() -> Vec<CustomResourceDefinition> {
-    vec![CloudRunService::crd(), VpcAccessConnector::crd(), RunSecurityPolicy::crd()]
+    vec![
+        CloudRunService::crd(),
+        VpcAccessConnector::crd(),
+        RunSecurityPolicy::crd(),
+    ]
 }
 
 /// All CRDs as one multi-document YAML, exactly as committed in `crds/`.

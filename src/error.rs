@@ -24,6 +24,16 @@ pub enum Error {
         message: String,
     },
 
+    /// Google cannot serve the spec yet for a reason outside the spec (a failed deploy); looked
+    /// at again with backoff.
+    #[error("{reason}: {message}")]
+    Blocked {
+        /// Condition reason, e.g. `DeployFailed`.
+        reason: &'static str,
+        /// Google's explanation.
+        message: String,
+    },
+
     /// Something runwarden waits for (an operation, a dependency); not a failure.
     #[error("waiting: {what}")]
     Waiting {
@@ -66,7 +76,9 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self.inner() {
             Error::Spec { .. } | Error::InvalidObject(_) | Error::Serialization(_) => false,
-            Error::Gcp(e) => e.is_transient() || !matches!(e.code, Code::InvalidArgument | Code::AlreadyExists),
+            Error::Gcp(e) => {
+                e.is_transient() || !matches!(e.code, Code::InvalidArgument | Code::AlreadyExists)
+            }
             _ => true,
         }
     }
@@ -76,7 +88,7 @@ impl Error {
         match self.inner() {
             Error::Kube(_) => "KubeError",
             Error::Gcp(e) => reason_of(e.code),
-            Error::Spec { reason, .. } => reason,
+            Error::Spec { reason, .. } | Error::Blocked { reason, .. } => reason,
             Error::Waiting { .. } => "Waiting",
             Error::InvalidObject(_) => "InvalidObject",
             Error::Finalizer(_) => "FinalizerError",
@@ -90,7 +102,11 @@ pub fn reason_of(code: Code) -> &'static str {
     match code {
         Code::PermissionDenied | Code::Unauthenticated => "PermissionDenied",
         Code::ResourceExhausted => "QuotaExceeded",
-        Code::Unavailable | Code::DeadlineExceeded | Code::Internal | Code::Unknown | Code::Cancelled => "Unavailable",
+        Code::Unavailable
+        | Code::DeadlineExceeded
+        | Code::Internal
+        | Code::Unknown
+        | Code::Cancelled => "Unavailable",
         Code::Aborted => "Conflict",
         Code::NotFound => "NotFound",
         Code::AlreadyExists => "AlreadyExists",
@@ -105,28 +121,50 @@ mod tests {
     use super::*;
 
     fn gcp(code: Code) -> Error {
-        Error::Gcp(GcpError { api: "run", method: "services.patch", code, message: "m".into() })
+        Error::Gcp(GcpError {
+            api: "run",
+            method: "services.patch",
+            code,
+            message: "m".into(),
+        })
     }
 
     #[test]
     fn google_codes_map_to_the_reasons_users_see() {
-        assert_eq!(gcp(Code::PermissionDenied).metric_label(), "PermissionDenied");
+        assert_eq!(
+            gcp(Code::PermissionDenied).metric_label(),
+            "PermissionDenied"
+        );
         assert_eq!(gcp(Code::ResourceExhausted).metric_label(), "QuotaExceeded");
         assert_eq!(gcp(Code::Unavailable).metric_label(), "Unavailable");
     }
 
     #[test]
     fn spec_errors_wait_for_a_change_and_quota_errors_retry() {
-        assert!(!Error::Spec { reason: "InvalidSpec", message: String::new() }.is_transient());
+        assert!(
+            !Error::Spec {
+                reason: "InvalidSpec",
+                message: String::new()
+            }
+            .is_transient()
+        );
         assert!(!gcp(Code::InvalidArgument).is_transient());
         assert!(gcp(Code::ResourceExhausted).is_transient());
-        assert!(gcp(Code::PermissionDenied).is_transient(), "a missing grant can be fixed outside the spec");
+        assert!(
+            gcp(Code::PermissionDenied).is_transient(),
+            "a missing grant can be fixed outside the spec"
+        );
     }
 
     #[test]
     fn finalizer_errors_are_judged_by_the_error_inside() {
-        let inner = Error::Spec { reason: "AlreadyExists", message: String::new() };
-        let wrapped = Error::Finalizer(Box::new(kube::runtime::finalizer::Error::ApplyFailed(inner)));
+        let inner = Error::Spec {
+            reason: "AlreadyExists",
+            message: String::new(),
+        };
+        let wrapped = Error::Finalizer(Box::new(kube::runtime::finalizer::Error::ApplyFailed(
+            inner,
+        )));
         assert_eq!(wrapped.metric_label(), "AlreadyExists");
         assert!(!wrapped.is_transient());
     }

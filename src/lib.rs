@@ -3,11 +3,11 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod controller;
 pub mod crd;
+pub mod error;
 pub mod gcp;
 pub mod metrics;
-pub mod controller;
-pub mod error;
 
 pub use error::{Error, Result};
 pub mod http;

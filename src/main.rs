@@ -12,7 +12,11 @@ use runwarden::{gcp, http, metrics::Metrics};
 use tracing::{error, info};
 
 #[derive(Parser)]
-#[command(name = "runwarden", version, about = "Secure Google Cloud Run services from Kubernetes")]
+#[command(
+    name = "runwarden",
+    version,
+    about = "Secure Google Cloud Run services from Kubernetes"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -53,7 +57,11 @@ struct ControllerArgs {
     #[arg(long, env = "RUNWARDEN_LEADER_ELECTION")]
     leader_election: bool,
     /// Name of the leader election Lease.
-    #[arg(long, env = "RUNWARDEN_LEASE_NAME", default_value = "runwarden-controller")]
+    #[arg(
+        long,
+        env = "RUNWARDEN_LEASE_NAME",
+        default_value = "runwarden-controller"
+    )]
     lease_name: String,
     /// Namespace of the leader election Lease (default: $POD_NAMESPACE).
     #[arg(long, env = "RUNWARDEN_LEASE_NAMESPACE")]
@@ -75,7 +83,11 @@ struct ControllerArgs {
 #[derive(clap::Args)]
 struct EmulatorArgs {
     /// Address to listen on.
-    #[arg(long, env = "RUNWARDEN_EMULATOR_LISTEN", default_value = "127.0.0.1:8085")]
+    #[arg(
+        long,
+        env = "RUNWARDEN_EMULATOR_LISTEN",
+        default_value = "127.0.0.1:8085"
+    )]
     listen: String,
     /// How long long-running operations take.
     #[arg(long, env = "RUNWARDEN_EMULATOR_OPERATION_DELAY", default_value = "2s", value_parser = parse_duration)]
@@ -93,7 +105,10 @@ enum LogFormat {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("runwarden: cannot start the async runtime: {e}");
@@ -102,7 +117,9 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Crd => runwarden::crd::to_yaml().map(|yaml| print!("{yaml}")).map_err(|e| e.to_string()),
+            Command::Crd => runwarden::crd::to_yaml()
+                .map(|yaml| print!("{yaml}"))
+                .map_err(|e| e.to_string()),
             Command::Emulator(args) => emulator(args).await,
             Command::Controller(args) => run_controller(args).await,
         }
@@ -118,21 +135,34 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(format: LogFormat, filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
     }
 }
 
 async fn emulator(args: EmulatorArgs) -> Result<(), String> {
     init_logging(args.log_format, "info");
-    let listener = tokio::net::TcpListener::bind(&args.listen).await.map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     info!(%addr, "runwarden emulator serving Cloud Run v2, VPC Access v1, KMS v1 and Resource Manager v3");
-    let config = runwarden_emulator::Config { operation_delay: args.operation_delay };
-    runwarden_emulator::serve(listener, config, shutdown_signal()).await.map_err(|e| e.to_string())
+    let config = runwarden_emulator::Config {
+        operation_delay: args.operation_delay,
+    };
+    runwarden_emulator::serve(listener, config, shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
 }
 
 async fn run_controller(args: ControllerArgs) -> Result<(), String> {
@@ -142,20 +172,30 @@ async fn run_controller(args: ControllerArgs) -> Result<(), String> {
 
     let (endpoint, credentials, _embedded) = match args.gcp_endpoint.as_deref() {
         Some("embedded") => {
-            let config = runwarden_emulator::Config { operation_delay: args.emulator_operation_delay };
+            let config = runwarden_emulator::Config {
+                operation_delay: args.emulator_operation_delay,
+            };
             let emu = runwarden_emulator::Emulator::start("127.0.0.1:0", config)
                 .await
                 .map_err(|e| format!("cannot start the embedded emulator: {e}"))?;
             info!(endpoint = %emu.endpoint(), "embedded Google Cloud emulator started");
             (Some(emu.endpoint()), anonymous(), Some(emu))
         }
-        Some(url) => (Some(url.trim_end_matches('/').to_owned()), anonymous(), None),
+        Some(url) => (
+            Some(url.trim_end_matches('/').to_owned()),
+            anonymous(),
+            None,
+        ),
         None => (None, google_credentials().await?, None),
     };
 
-    let client = kube::Client::try_default().await.map_err(|e| format!("cannot reach Kubernetes: {e}"))?;
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| format!("cannot reach Kubernetes: {e}"))?;
     let metrics = Arc::new(Metrics::default());
-    let gcp = gcp::google::connect(endpoint.as_deref(), credentials, metrics.clone()).await.map_err(|e| e.to_string())?;
+    let gcp = gcp::google::connect(endpoint.as_deref(), credentials, metrics.clone())
+        .await
+        .map_err(|e| e.to_string())?;
     let health = Health::default();
 
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)
@@ -170,11 +210,18 @@ async fn run_controller(args: ControllerArgs) -> Result<(), String> {
 
     let identity = std::env::var("POD_NAME")
         .ok()
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_owned()))
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
         .unwrap_or_else(|| "runwarden".to_owned());
     let recorder = kube::runtime::events::Recorder::new(
         client.clone(),
-        kube::runtime::events::Reporter { controller: "runwarden".into(), instance: Some(identity.clone()) },
+        kube::runtime::events::Reporter {
+            controller: "runwarden".into(),
+            instance: Some(identity.clone()),
+        },
     );
     let config = controller::Config {
         default_project: args.default_project,
@@ -184,14 +231,24 @@ async fn run_controller(args: ControllerArgs) -> Result<(), String> {
         watch_namespace: args.watch_namespace,
         ..controller::Config::default()
     };
-    let parts = Parts { client: client.clone(), gcp, config, recorder, metrics: metrics.clone() };
+    let parts = Parts {
+        client: client.clone(),
+        gcp,
+        config,
+        recorder,
+        metrics: metrics.clone(),
+    };
     if args.leader_election {
         let namespace = args
             .lease_namespace
             .or_else(|| std::env::var("POD_NAMESPACE").ok())
             .ok_or("--leader-election needs --lease-namespace or $POD_NAMESPACE")?;
-        let lease = controller::lease::Lease::new(client, &namespace, &args.lease_name, &identity, metrics);
-        lease.run_while_leading(parts, health, shutdown_signal()).await.map_err(|e| e.to_string())?;
+        let lease =
+            controller::lease::Lease::new(client, &namespace, &args.lease_name, &identity, metrics);
+        lease
+            .run_while_leading(parts, health, shutdown_signal())
+            .await
+            .map_err(|e| e.to_string())?;
     } else {
         metrics.set_leader(true);
         controller::run(parts, health, shutdown_signal()).await;
@@ -207,8 +264,15 @@ fn anonymous() -> google_cloud_auth::credentials::Credentials {
 /// Application Default Credentials, checked now so that a machine without any fails at start.
 async fn google_credentials() -> Result<google_cloud_auth::credentials::Credentials, String> {
     let hint = "no Google credentials: run on GKE with Workload Identity, set GOOGLE_APPLICATION_CREDENTIALS, or start with --gcp-endpoint embedded (the built-in emulator) or --gcp-endpoint URL";
-    let credentials = google_cloud_auth::credentials::Builder::default().build().map_err(|e| format!("{hint} ({e})"))?;
-    match tokio::time::timeout(Duration::from_secs(10), credentials.headers(Default::default())).await {
+    let credentials = google_cloud_auth::credentials::Builder::default()
+        .build()
+        .map_err(|e| format!("{hint} ({e})"))?;
+    match tokio::time::timeout(
+        Duration::from_secs(10),
+        credentials.headers(Default::default()),
+    )
+    .await
+    {
         Ok(Ok(_)) => Ok(credentials),
         Ok(Err(e)) => Err(format!("{hint} ({e})")),
         Err(_) => Err(format!("{hint} (timed out fetching a token)")),
@@ -234,8 +298,12 @@ async fn shutdown_signal() {
 /// `500ms`, `30s`, `10m`, `1h` (a bare number is seconds).
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (number, unit) = s.find(|c: char| !c.is_ascii_digit() && c != '.').map_or((s, "s"), |i| s.split_at(i));
-    let n: f64 = number.parse().map_err(|_| format!("{s:?} is not a duration like 30s, 10m or 1h"))?;
+    let (number, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((s, "s"), |i| s.split_at(i));
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 30s, 10m or 1h"))?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "s" => n,

@@ -93,7 +93,11 @@ impl Default for Metrics {
         let gcp_duration = Family::new_with_constructor(Buckets(request_buckets));
         let managed = Family::<ReadyLabels, Gauge>::default();
         let leader = Gauge::default();
-        registry.register("reconciles", "Reconciles started, by kind", reconciles.clone());
+        registry.register(
+            "reconciles",
+            "Reconciles started, by kind",
+            reconciles.clone(),
+        );
         registry.register(
             "reconcile_failures",
             "Reconciles that ended in an error, by kind and reason",
@@ -119,40 +123,72 @@ impl Default for Metrics {
             "Custom resources managed, by kind and Ready status",
             managed.clone(),
         );
-        registry.register("leader", "1 when this replica holds the leader lease", leader.clone());
-        Self { registry, reconciles, failures, reconcile_duration, gcp_requests, gcp_duration, managed, leader }
+        registry.register(
+            "leader",
+            "1 when this replica holds the leader lease",
+            leader.clone(),
+        );
+        Self {
+            registry,
+            reconciles,
+            failures,
+            reconcile_duration,
+            gcp_requests,
+            gcp_duration,
+            managed,
+            leader,
+        }
     }
 }
 
 impl Metrics {
     /// Counts a reconcile of `kind` that took `elapsed`.
     pub fn reconciled(&self, kind: &str, elapsed: Duration) {
-        let labels = KindLabels { kind: kind.to_owned() };
+        let labels = KindLabels {
+            kind: kind.to_owned(),
+        };
         self.reconciles.get_or_create(&labels).inc();
-        self.reconcile_duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
+        self.reconcile_duration
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
     }
 
     /// Counts a failed reconcile.
     pub fn failed(&self, kind: &str, reason: &str) {
         self.failures
-            .get_or_create(&FailureLabels { kind: kind.to_owned(), reason: reason.to_owned() })
+            .get_or_create(&FailureLabels {
+                kind: kind.to_owned(),
+                reason: reason.to_owned(),
+            })
             .inc();
     }
 
     /// Records one Google API request.
     pub fn gcp_request(&self, api: &str, method: &str, code: &str, elapsed: Duration) {
         self.gcp_requests
-            .get_or_create(&GcpLabels { api: api.to_owned(), method: method.to_owned(), code: code.to_owned() })
+            .get_or_create(&GcpLabels {
+                api: api.to_owned(),
+                method: method.to_owned(),
+                code: code.to_owned(),
+            })
             .inc();
         self.gcp_duration
-            .get_or_create(&GcpMethodLabels { api: api.to_owned(), method: method.to_owned() })
+            .get_or_create(&GcpMethodLabels {
+                api: api.to_owned(),
+                method: method.to_owned(),
+            })
             .observe(elapsed.as_secs_f64());
     }
 
     /// Sets the number of managed objects of `kind` by Ready status (`true`, `false`, `unknown`).
     pub fn set_managed(&self, kind: &str, counts: [(&str, i64); 3]) {
         for (ready, n) in counts {
-            self.managed.get_or_create(&ReadyLabels { kind: kind.to_owned(), ready: ready.to_owned() }).set(n);
+            self.managed
+                .get_or_create(&ReadyLabels {
+                    kind: kind.to_owned(),
+                    ready: ready.to_owned(),
+                })
+                .set(n);
         }
     }
 
@@ -164,7 +200,11 @@ impl Metrics {
     /// The value of a Google request counter (for tests and benchmarks).
     pub fn gcp_request_count(&self, api: &str, method: &str, code: &str) -> u64 {
         self.gcp_requests
-            .get(&GcpLabels { api: api.to_owned(), method: method.to_owned(), code: code.to_owned() })
+            .get(&GcpLabels {
+                api: api.to_owned(),
+                method: method.to_owned(),
+                code: code.to_owned(),
+            })
             .map(|c| c.get())
             .unwrap_or(0)
     }
@@ -191,18 +231,34 @@ fn process_metrics() -> String {
     let mut out = String::new();
     if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
         // Fields after the command name, which is in parentheses and may contain spaces.
-        let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
-        let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let field = |n: usize| {
+            fields
+                .get(n - 3)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
         let cpu = (field(14) + field(15)) as f64 / TICKS;
         out.push_str(&format!("# TYPE process_cpu_seconds counter\n# HELP process_cpu_seconds Total user and system CPU time spent in seconds.\nprocess_cpu_seconds_total {cpu}\n"));
         let btime = std::fs::read_to_string("/proc/stat")
             .ok()
-            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("btime ").and_then(|b| b.trim().parse::<u64>().ok())))
+            .and_then(|s| {
+                s.lines().find_map(|l| {
+                    l.strip_prefix("btime ")
+                        .and_then(|b| b.trim().parse::<u64>().ok())
+                })
+            })
             .unwrap_or(0);
         let start = btime as f64 + field(22) as f64 / TICKS;
         out.push_str(&format!("# TYPE process_start_time_seconds gauge\n# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.\nprocess_start_time_seconds {start}\n"));
     }
-    if let Some(rss) = std::fs::read_to_string("/proc/self/statm").ok().and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok()) {
+    if let Some(rss) = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+    {
         out.push_str(&format!("# TYPE process_resident_memory_bytes gauge\n# HELP process_resident_memory_bytes Resident memory size in bytes.\nprocess_resident_memory_bytes {}\n", rss * PAGE));
     }
     if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
@@ -213,5 +269,11 @@ fn process_metrics() -> String {
 
 /// The resident memory of this process in bytes, from /proc (for benchmarks).
 pub fn resident_memory_bytes() -> Option<u64> {
-    std::fs::read_to_string("/proc/self/statm").ok()?.split_whitespace().nth(1)?.parse::<u64>().ok().map(|p| p * 4096)
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()?
+        .split_whitespace()
+        .nth(1)?
+        .parse::<u64>()
+        .ok()
+        .map(|p| p * 4096)
 }

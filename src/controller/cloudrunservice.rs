@@ -24,7 +24,9 @@ use tracing::{info, instrument};
 use super::conditions::{self, Cond};
 use super::iam::{self, ALL_USERS, INVOKER_ROLE};
 use super::{Context, error_policy_for, write_status};
-use crate::api::v1alpha1::{AdoptionPolicy, CloudRunService, CloudRunServiceStatus, DeletionPolicy};
+use crate::api::v1alpha1::{
+    AdoptionPolicy, CloudRunService, CloudRunServiceStatus, DeletionPolicy,
+};
 use crate::api::{FINALIZER, OWNER_LABEL};
 use crate::error::{Error, Result, reason_of};
 use crate::gcp::{Code, GcpError};
@@ -44,17 +46,27 @@ pub const SERVICE_READY: &str = "ServiceReady";
 /// The invokers equal the spec.
 pub const ACCESS_READY: &str = "AccessReady";
 /// Every sub-condition, in causal order.
-pub const SUB_CONDITIONS: [&str; 5] = [POLICY_COMPLIANT, NETWORK_READY, ENCRYPTION_READY, SERVICE_READY, ACCESS_READY];
+pub const SUB_CONDITIONS: [&str; 5] = [
+    POLICY_COMPLIANT,
+    NETWORK_READY,
+    ENCRYPTION_READY,
+    SERVICE_READY,
+    ACCESS_READY,
+];
 
 /// Reconciles one CloudRunService.
 #[instrument(skip(guard, ctx), fields(kind = KIND, namespace = guard.namespace(), name = guard.name_any()))]
-pub async fn reconcile(guard: Arc<DeserializeGuard<CloudRunService>>, ctx: Arc<Context>) -> Result<Action> {
+pub async fn reconcile(
+    guard: Arc<DeserializeGuard<CloudRunService>>,
+    ctx: Arc<Context>,
+) -> Result<Action> {
     let obj = match &guard.0 {
         Ok(obj) => Arc::new(obj.clone()),
         Err(invalid) => return Err(Error::InvalidObject(invalid.error.clone())),
     };
     let start = Instant::now();
-    let api: Api<CloudRunService> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    let api: Api<CloudRunService> =
+        Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
     let result = finalizer(&api, FINALIZER, obj.clone(), |event| async {
         match event {
             Finalizer::Apply(obj) => apply(&obj, &ctx).await,
@@ -67,14 +79,33 @@ pub async fn reconcile(guard: Arc<DeserializeGuard<CloudRunService>>, ctx: Arc<C
     match &result {
         Ok(_) => ctx.succeeded(&key(&obj)),
         Err(e) if matches!(e.inner(), Error::Waiting { .. }) => {}
-        Err(e) => ctx.event(obj.as_ref(), EventType::Warning, e.metric_label(), "Reconcile", e.to_string()).await,
+        Err(e) => {
+            ctx.event(
+                obj.as_ref(),
+                EventType::Warning,
+                e.metric_label(),
+                "Reconcile",
+                e.to_string(),
+            )
+            .await
+        }
     }
     result
 }
 
 /// Retry policy after a failed reconcile.
-pub fn error_policy(guard: Arc<DeserializeGuard<CloudRunService>>, err: &Error, ctx: Arc<Context>) -> Action {
-    error_policy_for(KIND, guard.namespace().unwrap_or_default(), guard.name_any(), err, &ctx)
+pub fn error_policy(
+    guard: Arc<DeserializeGuard<CloudRunService>>,
+    err: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    error_policy_for(
+        KIND,
+        guard.namespace().unwrap_or_default(),
+        guard.name_any(),
+        err,
+        &ctx,
+    )
 }
 
 fn key(obj: &CloudRunService) -> (&'static str, String, String) {
@@ -95,7 +126,9 @@ struct Draft {
 impl Draft {
     /// Starts from what the object's status says, so values a pass does not reach are kept.
     fn from_status(status: Option<&CloudRunServiceStatus>) -> Self {
-        let Some(s) = status else { return Self::default() };
+        let Some(s) = status else {
+            return Self::default();
+        };
         Self {
             conditions: vec![],
             uri: s.uri.clone(),
@@ -114,19 +147,27 @@ impl Draft {
     /// The status to store: every sub-condition (a pass that stopped early keeps the previous
     /// value of those it did not reach) and `Ready` first.
     fn into_status(self, obj: &CloudRunService, now: &str) -> CloudRunServiceStatus {
-        let old = obj.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+        let old = obj
+            .status
+            .as_ref()
+            .map(|s| s.conditions.as_slice())
+            .unwrap_or_default();
         let subs: Vec<Cond> = SUB_CONDITIONS
             .iter()
             .map(|t| {
-                self.conditions.iter().find(|c| c.type_ == *t).cloned().unwrap_or_else(|| match conditions::find(old, t) {
-                    Some(prev) => Cond {
-                        type_: t,
-                        status: status_str(&prev.status),
-                        reason: prev.reason.clone(),
-                        message: prev.message.clone(),
-                    },
-                    None => Cond::unknown(t, "Pending", "not evaluated yet"),
-                })
+                self.conditions
+                    .iter()
+                    .find(|c| c.type_ == *t)
+                    .cloned()
+                    .unwrap_or_else(|| match conditions::find(old, t) {
+                        Some(prev) => Cond {
+                            type_: t,
+                            status: status_str(&prev.status),
+                            reason: prev.reason.clone(),
+                            message: prev.message.clone(),
+                        },
+                        None => Cond::unknown(t, "Pending", "not evaluated yet"),
+                    })
             })
             .collect();
         let mut all = vec![conditions::ready(&subs)];
@@ -170,18 +211,37 @@ async fn steps(obj: &CloudRunService, ctx: &Context, d: &mut Draft) -> Result<Ac
             "no Google Cloud project: set spec.projectId, annotate namespace {namespace} with runwarden.dev/project-id, or start the controller with --default-project"
         );
         d.set(Cond::fail(SERVICE_READY, "InvalidSpec", &message));
-        return Err(Error::Spec { reason: "InvalidSpec", message });
+        return Err(Error::Spec {
+            reason: "InvalidSpec",
+            message,
+        });
     };
-    if let Err((condition, error)) = validate::validate(obj) {
+    if let Err(invalid) = validate::validate(obj) {
+        let (condition, error) = *invalid;
         d.set(condition);
         return Err(error);
     }
-    d.set(Cond::ok(POLICY_COMPLIANT, "NoPolicy", "no RunSecurityPolicy applies to this namespace"));
-    let resolved = Resolved { project, connector: None };
+    d.set(Cond::ok(
+        POLICY_COMPLIANT,
+        "NoPolicy",
+        "no RunSecurityPolicy applies to this namespace",
+    ));
+    let resolved = Resolved {
+        project,
+        connector: None,
+    };
     d.set(network_condition(obj)?);
     d.set(match &spec.encryption {
-        None => Cond::ok(ENCRYPTION_READY, "NotConfigured", "no customer-managed encryption key"),
-        Some(enc) => Cond::ok(ENCRYPTION_READY, "Configured", format!("deploying with key {}", enc.kms_key)),
+        None => Cond::ok(
+            ENCRYPTION_READY,
+            "NotConfigured",
+            "no customer-managed encryption key",
+        ),
+        Some(enc) => Cond::ok(
+            ENCRYPTION_READY,
+            "Configured",
+            format!("deploying with key {}", enc.kms_key),
+        ),
     });
 
     let desired = render::desired_service(obj, &resolved);
@@ -193,7 +253,11 @@ async fn steps(obj: &CloudRunService, ctx: &Context, d: &mut Draft) -> Result<Ac
     if let Some(op_name) = d.operation.clone() {
         match ctx.gcp.run.get_operation(&op_name).await {
             Ok(op) if !op.done => {
-                d.set(Cond::unknown(SERVICE_READY, "Reconciling", format!("waiting for Google operation {op_name}")));
+                d.set(Cond::unknown(
+                    SERVICE_READY,
+                    "Reconciling",
+                    format!("waiting for Google operation {op_name}"),
+                ));
                 return Ok(Action::requeue(ctx.config.operation_poll));
             }
             Ok(op) => {
@@ -207,7 +271,13 @@ async fn steps(obj: &CloudRunService, ctx: &Context, d: &mut Draft) -> Result<Ac
         }
     }
 
-    let actual = match ctx.gcp.run.get_service(&name).await.map_err(|e| service_failed(d, e))? {
+    let actual = match ctx
+        .gcp
+        .run
+        .get_service(&name)
+        .await
+        .map_err(|e| service_failed(d, e))?
+    {
         Some(actual) => actual,
         None => {
             let mut body = desired;
@@ -215,14 +285,33 @@ async fn steps(obj: &CloudRunService, ctx: &Context, d: &mut Draft) -> Result<Ac
             let op = ctx
                 .gcp
                 .run
-                .create_service(&render::parent(&resolved.project, &spec.region), &obj.service_id(), body)
+                .create_service(
+                    &render::parent(&resolved.project, &spec.region),
+                    &obj.service_id(),
+                    body,
+                )
                 .await
                 .map_err(|e| service_failed(d, e))?;
             info!(service = %name, operation = %op.name, "creating Cloud Run service");
-            ctx.event(obj, EventType::Normal, "Created", "Create", format!("Creating Cloud Run service {name}")).await;
+            ctx.event(
+                obj,
+                EventType::Normal,
+                "Created",
+                "Create",
+                format!("Creating Cloud Run service {name}"),
+            )
+            .await;
             d.operation = Some(op.name);
-            d.set(Cond::unknown(SERVICE_READY, "Reconciling", "Cloud Run is creating the service"));
-            d.set(Cond::unknown(ACCESS_READY, "Pending", "set once the service exists"));
+            d.set(Cond::unknown(
+                SERVICE_READY,
+                "Reconciling",
+                "Cloud Run is creating the service",
+            ));
+            d.set(Cond::unknown(
+                ACCESS_READY,
+                "Pending",
+                "set once the service exists",
+            ));
             return Ok(Action::requeue(ctx.config.operation_poll));
         }
     };
@@ -236,10 +325,14 @@ async fn steps(obj: &CloudRunService, ctx: &Context, d: &mut Draft) -> Result<Ac
             owner.map_or("absent".to_owned(), |o| format!("{o:?}"))
         );
         d.set(Cond::fail(SERVICE_READY, "AlreadyExists", &message));
-        return Err(Error::Spec { reason: "AlreadyExists", message });
+        return Err(Error::Spec {
+            reason: "AlreadyExists",
+            message,
+        });
     }
     d.uri = Some(actual.uri.clone()).filter(|u| !u.is_empty());
-    d.latest_ready_revision = Some(last_segment(&actual.latest_ready_revision)).filter(|r| !r.is_empty());
+    d.latest_ready_revision =
+        Some(last_segment(&actual.latest_ready_revision)).filter(|r| !r.is_empty());
 
     let changes = render::changes(&desired, &actual);
     if !changes.is_empty() {
@@ -249,12 +342,27 @@ async fn steps(obj: &CloudRunService, ctx: &Context, d: &mut Draft) -> Result<Ac
             .update_service(render::update_from(&actual, &desired))
             .await
             .map_err(|e| service_failed(d, e))?;
-        let (reason, verb) = if ours { ("Updated", "Updating") } else { ("Adopted", "Adopting") };
+        let (reason, verb) = if ours {
+            ("Updated", "Updating")
+        } else {
+            ("Adopted", "Adopting")
+        };
         let fields = changes.join(", ");
         info!(service = %name, operation = %op.name, %fields, "{verb} Cloud Run service");
-        ctx.event(obj, EventType::Normal, reason, "Update", format!("{verb} Cloud Run service {name}: {fields}")).await;
+        ctx.event(
+            obj,
+            EventType::Normal,
+            reason,
+            "Update",
+            format!("{verb} Cloud Run service {name}: {fields}"),
+        )
+        .await;
         d.operation = Some(op.name);
-        d.set(Cond::unknown(SERVICE_READY, "Reconciling", format!("Cloud Run is deploying changes to {fields}")));
+        d.set(Cond::unknown(
+            SERVICE_READY,
+            "Reconciling",
+            format!("Cloud Run is deploying changes to {fields}"),
+        ));
         ensure_invokers(obj, ctx, &name, d).await?;
         return Ok(Action::requeue(ctx.config.operation_poll));
     }
@@ -265,16 +373,15 @@ async fn steps(obj: &CloudRunService, ctx: &Context, d: &mut Draft) -> Result<Ac
     match service.status {
         crate::api::v1alpha1::status::TRUE => Ok(Action::requeue(ctx.resync())),
         crate::api::v1alpha1::status::UNKNOWN => Ok(Action::requeue(ctx.config.operation_poll)),
-        _ => Err(Error::Spec { reason: "DeployFailed", message: service.message }).or_else(|e| {
-            // A failed deploy can heal outside the spec (a grant, a re-enabled key, an image
-            // pushed later): look again with backoff, writing nothing while nothing changed.
-            let Error::Spec { message, .. } = e else { unreachable!() };
-            Err(Error::Gcp(GcpError {
-                api: "run",
-                method: "services.get",
-                code: Code::FailedPrecondition,
-                message,
-            }))
+        // A failed deploy can heal outside the spec (a grant, a re-enabled key, an image pushed
+        // later): look again with backoff, writing nothing while nothing changed.
+        _ => Err(Error::Blocked {
+            reason: if service.reason == "RevisionFailed" {
+                "RevisionFailed"
+            } else {
+                "DeployFailed"
+            },
+            message: service.message,
         }),
     }
 }
@@ -285,16 +392,34 @@ fn network_condition(obj: &CloudRunService) -> Result<Cond> {
         return Ok(Cond::ok(NETWORK_READY, "NotConfigured", "no VPC egress"));
     };
     if let Some(direct) = &egress.direct_vpc {
-        let target = direct.subnetwork.as_deref().or(direct.network.as_deref()).unwrap_or_default();
-        return Ok(Cond::ok(NETWORK_READY, "DirectVpc", format!("Direct VPC egress through {target}")));
+        let target = direct
+            .subnetwork
+            .as_deref()
+            .or(direct.network.as_deref())
+            .unwrap_or_default();
+        return Ok(Cond::ok(
+            NETWORK_READY,
+            "DirectVpc",
+            format!("Direct VPC egress through {target}"),
+        ));
     }
     if let Some(connector) = &egress.connector {
-        return Ok(Cond::ok(NETWORK_READY, "Connector", format!("egress through connector {connector}")));
+        return Ok(Cond::ok(
+            NETWORK_READY,
+            "Connector",
+            format!("egress through connector {connector}"),
+        ));
     }
-    let name = egress.connector_ref.as_ref().map(|r| r.name.clone()).unwrap_or_default();
+    let name = egress
+        .connector_ref
+        .as_ref()
+        .map(|r| r.name.clone())
+        .unwrap_or_default();
     Err(Error::Spec {
         reason: "ConnectorNotFound",
-        message: format!("VpcAccessConnector {name} is not supported by this controller version yet"),
+        message: format!(
+            "VpcAccessConnector {name} is not supported by this controller version yet"
+        ),
     })
 }
 
@@ -302,9 +427,26 @@ fn network_condition(obj: &CloudRunService) -> Result<Cond> {
 fn service_condition(actual: &Service, operation_error: Option<&str>) -> Cond {
     use condition::State;
     let terminal = actual.terminal_condition.clone().unwrap_or_default();
-    let message = if terminal.message.is_empty() { operation_error.unwrap_or_default().to_owned() } else { terminal.message.clone() };
-    if actual.reconciling || matches!(terminal.state, State::ConditionPending | State::ConditionReconciling) {
-        return Cond::unknown(SERVICE_READY, "Reconciling", if message.is_empty() { "Cloud Run is deploying".to_owned() } else { message });
+    let message = if terminal.message.is_empty() {
+        operation_error.unwrap_or_default().to_owned()
+    } else {
+        terminal.message.clone()
+    };
+    if actual.reconciling
+        || matches!(
+            terminal.state,
+            State::ConditionPending | State::ConditionReconciling
+        )
+    {
+        return Cond::unknown(
+            SERVICE_READY,
+            "Reconciling",
+            if message.is_empty() {
+                "Cloud Run is deploying".to_owned()
+            } else {
+                message
+            },
+        );
     }
     match terminal.state {
         State::ConditionFailed => {
@@ -312,37 +454,81 @@ fn service_condition(actual: &Service, operation_error: Option<&str>) -> Cond {
                 Some(condition::Reasons::RevisionReason(_)) => "RevisionFailed",
                 _ => "DeployFailed",
             };
-            Cond::fail(SERVICE_READY, reason, if message.is_empty() { "Cloud Run could not deploy the service".to_owned() } else { message })
+            Cond::fail(
+                SERVICE_READY,
+                reason,
+                if message.is_empty() {
+                    "Cloud Run could not deploy the service".to_owned()
+                } else {
+                    message
+                },
+            )
         }
         State::ConditionSucceeded if actual.observed_generation == actual.generation => Cond::ok(
             SERVICE_READY,
             "Serving",
-            format!("revision {} serves at {}", last_segment(&actual.latest_ready_revision), actual.uri),
+            format!(
+                "revision {} serves at {}",
+                last_segment(&actual.latest_ready_revision),
+                actual.uri
+            ),
         ),
-        _ => Cond::unknown(SERVICE_READY, "Reconciling", "Cloud Run has not finished deploying the latest generation"),
+        _ => Cond::unknown(
+            SERVICE_READY,
+            "Reconciling",
+            "Cloud Run has not finished deploying the latest generation",
+        ),
     }
 }
 
 /// Makes `roles/run.invoker` hold exactly the spec's members.
-async fn ensure_invokers(obj: &CloudRunService, ctx: &Context, name: &str, d: &mut Draft) -> Result<()> {
+async fn ensure_invokers(
+    obj: &CloudRunService,
+    ctx: &Context,
+    name: &str,
+    d: &mut Draft,
+) -> Result<()> {
     let mut members: BTreeSet<String> = obj.spec.access.invokers.iter().cloned().collect();
     if obj.spec.access.allow_unauthenticated {
         members.insert(ALL_USERS.to_owned());
     }
-    let written =
-        iam::read_modify_write(ctx.gcp.run.as_ref(), name, |p| iam::with_exact_members(p, INVOKER_ROLE, &members)).await;
+    let written = iam::read_modify_write(ctx.gcp.run.as_ref(), name, |p| {
+        iam::with_exact_members(p, INVOKER_ROLE, &members)
+    })
+    .await;
     match written {
         Ok(changed) => {
             if changed {
-                let list = if members.is_empty() { "nobody".to_owned() } else { members.iter().cloned().collect::<Vec<_>>().join(", ") };
-                ctx.event(obj, EventType::Normal, "InvokersUpdated", "SetIamPolicy", format!("{INVOKER_ROLE} on {name} is now held by {list}"))
-                    .await;
+                let list = if members.is_empty() {
+                    "nobody".to_owned()
+                } else {
+                    members.iter().cloned().collect::<Vec<_>>().join(", ")
+                };
+                ctx.event(
+                    obj,
+                    EventType::Normal,
+                    "InvokersUpdated",
+                    "SetIamPolicy",
+                    format!("{INVOKER_ROLE} on {name} is now held by {list}"),
+                )
+                .await;
             }
-            d.set(Cond::ok(ACCESS_READY, "InvokersSet", format!("{INVOKER_ROLE} is held by {} member(s) as specified", members.len())));
+            d.set(Cond::ok(
+                ACCESS_READY,
+                "InvokersSet",
+                format!(
+                    "{INVOKER_ROLE} is held by {} member(s) as specified",
+                    members.len()
+                ),
+            ));
             Ok(())
         }
         Err(e) => {
-            let reason = if e.code == Code::InvalidArgument { "InvalidMember" } else { reason_of(e.code) };
+            let reason = if e.code == Code::InvalidArgument {
+                "InvalidMember"
+            } else {
+                reason_of(e.code)
+            };
             d.set(Cond::fail(ACCESS_READY, reason, e.message.clone()));
             Err(e.into())
         }
@@ -351,13 +537,24 @@ async fn ensure_invokers(obj: &CloudRunService, ctx: &Context, name: &str, d: &m
 
 /// Records a failed Cloud Run call on `ServiceReady` and returns the error.
 fn service_failed(d: &mut Draft, e: GcpError) -> Error {
-    d.set(Cond::fail(SERVICE_READY, reason_of(e.code), e.message.clone()));
+    d.set(Cond::fail(
+        SERVICE_READY,
+        reason_of(e.code),
+        e.message.clone(),
+    ));
     e.into()
 }
 
 async fn cleanup(obj: &CloudRunService, ctx: &Context) -> Result<Action> {
     if obj.spec.deletion_policy == DeletionPolicy::Abandon {
-        ctx.event(obj, EventType::Normal, "Abandoned", "Delete", "left the Cloud Run service in place (deletionPolicy: Abandon)").await;
+        ctx.event(
+            obj,
+            EventType::Normal,
+            "Abandoned",
+            "Delete",
+            "left the Cloud Run service in place (deletionPolicy: Abandon)",
+        )
+        .await;
         return Ok(Action::await_change());
     }
     let namespace = obj.namespace().unwrap_or_default();
@@ -368,15 +565,25 @@ async fn cleanup(obj: &CloudRunService, ctx: &Context) -> Result<Action> {
     let name = render::service_name(obj, &project);
     let mut d = Draft::from_status(obj.status.as_ref());
     let result = delete_steps(obj, ctx, &name, &mut d).await;
-    if matches!(result, Err(Error::Waiting { .. })) || d.operation != obj.status.as_ref().and_then(|s| s.operation.clone()) {
+    if matches!(result, Err(Error::Waiting { .. }))
+        || d.operation != obj.status.as_ref().and_then(|s| s.operation.clone())
+    {
         let status = d.into_status(obj, &super::now());
         write_status(&ctx.client, obj, obj.status.as_ref(), &status).await?;
     }
     result
 }
 
-async fn delete_steps(obj: &CloudRunService, ctx: &Context, name: &str, d: &mut Draft) -> Result<Action> {
-    let waiting = |what: String| Error::Waiting { what, after: ctx.config.operation_poll };
+async fn delete_steps(
+    obj: &CloudRunService,
+    ctx: &Context,
+    name: &str,
+    d: &mut Draft,
+) -> Result<Action> {
+    let waiting = |what: String| Error::Waiting {
+        what,
+        after: ctx.config.operation_poll,
+    };
     if let Some(op_name) = d.operation.clone() {
         match ctx.gcp.run.get_operation(&op_name).await {
             Ok(op) if !op.done => return Err(waiting(format!("operation {op_name}"))),
@@ -385,27 +592,60 @@ async fn delete_steps(obj: &CloudRunService, ctx: &Context, name: &str, d: &mut 
             Err(e) => return Err(service_failed(d, e)),
         }
     }
-    let Some(actual) = ctx.gcp.run.get_service(name).await.map_err(|e| service_failed(d, e))? else {
+    let Some(actual) = ctx
+        .gcp
+        .run
+        .get_service(name)
+        .await
+        .map_err(|e| service_failed(d, e))?
+    else {
         return Ok(Action::await_change());
     };
     let uid = obj.metadata.uid.as_deref().unwrap_or_default();
     if actual.labels.get(OWNER_LABEL).map(String::as_str) != Some(uid) {
-        ctx.event(obj, EventType::Normal, "LeftInPlace", "Delete", format!("Cloud Run service {name} was not created by this object: left in place"))
-            .await;
+        ctx.event(
+            obj,
+            EventType::Normal,
+            "LeftInPlace",
+            "Delete",
+            format!("Cloud Run service {name} was not created by this object: left in place"),
+        )
+        .await;
         return Ok(Action::await_change());
     }
     if actual.reconciling && d.operation.is_none() {
         // Someone's deploy is running; Cloud Run would refuse or race the delete.
-        d.set(Cond::fail(SERVICE_READY, "Deleting", "waiting for the running deploy to finish before deleting"));
+        d.set(Cond::fail(
+            SERVICE_READY,
+            "Deleting",
+            "waiting for the running deploy to finish before deleting",
+        ));
         return Err(waiting(format!("deploy of {name} before deleting it")));
     }
-    match ctx.gcp.run.delete_service(name).await.map_err(|e| service_failed(d, e))? {
+    match ctx
+        .gcp
+        .run
+        .delete_service(name)
+        .await
+        .map_err(|e| service_failed(d, e))?
+    {
         None => Ok(Action::await_change()),
         Some(op) => {
             info!(service = %name, operation = %op.name, "deleting Cloud Run service");
-            ctx.event(obj, EventType::Normal, "Deleted", "Delete", format!("Deleting Cloud Run service {name}")).await;
+            ctx.event(
+                obj,
+                EventType::Normal,
+                "Deleted",
+                "Delete",
+                format!("Deleting Cloud Run service {name}"),
+            )
+            .await;
             d.operation = Some(op.name.clone());
-            d.set(Cond::fail(SERVICE_READY, "Deleting", format!("Cloud Run is deleting the service (operation {})", op.name)));
+            d.set(Cond::fail(
+                SERVICE_READY,
+                "Deleting",
+                format!("Cloud Run is deleting the service (operation {})", op.name),
+            ));
             Err(waiting(format!("deletion of {name}")))
         }
     }

@@ -19,17 +19,32 @@ pub struct Cond {
 impl Cond {
     /// A condition that holds.
     pub fn ok(type_: &'static str, reason: &str, message: impl Into<String>) -> Self {
-        Self { type_, status: status::TRUE, reason: reason.to_owned(), message: message.into() }
+        Self {
+            type_,
+            status: status::TRUE,
+            reason: reason.to_owned(),
+            message: message.into(),
+        }
     }
 
     /// A condition that does not hold.
     pub fn fail(type_: &'static str, reason: &str, message: impl Into<String>) -> Self {
-        Self { type_, status: status::FALSE, reason: reason.to_owned(), message: message.into() }
+        Self {
+            type_,
+            status: status::FALSE,
+            reason: reason.to_owned(),
+            message: message.into(),
+        }
     }
 
     /// A condition whose outcome is not known yet.
     pub fn unknown(type_: &'static str, reason: &str, message: impl Into<String>) -> Self {
-        Self { type_, status: status::UNKNOWN, reason: reason.to_owned(), message: message.into() }
+        Self {
+            type_,
+            status: status::UNKNOWN,
+            reason: reason.to_owned(),
+            message: message.into(),
+        }
     }
 
     /// Whether the condition holds.
@@ -54,7 +69,12 @@ pub fn ready(subs: &[Cond]) -> Cond {
 
 /// The conditions to store: `new` in order, keeping the previous `lastTransitionTime` of a type
 /// whose status did not change, and `now` for the others.
-pub fn merge(old: &[Condition], new: &[Cond], generation: Option<i64>, now: &str) -> Vec<Condition> {
+pub fn merge(
+    old: &[Condition],
+    new: &[Cond],
+    generation: Option<i64>,
+    now: &str,
+) -> Vec<Condition> {
     new.iter()
         .map(|c| {
             let previous = old.iter().find(|o| o.type_ == c.type_);
@@ -87,19 +107,36 @@ mod tests {
     fn ready_takes_the_first_failing_reason() {
         let subs = [
             Cond::ok("PolicyCompliant", "NoPolicy", ""),
-            Cond::fail("NetworkReady", "ConnectorNotReady", "connector c is Creating"),
+            Cond::fail(
+                "NetworkReady",
+                "ConnectorNotReady",
+                "connector c is Creating",
+            ),
             Cond::fail("ServiceReady", "DeployFailed", "boom"),
         ];
         let r = ready(&subs);
-        assert_eq!((r.status, r.reason.as_str()), (status::FALSE, "ConnectorNotReady"));
+        assert_eq!(
+            (r.status, r.reason.as_str()),
+            (status::FALSE, "ConnectorNotReady")
+        );
         assert_eq!(r.message, "NetworkReady: connector c is Creating");
         assert!(ready(&subs[..1]).is_true());
     }
 
     #[test]
     fn transition_time_moves_only_when_the_status_changes() {
-        let first = merge(&[], &[Cond::unknown("Ready", "Reconciling", "")], Some(1), "t1");
-        let same = merge(&first, &[Cond::unknown("Ready", "Waiting", "x")], Some(2), "t2");
+        let first = merge(
+            &[],
+            &[Cond::unknown("Ready", "Reconciling", "")],
+            Some(1),
+            "t1",
+        );
+        let same = merge(
+            &first,
+            &[Cond::unknown("Ready", "Waiting", "x")],
+            Some(2),
+            "t2",
+        );
         assert_eq!(same[0].last_transition_time, "t1");
         assert_eq!(same[0].reason, "Waiting");
         assert_eq!(same[0].observed_generation, Some(2));

@@ -19,11 +19,18 @@ const POLICY_VERSION: i32 = 3;
 
 /// `policy` with `role` held by exactly `members` (one unconditional binding, none when empty),
 /// every other role untouched; `None` when the policy already is so.
-pub fn with_exact_members(policy: &Policy, role: &str, members: &BTreeSet<String>) -> Option<Policy> {
+pub fn with_exact_members(
+    policy: &Policy,
+    role: &str,
+    members: &BTreeSet<String>,
+) -> Option<Policy> {
     let current: Vec<&Binding> = policy.bindings.iter().filter(|b| b.role == role).collect();
     let already = match current.as_slice() {
         [] => members.is_empty(),
-        [only] => only.condition.is_none() && only.members.iter().cloned().collect::<BTreeSet<_>>() == *members,
+        [only] => {
+            only.condition.is_none()
+                && only.members.iter().cloned().collect::<BTreeSet<_>>() == *members
+        }
         _ => false,
     };
     if already {
@@ -33,14 +40,21 @@ pub fn with_exact_members(policy: &Policy, role: &str, members: &BTreeSet<String
     out.version = POLICY_VERSION;
     out.bindings.retain(|b| b.role != role);
     if !members.is_empty() {
-        out.bindings.push(Binding::new().set_role(role).set_members(members.iter().cloned()));
+        out.bindings.push(
+            Binding::new()
+                .set_role(role)
+                .set_members(members.iter().cloned()),
+        );
     }
     Some(out)
 }
 
 /// Whether `member` holds `role` through an unconditional binding.
 pub fn has_member(policy: &Policy, role: &str, member: &str) -> bool {
-    policy.bindings.iter().any(|b| b.role == role && b.condition.is_none() && b.members.iter().any(|m| m == member))
+    policy
+        .bindings
+        .iter()
+        .any(|b| b.role == role && b.condition.is_none() && b.members.iter().any(|m| m == member))
 }
 
 /// `policy` with `member` added to the unconditional binding of `role`; `None` when it is there.
@@ -50,9 +64,15 @@ pub fn with_member(policy: &Policy, role: &str, member: &str) -> Option<Policy> 
     }
     let mut out = policy.clone();
     out.version = POLICY_VERSION;
-    match out.bindings.iter_mut().find(|b| b.role == role && b.condition.is_none()) {
+    match out
+        .bindings
+        .iter_mut()
+        .find(|b| b.role == role && b.condition.is_none())
+    {
         Some(binding) => binding.members.push(member.to_owned()),
-        None => out.bindings.push(Binding::new().set_role(role).set_members([member])),
+        None => out
+            .bindings
+            .push(Binding::new().set_role(role).set_members([member])),
     }
     Some(out)
 }
@@ -65,7 +85,11 @@ pub fn without_member(policy: &Policy, role: &str, member: &str) -> Option<Polic
     }
     let mut out = policy.clone();
     out.version = POLICY_VERSION;
-    for b in out.bindings.iter_mut().filter(|b| b.role == role && b.condition.is_none()) {
+    for b in out
+        .bindings
+        .iter_mut()
+        .filter(|b| b.role == role && b.condition.is_none())
+    {
         b.members.retain(|m| m != member);
     }
     out.bindings.retain(|b| !b.members.is_empty());
@@ -83,7 +107,9 @@ pub async fn read_modify_write(
     let mut attempt = 0;
     loop {
         let current = api.get_iam_policy(resource).await?;
-        let Some(next) = edit(&current) else { return Ok(false) };
+        let Some(next) = edit(&current) else {
+            return Ok(false);
+        };
         match api.set_iam_policy(resource, next).await {
             Ok(_) => return Ok(true),
             Err(e) if e.code == Code::Aborted && attempt + 1 < MAX_ATTEMPTS => {
@@ -106,7 +132,9 @@ mod tests {
     use google_cloud_type::model::Expr;
 
     fn policy(bindings: Vec<Binding>) -> Policy {
-        Policy::new().set_bindings(bindings).set_etag(bytes::Bytes::from_static(b"e1"))
+        Policy::new()
+            .set_bindings(bindings)
+            .set_etag(bytes::Bytes::from_static(b"e1"))
     }
 
     fn set(members: &[&str]) -> BTreeSet<String> {
@@ -116,27 +144,45 @@ mod tests {
     #[test]
     fn invokers_replace_the_role_and_keep_every_other_role() {
         let p = policy(vec![
-            Binding::new().set_role("roles/run.developer").set_members(["user:dev@example.com"]),
-            Binding::new().set_role(INVOKER_ROLE).set_members(["user:old@example.com"]),
+            Binding::new()
+                .set_role("roles/run.developer")
+                .set_members(["user:dev@example.com"]),
+            Binding::new()
+                .set_role(INVOKER_ROLE)
+                .set_members(["user:old@example.com"]),
         ]);
-        let out = with_exact_members(&p, INVOKER_ROLE, &set(&["group:team@example.com"])).expect("a change");
+        let out = with_exact_members(&p, INVOKER_ROLE, &set(&["group:team@example.com"]))
+            .expect("a change");
         assert_eq!(out.bindings.len(), 2);
         assert_eq!(out.bindings[0].members, vec!["user:dev@example.com"]);
         assert_eq!(out.bindings[1].members, vec!["group:team@example.com"]);
-        assert_eq!(out.etag, p.etag, "the write must carry the etag that was read");
+        assert_eq!(
+            out.etag, p.etag,
+            "the write must carry the etag that was read"
+        );
         assert_eq!(out.version, 3);
     }
 
     #[test]
     fn same_invokers_in_another_order_need_no_write() {
-        let p = policy(vec![Binding::new().set_role(INVOKER_ROLE).set_members(["user:b@x.com", "user:a@x.com"])]);
-        assert!(with_exact_members(&p, INVOKER_ROLE, &set(&["user:a@x.com", "user:b@x.com"])).is_none());
+        let p = policy(vec![
+            Binding::new()
+                .set_role(INVOKER_ROLE)
+                .set_members(["user:b@x.com", "user:a@x.com"]),
+        ]);
+        assert!(
+            with_exact_members(&p, INVOKER_ROLE, &set(&["user:a@x.com", "user:b@x.com"])).is_none()
+        );
         assert!(with_exact_members(&policy(vec![]), INVOKER_ROLE, &BTreeSet::new()).is_none());
     }
 
     #[test]
     fn no_invokers_removes_the_binding() {
-        let p = policy(vec![Binding::new().set_role(INVOKER_ROLE).set_members([ALL_USERS])]);
+        let p = policy(vec![
+            Binding::new()
+                .set_role(INVOKER_ROLE)
+                .set_members([ALL_USERS]),
+        ]);
         let out = with_exact_members(&p, INVOKER_ROLE, &BTreeSet::new()).expect("a change");
         assert!(out.bindings.is_empty());
     }
@@ -147,7 +193,9 @@ mod tests {
         let conditional = Binding::new()
             .set_role(role)
             .set_members(["user:temp@x.com"])
-            .set_condition(Expr::new().set_expression("request.time < timestamp('2030-01-01T00:00:00Z')"));
+            .set_condition(
+                Expr::new().set_expression("request.time < timestamp('2030-01-01T00:00:00Z')"),
+            );
         let p = policy(vec![conditional.clone()]);
         let out = with_member(&p, role, "serviceAccount:agent@x.com").expect("a change");
         assert_eq!(out.bindings[0], conditional);

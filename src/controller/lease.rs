@@ -44,7 +44,13 @@ pub struct Lease {
 
 impl Lease {
     /// A lease `namespace/name` to be held as `identity`.
-    pub fn new(client: Client, namespace: &str, name: &str, identity: &str, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        client: Client,
+        namespace: &str,
+        name: &str,
+        identity: &str,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             api: Api::namespaced(client, namespace),
             name: name.to_owned(),
@@ -148,7 +154,10 @@ impl Lease {
     pub async fn try_acquire(&self) -> Result<bool, kube::Error> {
         let Some(mut lease) = self.api.get_opt(&self.name).await? else {
             let lease = LeaseObject {
-                metadata: ObjectMeta { name: Some(self.name.clone()), ..ObjectMeta::default() },
+                metadata: ObjectMeta {
+                    name: Some(self.name.clone()),
+                    ..ObjectMeta::default()
+                },
                 spec: Some(self.held_spec(0)),
             };
             return match self.api.create(&PostParams::default(), &lease).await {
@@ -160,9 +169,10 @@ impl Lease {
         let spec = lease.spec.clone().unwrap_or_default();
         let holder = spec.holder_identity.clone().unwrap_or_default();
         let expired = match (&spec.renew_time, spec.lease_duration_seconds) {
-            (Some(renewed), Some(secs)) => {
-                renewed.0.checked_add(jiff::SignedDuration::from_secs(i64::from(secs))).is_ok_and(|end| end < jiff::Timestamp::now())
-            }
+            (Some(renewed), Some(secs)) => renewed
+                .0
+                .checked_add(jiff::SignedDuration::from_secs(i64::from(secs)))
+                .is_ok_and(|end| end < jiff::Timestamp::now()),
             _ => true,
         };
         if !(holder.is_empty() || holder == self.identity || expired) {
@@ -170,7 +180,11 @@ impl Lease {
         }
         let transitions = spec.lease_transitions.unwrap_or(0) + i32::from(holder != self.identity);
         lease.spec = Some(self.held_spec(transitions));
-        match self.api.replace(&self.name, &PostParams::default(), &lease).await {
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
             Ok(_) => Ok(true),
             // Someone else took it between our read and write.
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
@@ -198,7 +212,11 @@ impl Lease {
         }
         spec.renew_time = Some(Self::now());
         lease.spec = Some(spec);
-        match self.api.replace(&self.name, &PostParams::default(), &lease).await {
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
             Err(e) => Err(e),
@@ -207,7 +225,9 @@ impl Lease {
 
     /// Gives the lease up so that a standby can take it at once.
     async fn release(&self) -> Result<(), kube::Error> {
-        let Some(mut lease) = self.api.get_opt(&self.name).await? else { return Ok(()) };
+        let Some(mut lease) = self.api.get_opt(&self.name).await? else {
+            return Ok(());
+        };
         let mut spec = lease.spec.clone().unwrap_or_default();
         if spec.holder_identity.as_deref() != Some(&self.identity) {
             return Ok(());
@@ -215,6 +235,9 @@ impl Lease {
         spec.holder_identity = None;
         spec.lease_duration_seconds = Some(1);
         lease.spec = Some(spec);
-        self.api.replace(&self.name, &PostParams::default(), &lease).await.map(|_| ())
+        self.api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+            .map(|_| ())
     }
 }

@@ -87,7 +87,15 @@ impl Context {
         metrics: Arc<Metrics>,
         namespaces: Store<PartialObjectMeta<Namespace>>,
     ) -> Self {
-        Self { client, gcp, config, recorder, metrics, namespaces, failures: Mutex::default() }
+        Self {
+            client,
+            gcp,
+            config,
+            recorder,
+            metrics,
+            namespaces,
+            failures: Mutex::default(),
+        }
     }
 
     /// The project of an object: its own `projectId`, else its namespace's annotation, else the
@@ -109,13 +117,19 @@ impl Context {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let n = failures.entry(key).or_default();
         *n = n.saturating_add(1);
-        let exp = self.config.min_backoff.saturating_mul(2u32.saturating_pow(n.saturating_sub(1).min(20)));
+        let exp = self
+            .config
+            .min_backoff
+            .saturating_mul(2u32.saturating_pow(n.saturating_sub(1).min(20)));
         iam::jittered(exp.min(self.config.max_backoff)).min(self.config.max_backoff)
     }
 
     /// Forgets the failures of an object after it reconciled cleanly.
     fn succeeded(&self, key: &(&'static str, String, String)) {
-        self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
     }
 
     /// Publishes an event; a failure to publish is logged, never fatal.
@@ -147,19 +161,37 @@ impl Context {
 
 /// What to do after a failed reconcile: wait for a spec change when retrying cannot help, else
 /// retry with capped, jittered exponential backoff.
-pub fn error_policy_for(kind: &'static str, namespace: String, name: String, err: &Error, ctx: &Context) -> Action {
+pub fn error_policy_for(
+    kind: &'static str,
+    namespace: String,
+    name: String,
+    err: &Error,
+    ctx: &Context,
+) -> Action {
     if let Error::Waiting { after, .. } = err.inner() {
         return Action::requeue(*after);
     }
     ctx.metrics.failed(kind, err.metric_label());
     warn!(kind, namespace, name, error = %err, "reconcile failed");
-    if err.is_transient() { Action::requeue(ctx.backoff((kind, namespace, name))) } else { Action::await_change() }
+    if err.is_transient() {
+        Action::requeue(ctx.backoff((kind, namespace, name)))
+    } else {
+        Action::await_change()
+    }
 }
 
 /// Writes `status` with server-side apply, only when it differs from `current`.
-pub async fn write_status<K, S>(client: &Client, obj: &K, current: Option<&S>, status: &S) -> Result<bool>
+pub async fn write_status<K, S>(
+    client: &Client,
+    obj: &K,
+    current: Option<&S>,
+    status: &S,
+) -> Result<bool>
 where
-    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope> + DeserializeOwned + Clone + std::fmt::Debug,
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + DeserializeOwned
+        + Clone
+        + std::fmt::Debug,
     S: Serialize + PartialEq,
 {
     if current == Some(status) {
@@ -171,13 +203,21 @@ where
         "kind": K::kind(&()),
         "status": status,
     });
-    api.patch_status(&obj.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
     Ok(true)
 }
 
 /// RFC 3339 timestamp of now, for conditions.
 pub fn now() -> String {
-    jiff::Timestamp::now().round(jiff::Unit::Second).unwrap_or_else(|_| jiff::Timestamp::now()).to_string()
+    jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .unwrap_or_else(|_| jiff::Timestamp::now())
+        .to_string()
 }
 
 fn truncate(mut s: String, max: usize) -> String {
@@ -223,7 +263,11 @@ pub struct Parts {
 }
 
 /// Runs the controllers until `shutdown` resolves, then lets in-flight reconciles finish.
-pub async fn run(parts: Parts, health: Health, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
+pub async fn run(
+    parts: Parts,
+    health: Health,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
     use futures::StreamExt;
     use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
 
@@ -235,25 +279,41 @@ pub async fn run(parts: Parts, health: Health, shutdown: impl std::future::Futur
         let (store, writer) = reflector::store();
         (writer, store)
     };
-    let ns_events = reflector(ns_writer, watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), watcher::Config::default()))
-        .default_backoff()
-        .for_each(|_| std::future::ready(()));
+    let ns_events = reflector(
+        ns_writer,
+        watcher(
+            Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .for_each(|_| std::future::ready(()));
     let ns_task = tokio::spawn(ns_events);
 
-    let ctx = Arc::new(Context::new(parts.client, parts.gcp, parts.config, parts.recorder, parts.metrics, namespaces.clone()));
+    let ctx = Arc::new(Context::new(
+        parts.client,
+        parts.gcp,
+        parts.config,
+        parts.recorder,
+        parts.metrics,
+        namespaces.clone(),
+    ));
     let services: Api<DeserializeGuard<CloudRunService>> = match &ctx.config.watch_namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
     let controller = Controller::new(services, watcher::Config::default().any_semantic())
-        .with_config(kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency))
+        .with_config(
+            kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency),
+        )
         .graceful_shutdown_on(shutdown);
     let store = controller.store();
 
     let ready_task = {
         let (store, namespaces, health) = (store.clone(), namespaces.clone(), health.clone());
         tokio::spawn(async move {
-            if store.wait_until_ready().await.is_ok() && namespaces.wait_until_ready().await.is_ok() {
+            if store.wait_until_ready().await.is_ok() && namespaces.wait_until_ready().await.is_ok()
+            {
                 health.set_ready();
                 tracing::info!("watches synced; ready");
             }
@@ -279,7 +339,11 @@ pub async fn run(parts: Parts, health: Health, shutdown: impl std::future::Futur
     };
 
     controller
-        .run(cloudrunservice::reconcile, cloudrunservice::error_policy, ctx)
+        .run(
+            cloudrunservice::reconcile,
+            cloudrunservice::error_policy,
+            ctx,
+        )
         .for_each(|_| std::future::ready(()))
         .await;
     for task in [ns_task, ready_task, gauge_task] {

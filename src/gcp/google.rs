@@ -21,7 +21,9 @@ use google_cloud_run_v2::model::Service;
 use google_cloud_vpcaccess_v1::client::VpcAccessService;
 use google_cloud_vpcaccess_v1::model::Connector;
 
-use super::{CloudRunApi, Code, Gcp, GcpError, GcpResult, IamPolicyApi, KmsApi, ProjectsApi, VpcAccessApi};
+use super::{
+    CloudRunApi, Code, Gcp, GcpError, GcpResult, IamPolicyApi, KmsApi, ProjectsApi, VpcAccessApi,
+};
 use crate::metrics::Metrics;
 
 /// IAM policy version requested on reads: 3, so that conditional bindings are returned whole.
@@ -37,7 +39,11 @@ pub struct BuildError {
 }
 
 /// Builds every client against `endpoint` (Google's own endpoints when `None`).
-pub async fn connect(endpoint: Option<&str>, credentials: Credentials, metrics: Arc<Metrics>) -> Result<Gcp, BuildError> {
+pub async fn connect(
+    endpoint: Option<&str>,
+    credentials: Credentials,
+    metrics: Arc<Metrics>,
+) -> Result<Gcp, BuildError> {
     macro_rules! build {
         ($client:ty, $api:literal) => {{
             let mut builder = <$client>::builder()
@@ -46,15 +52,30 @@ pub async fn connect(endpoint: Option<&str>, credentials: Credentials, metrics: 
             if let Some(endpoint) = endpoint {
                 builder = builder.with_endpoint(endpoint);
             }
-            builder.build().await.map_err(|source| BuildError { api: $api, source })?
+            builder
+                .build()
+                .await
+                .map_err(|source| BuildError { api: $api, source })?
         }};
     }
     let meter = Meter(metrics);
     Ok(Gcp {
-        run: Arc::new(RunClient { client: build!(Services, "run"), meter: meter.clone() }),
-        kms: Arc::new(KmsClient { client: build!(KeyManagementService, "kms"), meter: meter.clone() }),
-        vpcaccess: Arc::new(VpcAccessClient { client: build!(VpcAccessService, "vpcaccess"), meter: meter.clone() }),
-        projects: Arc::new(ProjectsClient { client: build!(Projects, "resourcemanager"), meter }),
+        run: Arc::new(RunClient {
+            client: build!(Services, "run"),
+            meter: meter.clone(),
+        }),
+        kms: Arc::new(KmsClient {
+            client: build!(KeyManagementService, "kms"),
+            meter: meter.clone(),
+        }),
+        vpcaccess: Arc::new(VpcAccessClient {
+            client: build!(VpcAccessService, "vpcaccess"),
+            meter: meter.clone(),
+        }),
+        projects: Arc::new(ProjectsClient {
+            client: build!(Projects, "resourcemanager"),
+            meter,
+        }),
     })
 }
 
@@ -91,7 +112,12 @@ fn to_gcp_error(api: &'static str, method: &'static str, e: &GaxError) -> GcpErr
             None => (Code::Unavailable, e.to_string()),
         },
     };
-    GcpError { api, method, code, message }
+    GcpError {
+        api,
+        method,
+        code,
+        message,
+    }
 }
 
 /// The gRPC code Google uses for an HTTP status without a JSON error body.
@@ -129,12 +155,22 @@ struct RunClient {
 impl IamPolicyApi for RunClient {
     async fn get_iam_policy(&self, resource: &str) -> GcpResult<Policy> {
         let options = GetPolicyOptions::new().set_requested_policy_version(POLICY_VERSION);
-        let call = self.client.get_iam_policy().set_resource(resource).set_options(options).send();
+        let call = self
+            .client
+            .get_iam_policy()
+            .set_resource(resource)
+            .set_options(options)
+            .send();
         self.meter.call("run", "services.getIamPolicy", call).await
     }
 
     async fn set_iam_policy(&self, resource: &str, policy: Policy) -> GcpResult<Policy> {
-        let call = self.client.set_iam_policy().set_resource(resource).set_policy(policy).send();
+        let call = self
+            .client
+            .set_iam_policy()
+            .set_resource(resource)
+            .set_policy(policy)
+            .send();
         self.meter.call("run", "services.setIamPolicy", call).await
     }
 }
@@ -142,24 +178,63 @@ impl IamPolicyApi for RunClient {
 #[async_trait]
 impl CloudRunApi for RunClient {
     async fn get_service(&self, name: &str) -> GcpResult<Option<Service>> {
-        found(self.meter.call("run", "services.get", self.client.get_service().set_name(name).send()).await)
+        found(
+            self.meter
+                .call(
+                    "run",
+                    "services.get",
+                    self.client.get_service().set_name(name).send(),
+                )
+                .await,
+        )
     }
 
-    async fn create_service(&self, parent: &str, service_id: &str, service: Service) -> GcpResult<Operation> {
-        let call = self.client.create_service().set_parent(parent).set_service_id(service_id).set_service(service).send();
+    async fn create_service(
+        &self,
+        parent: &str,
+        service_id: &str,
+        service: Service,
+    ) -> GcpResult<Operation> {
+        let call = self
+            .client
+            .create_service()
+            .set_parent(parent)
+            .set_service_id(service_id)
+            .set_service(service)
+            .send();
         self.meter.call("run", "services.create", call).await
     }
 
     async fn update_service(&self, service: Service) -> GcpResult<Operation> {
-        self.meter.call("run", "services.patch", self.client.update_service().set_service(service).send()).await
+        self.meter
+            .call(
+                "run",
+                "services.patch",
+                self.client.update_service().set_service(service).send(),
+            )
+            .await
     }
 
     async fn delete_service(&self, name: &str) -> GcpResult<Option<Operation>> {
-        found(self.meter.call("run", "services.delete", self.client.delete_service().set_name(name).send()).await)
+        found(
+            self.meter
+                .call(
+                    "run",
+                    "services.delete",
+                    self.client.delete_service().set_name(name).send(),
+                )
+                .await,
+        )
     }
 
     async fn get_operation(&self, name: &str) -> GcpResult<Operation> {
-        self.meter.call("run", "operations.get", self.client.get_operation().set_name(name).send()).await
+        self.meter
+            .call(
+                "run",
+                "operations.get",
+                self.client.get_operation().set_name(name).send(),
+            )
+            .await
     }
 }
 
@@ -172,20 +247,42 @@ struct KmsClient {
 impl IamPolicyApi for KmsClient {
     async fn get_iam_policy(&self, resource: &str) -> GcpResult<Policy> {
         let options = GetPolicyOptions::new().set_requested_policy_version(POLICY_VERSION);
-        let call = self.client.get_iam_policy().set_resource(resource).set_options(options).send();
-        self.meter.call("kms", "cryptoKeys.getIamPolicy", call).await
+        let call = self
+            .client
+            .get_iam_policy()
+            .set_resource(resource)
+            .set_options(options)
+            .send();
+        self.meter
+            .call("kms", "cryptoKeys.getIamPolicy", call)
+            .await
     }
 
     async fn set_iam_policy(&self, resource: &str, policy: Policy) -> GcpResult<Policy> {
-        let call = self.client.set_iam_policy().set_resource(resource).set_policy(policy).send();
-        self.meter.call("kms", "cryptoKeys.setIamPolicy", call).await
+        let call = self
+            .client
+            .set_iam_policy()
+            .set_resource(resource)
+            .set_policy(policy)
+            .send();
+        self.meter
+            .call("kms", "cryptoKeys.setIamPolicy", call)
+            .await
     }
 }
 
 #[async_trait]
 impl KmsApi for KmsClient {
     async fn get_crypto_key(&self, name: &str) -> GcpResult<Option<CryptoKey>> {
-        found(self.meter.call("kms", "cryptoKeys.get", self.client.get_crypto_key().set_name(name).send()).await)
+        found(
+            self.meter
+                .call(
+                    "kms",
+                    "cryptoKeys.get",
+                    self.client.get_crypto_key().set_name(name).send(),
+                )
+                .await,
+        )
     }
 }
 
@@ -197,10 +294,23 @@ struct VpcAccessClient {
 #[async_trait]
 impl VpcAccessApi for VpcAccessClient {
     async fn get_connector(&self, name: &str) -> GcpResult<Option<Connector>> {
-        found(self.meter.call("vpcaccess", "connectors.get", self.client.get_connector().set_name(name).send()).await)
+        found(
+            self.meter
+                .call(
+                    "vpcaccess",
+                    "connectors.get",
+                    self.client.get_connector().set_name(name).send(),
+                )
+                .await,
+        )
     }
 
-    async fn create_connector(&self, parent: &str, connector_id: &str, connector: Connector) -> GcpResult<Operation> {
+    async fn create_connector(
+        &self,
+        parent: &str,
+        connector_id: &str,
+        connector: Connector,
+    ) -> GcpResult<Operation> {
         let call = self
             .client
             .create_connector()
@@ -208,15 +318,31 @@ impl VpcAccessApi for VpcAccessClient {
             .set_connector_id(connector_id)
             .set_connector(connector)
             .send();
-        self.meter.call("vpcaccess", "connectors.create", call).await
+        self.meter
+            .call("vpcaccess", "connectors.create", call)
+            .await
     }
 
     async fn delete_connector(&self, name: &str) -> GcpResult<Option<Operation>> {
-        found(self.meter.call("vpcaccess", "connectors.delete", self.client.delete_connector().set_name(name).send()).await)
+        found(
+            self.meter
+                .call(
+                    "vpcaccess",
+                    "connectors.delete",
+                    self.client.delete_connector().set_name(name).send(),
+                )
+                .await,
+        )
     }
 
     async fn get_operation(&self, name: &str) -> GcpResult<Operation> {
-        self.meter.call("vpcaccess", "operations.get", self.client.get_operation().set_name(name).send()).await
+        self.meter
+            .call(
+                "vpcaccess",
+                "operations.get",
+                self.client.get_operation().set_name(name).send(),
+            )
+            .await
     }
 }
 
@@ -229,7 +355,14 @@ struct ProjectsClient {
 impl ProjectsApi for ProjectsClient {
     async fn project_number(&self, project_id: &str) -> GcpResult<String> {
         let name = format!("projects/{project_id}");
-        let project = self.meter.call("resourcemanager", "projects.get", self.client.get_project().set_name(name).send()).await?;
+        let project = self
+            .meter
+            .call(
+                "resourcemanager",
+                "projects.get",
+                self.client.get_project().set_name(name).send(),
+            )
+            .await?;
         project
             .name
             .strip_prefix("projects/")
@@ -239,7 +372,10 @@ impl ProjectsApi for ProjectsClient {
                 api: "resourcemanager",
                 method: "projects.get",
                 code: Code::Internal,
-                message: format!("project {project_id} has no project number in its name {:?}", project.name),
+                message: format!(
+                    "project {project_id} has no project number in its name {:?}",
+                    project.name
+                ),
             })
     }
 }
@@ -258,9 +394,17 @@ mod tests {
 
     #[test]
     fn not_found_is_absence_and_other_errors_stay_errors() {
-        let err = |code| GcpError { api: "run", method: "services.get", code, message: String::new() };
+        let err = |code| GcpError {
+            api: "run",
+            method: "services.get",
+            code,
+            message: String::new(),
+        };
         assert_eq!(found::<()>(Err(err(Code::NotFound))), Ok(None));
-        assert_eq!(found::<()>(Err(err(Code::PermissionDenied))), Err(err(Code::PermissionDenied)));
+        assert_eq!(
+            found::<()>(Err(err(Code::PermissionDenied))),
+            Err(err(Code::PermissionDenied))
+        );
         assert_eq!(found(Ok(1)), Ok(Some(1)));
     }
 }

@@ -63,7 +63,12 @@ pub trait CloudRunApi: IamPolicyApi {
     /// The service, or `None` when it does not exist.
     async fn get_service(&self, name: &str) -> GcpResult<Option<Service>>;
     /// Starts creating `service` as `parent/services/{service_id}`.
-    async fn create_service(&self, parent: &str, service_id: &str, service: Service) -> GcpResult<Operation>;
+    async fn create_service(
+        &self,
+        parent: &str,
+        service_id: &str,
+        service: Service,
+    ) -> GcpResult<Operation>;
     /// Starts replacing the service named `service.name` with `service`.
     async fn update_service(&self, service: Service) -> GcpResult<Operation>;
     /// Starts deleting the service; `None` when it does not exist.
@@ -85,7 +90,12 @@ pub trait VpcAccessApi: Send + Sync {
     /// The connector, or `None` when it does not exist.
     async fn get_connector(&self, name: &str) -> GcpResult<Option<Connector>>;
     /// Starts creating `connector` as `parent/connectors/{connector_id}`.
-    async fn create_connector(&self, parent: &str, connector_id: &str, connector: Connector) -> GcpResult<Operation>;
+    async fn create_connector(
+        &self,
+        parent: &str,
+        connector_id: &str,
+        connector: Connector,
+    ) -> GcpResult<Operation>;
     /// Starts deleting the connector; `None` when it does not exist.
     async fn delete_connector(&self, name: &str) -> GcpResult<Option<Operation>>;
     /// A long-running operation of Serverless VPC Access.

@@ -28,7 +28,9 @@ pub struct ControlPlane {
 const TOKEN: &str = "runwarden-envtest-token";
 
 fn assets_dir() -> PathBuf {
-    std::env::var_os("KUBEBUILDER_ASSETS").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/local/kubebuilder/bin"))
+    std::env::var_os("KUBEBUILDER_ASSETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/local/kubebuilder/bin"))
 }
 
 fn find_binary(name: &str) -> Option<PathBuf> {
@@ -36,13 +38,18 @@ fn find_binary(name: &str) -> Option<PathBuf> {
     if in_assets.is_file() {
         return Some(in_assets);
     }
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|c| c.is_file()))
-        .flatten()
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(name))
+            .find(|c| c.is_file())
+    })
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 /// Starts `program` under a watchdog that kills it when this test process exits.
@@ -103,10 +110,30 @@ fn start() -> Option<ControlPlane> {
     );
     let key = d.join("sa.key");
     let public = d.join("sa.pub");
-    let ok = Command::new("openssl").args(["genrsa", "-out"]).arg(&key).arg("2048").stderr(Stdio::null()).status().is_ok_and(|s| s.success())
-        && Command::new("openssl").args(["rsa", "-in"]).arg(&key).args(["-pubout", "-out"]).arg(&public).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
-    assert!(ok, "openssl is needed to make the service account key of the test API server");
-    std::fs::write(d.join("tokens.csv"), format!("{TOKEN},admin,admin,system:masters\n")).expect("token file");
+    let ok = Command::new("openssl")
+        .args(["genrsa", "-out"])
+        .arg(&key)
+        .arg("2048")
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+        && Command::new("openssl")
+            .args(["rsa", "-in"])
+            .arg(&key)
+            .args(["-pubout", "-out"])
+            .arg(&public)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "openssl is needed to make the service account key of the test API server"
+    );
+    std::fs::write(
+        d.join("tokens.csv"),
+        format!("{TOKEN},admin,admin,system:masters\n"),
+    )
+    .expect("token file");
     let server = format!("https://127.0.0.1:{api_port}");
     let api_child = spawn_watched(
         &apiserver,
@@ -162,15 +189,34 @@ fn start() -> Option<ControlPlane> {
         }
         if Instant::now() > deadline {
             let log = std::fs::read_to_string(d.join("apiserver.log")).unwrap_or_default();
-            panic!("kube-apiserver not ready after 90s; its log ends with:\n{}", &log[log.len().saturating_sub(3000)..]);
+            panic!(
+                "kube-apiserver not ready after 90s; its log ends with:\n{}",
+                &log[log.len().saturating_sub(3000)..]
+            );
         }
         std::thread::sleep(Duration::from_millis(250));
     }
     let startup_seconds = started.elapsed().as_secs_f64();
     eprintln!("envtest: kube-apiserver {server} ready in {startup_seconds:.2}s");
-    let plane = ControlPlane { kubeconfig, server, startup_seconds, _dir: dir, _children: vec![etcd_child, api_child] };
-    plane.kubectl(&["apply", "--server-side", "-f", concat!(env!("CARGO_MANIFEST_DIR"), "/crds/runwarden.dev.yaml")]);
-    plane.kubectl(&["wait", "--for=condition=Established", "--timeout=60s", "crd/cloudrunservices.runwarden.dev"]);
+    let plane = ControlPlane {
+        kubeconfig,
+        server,
+        startup_seconds,
+        _dir: dir,
+        _children: vec![etcd_child, api_child],
+    };
+    plane.kubectl(&[
+        "apply",
+        "--server-side",
+        "-f",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/crds/runwarden.dev.yaml"),
+    ]);
+    plane.kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/cloudrunservices.runwarden.dev",
+    ]);
     Some(plane)
 }
 
@@ -202,7 +248,12 @@ impl ControlPlane {
             .spawn()
             .expect("kubectl on PATH");
         if let Some(input) = stdin {
-            child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(input.as_bytes())
+                .expect("write stdin");
         }
         drop(child.stdin.take());
         let out = child.wait_with_output().expect("kubectl output");
@@ -216,9 +267,12 @@ impl ControlPlane {
     /// A kube client for this control plane (bound to the calling test's runtime).
     pub async fn client(&self) -> kube::Client {
         let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig");
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
-            .await
-            .expect("client config");
+        let config = kube::Config::from_custom_kubeconfig(
+            kubeconfig,
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await
+        .expect("client config");
         kube::Client::try_from(config).expect("client")
     }
 }

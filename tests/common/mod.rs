@@ -61,11 +61,21 @@ impl Harness {
             return None;
         };
         let client = plane.client().await;
-        let ns = format!("{}-{}", test.replace('_', "-").chars().take(40).collect::<String>(), fastrand::u32(..) % 100_000);
+        let ns = format!(
+            "{}-{}",
+            test.replace('_', "-").chars().take(40).collect::<String>(),
+            fastrand::u32(..) % 100_000
+        );
         let namespaces: Api<Namespace> = Api::all(client.clone());
-        let namespace: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).unwrap();
-        namespaces.create(&PostParams::default(), &namespace).await.expect("namespace");
-        let emu = Emulator::start("127.0.0.1:0", runwarden_emulator::Config::default()).await.expect("emulator");
+        let namespace: Namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).unwrap();
+        namespaces
+            .create(&PostParams::default(), &namespace)
+            .await
+            .expect("namespace");
+        let emu = Emulator::start("127.0.0.1:0", runwarden_emulator::Config::default())
+            .await
+            .expect("emulator");
         let run = Services::builder()
             .with_endpoint(emu.endpoint())
             .with_credentials(anonymous())
@@ -82,19 +92,41 @@ impl Harness {
             concurrency: 4,
             watch_namespace: Some(ns.clone()),
         };
-        Some(Harness { plane, client, emu, ns, metrics: Arc::new(Metrics::default()), run, config, controller: None })
+        Some(Harness {
+            plane,
+            client,
+            emu,
+            ns,
+            metrics: Arc::new(Metrics::default()),
+            run,
+            config,
+            controller: None,
+        })
     }
 
     /// Starts the controller (again) in-process.
     pub async fn start_controller(&mut self) {
-        let gcp = runwarden::gcp::google::connect(Some(&self.emu.endpoint()), anonymous(), self.metrics.clone())
-            .await
-            .expect("gcp clients");
+        let gcp = runwarden::gcp::google::connect(
+            Some(&self.emu.endpoint()),
+            anonymous(),
+            self.metrics.clone(),
+        )
+        .await
+        .expect("gcp clients");
         let recorder = kube::runtime::events::Recorder::new(
             self.client.clone(),
-            kube::runtime::events::Reporter { controller: "runwarden".into(), instance: Some("test".into()) },
+            kube::runtime::events::Reporter {
+                controller: "runwarden".into(),
+                instance: Some("test".into()),
+            },
         );
-        let parts = Parts { client: self.client.clone(), gcp, config: self.config.clone(), recorder, metrics: self.metrics.clone() };
+        let parts = Parts {
+            client: self.client.clone(),
+            gcp,
+            config: self.config.clone(),
+            recorder,
+            metrics: self.metrics.clone(),
+        };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(controller::run(parts, Health::default(), async move {
             let _ = rx.await;
@@ -123,16 +155,31 @@ impl Harness {
             "metadata": {"name": name},
             "spec": spec,
         });
-        self.api().patch(name, &PatchParams::apply("test-user").force(), &Patch::Apply(&obj)).await.expect("apply");
+        self.api()
+            .patch(
+                name,
+                &PatchParams::apply("test-user").force(),
+                &Patch::Apply(&obj),
+            )
+            .await
+            .expect("apply");
     }
 
     /// Deletes a CloudRunService (the finalizer may keep it a while).
     pub async fn delete(&self, name: &str) {
-        self.api().delete(name, &DeleteParams::default()).await.expect("delete");
+        self.api()
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("delete");
     }
 
     /// Waits until `pred` holds for the object (or until it is gone, with `pred(None)`).
-    pub async fn wait_for(&self, name: &str, what: &str, pred: impl Fn(Option<&CloudRunService>) -> bool) -> Option<CloudRunService> {
+    pub async fn wait_for(
+        &self,
+        name: &str,
+        what: &str,
+        pred: impl Fn(Option<&CloudRunService>) -> bool,
+    ) -> Option<CloudRunService> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let obj = self.api().get_opt(name).await.expect("get");
@@ -140,7 +187,10 @@ impl Harness {
                 return obj;
             }
             if Instant::now() > deadline {
-                panic!("timed out waiting for {what}; last seen: {:#?}", obj.map(|o| o.status));
+                panic!(
+                    "timed out waiting for {what}; last seen: {:#?}",
+                    obj.map(|o| o.status)
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -148,9 +198,11 @@ impl Harness {
 
     /// Waits until the object is Ready for its current generation.
     pub async fn wait_ready(&self, name: &str) -> CloudRunService {
-        self.wait_for(name, "Ready=True", |o| o.is_some_and(|o| controller::cloudrunservice::is_ready(o) == Some(true)))
-            .await
-            .expect("object")
+        self.wait_for(name, "Ready=True", |o| {
+            o.is_some_and(|o| controller::cloudrunservice::is_ready(o) == Some(true))
+        })
+        .await
+        .expect("object")
     }
 
     /// Waits until condition `type_` has `reason`.
@@ -169,7 +221,12 @@ impl Harness {
         let name = format!("projects/{PROJECT}/locations/{REGION}/services/{id}");
         match self.run.get_service().set_name(name).send().await {
             Ok(s) => Some(s),
-            Err(e) if e.status().is_some_and(|s| s.code == google_cloud_gax::error::rpc::Code::NotFound) => None,
+            Err(e)
+                if e.status()
+                    .is_some_and(|s| s.code == google_cloud_gax::error::rpc::Code::NotFound) =>
+            {
+                None
+            }
             Err(e) => panic!("get service {id}: {e}"),
         }
     }
@@ -179,14 +236,20 @@ impl Harness {
         self.emu
             .counters()
             .iter()
-            .filter(|(k, _)| k.ends_with(".create") || k.ends_with(".patch") || k.ends_with(".delete") || k.ends_with("setIamPolicy"))
+            .filter(|(k, _)| {
+                k.ends_with(".create")
+                    || k.ends_with(".patch")
+                    || k.ends_with(".delete")
+                    || k.ends_with("setIamPolicy")
+            })
             .map(|(_, v)| v)
             .sum()
     }
 
     /// Events of an object, as `reason: note` lines.
     pub async fn events(&self, name: &str) -> Vec<String> {
-        let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(self.client.clone(), &self.ns);
+        let events: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(self.client.clone(), &self.ns);
         events
             .list(&Default::default())
             .await
@@ -194,7 +257,13 @@ impl Harness {
             .items
             .into_iter()
             .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-            .map(|e| format!("{}: {}", e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+            .map(|e| {
+                format!(
+                    "{}: {}",
+                    e.reason.unwrap_or_default(),
+                    e.note.unwrap_or_default()
+                )
+            })
             .collect()
     }
 }

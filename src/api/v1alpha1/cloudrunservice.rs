@@ -1,3 +1,6 @@
+// kube-derive takes one `printcolumn(...)` per column; clippy reads the repeats as duplicates.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 
 use kube::{CustomResource, KubeSchema};
@@ -20,11 +23,24 @@ use super::Condition;
     status = "CloudRunServiceStatus",
     derive = "PartialEq",
     doc = "A secure Google Cloud Run service managed by runwarden.",
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason", priority = 1),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        priority = 1
+    ),
     printcolumn(name = "URL", type_ = "string", json_path = ".status.uri"),
     printcolumn(name = "Ingress", type_ = "string", json_path = ".spec.ingress"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.serviceName) == has(oldSelf.serviceName)").message("spec.serviceName is immutable: it can be neither added nor removed after creation"))]
@@ -33,17 +49,26 @@ pub struct CloudRunServiceSpec {
     /// Google Cloud project id. Defaults to the namespace annotation `runwarden.dev/project-id`,
     /// then to the controller's `--default-project`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 6, max = 30), regex(pattern = r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$"))]
+    #[schemars(
+        length(min = 6, max = 30),
+        regex(pattern = r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")
+    )]
     pub project_id: Option<String>,
 
     /// Cloud Run region, e.g. `europe-west1`. Immutable.
-    #[schemars(length(min = 2, max = 40), regex(pattern = r"^[a-z]+(-[a-z]+)+[0-9]+$"))]
+    #[schemars(
+        length(min = 2, max = 40),
+        regex(pattern = r"^[a-z]+(-[a-z]+)+[0-9]+$")
+    )]
     #[x_kube(validation = Rule::new("self == oldSelf").message("spec.region is immutable: create a new CloudRunService instead"))]
     pub region: String,
 
     /// Cloud Run service id. Defaults to `metadata.name`. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 49), regex(pattern = r"^[a-z]([-a-z0-9]{0,47}[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 49),
+        regex(pattern = r"^[a-z]([-a-z0-9]{0,47}[a-z0-9])?$")
+    )]
     #[x_kube(validation = Rule::new("self == oldSelf").message("spec.serviceName is immutable: create a new CloudRunService instead"))]
     pub service_name: Option<String>,
 
@@ -157,7 +182,15 @@ pub struct Access {
     /// IAM members granted `roles/run.invoker`: `user:`, `group:`, `serviceAccount:`, `domain:`,
     /// `principal://` or `principalSet://`. runwarden keeps the role's members equal to this list.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 100), inner(length(min = 3, max = 512), regex(pattern = r"^(user:|group:|serviceAccount:|domain:|principal://|principalSet://)\S+$")))]
+    #[schemars(
+        length(max = 100),
+        inner(
+            length(min = 3, max = 512),
+            regex(
+                pattern = r"^(user:|group:|serviceAccount:|domain:|principal://|principalSet://)\S+$"
+            )
+        )
+    )]
     pub invokers: Vec<String>,
 }
 
@@ -182,7 +215,10 @@ pub struct BinaryAuthorization {
     /// Full name of a Binary Authorization platform policy,
     /// `projects/{project}/platforms/cloudRun/policies/{policy}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 512), regex(pattern = r"^projects/[^/]+/platforms/cloudRun/policies/[^/]+$"))]
+    #[schemars(
+        length(max = 512),
+        regex(pattern = r"^projects/[^/]+/platforms/cloudRun/policies/[^/]+$")
+    )]
     pub policy: Option<String>,
     /// Justification for bypassing Binary Authorization (break-glass).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -204,7 +240,12 @@ pub struct Egress {
     /// Full name of a Serverless VPC Access connector not managed here,
     /// `projects/{project}/locations/{region}/connectors/{id}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 256), regex(pattern = r"^projects/[^/]+/locations/[^/]+/connectors/[a-z][-a-z0-9]{0,23}[a-z0-9]$"))]
+    #[schemars(
+        length(max = 256),
+        regex(
+            pattern = r"^projects/[^/]+/locations/[^/]+/connectors/[a-z][-a-z0-9]{0,23}[a-z0-9]$"
+        )
+    )]
     pub connector: Option<String>,
     /// Which outbound traffic goes through the VPC.
     #[serde(default)]
@@ -226,7 +267,13 @@ pub struct DirectVpc {
     pub subnetwork: Option<String>,
     /// Network tags applied to the instances.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64), inner(length(min = 1, max = 63), regex(pattern = r"^[a-z]([-a-z0-9]*[a-z0-9])?$")))]
+    #[schemars(
+        length(max = 64),
+        inner(
+            length(min = 1, max = 63),
+            regex(pattern = r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+        )
+    )]
     pub tags: Vec<String>,
 }
 
@@ -255,7 +302,10 @@ pub enum EgressRouting {
 pub struct Encryption {
     /// Cloud KMS key, `projects/{project}/locations/{region}/keyRings/{ring}/cryptoKeys/{key}`.
     /// Its location must equal `spec.region`.
-    #[schemars(length(max = 512), regex(pattern = r"^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$"))]
+    #[schemars(
+        length(max = 512),
+        regex(pattern = r"^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$")
+    )]
     pub kms_key: String,
     /// What Cloud Run does when the key is revoked.
     #[serde(default)]
@@ -290,7 +340,10 @@ pub enum RevocationAction {
 pub struct Container {
     /// Container name (DNS label). Optional with one container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: Option<String>,
     /// Image URL, preferably pinned by digest (`...@sha256:...`).
     #[schemars(length(min = 1, max = 1024))]

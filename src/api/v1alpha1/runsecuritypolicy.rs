@@ -19,8 +19,16 @@ use super::{Condition, Ingress};
     status = "RunSecurityPolicyStatus",
     derive = "PartialEq",
     doc = "Cluster-wide security guardrails for CloudRunServices.",
-    printcolumn(name = "Enforcement", type_ = "string", json_path = ".spec.enforcement"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Enforcement",
+        type_ = "string",
+        json_path = ".spec.enforcement"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct RunSecurityPolicySpec {

@@ -1,3 +1,6 @@
+// kube-derive takes one `printcolumn(...)` per column; clippy reads the repeats as duplicates.
+#![allow(clippy::duplicated_attributes)]
+
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -18,10 +21,18 @@ use super::{AdoptionPolicy, Condition, DeletionPolicy};
     status = "VpcAccessConnectorStatus",
     derive = "PartialEq",
     doc = "A Serverless VPC Access connector managed by runwarden.",
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
     printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
     printcolumn(name = "Region", type_ = "string", json_path = ".spec.region"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.projectId) == has(oldSelf.projectId) && has(self.connectorName) == has(oldSelf.connectorName) && has(self.network) == has(oldSelf.network) && has(self.ipCidrRange) == has(oldSelf.ipCidrRange) && has(self.subnet) == has(oldSelf.subnet) && has(self.minInstances) == has(oldSelf.minInstances) && has(self.maxInstances) == has(oldSelf.maxInstances) && has(self.machineType) == has(oldSelf.machineType)").message("VpcAccessConnector spec is immutable (Google has no update for connectors): fields can be neither added nor removed; create a new connector instead"))]
@@ -32,16 +43,25 @@ pub struct VpcAccessConnectorSpec {
     /// Google Cloud project id. Defaults to the namespace annotation `runwarden.dev/project-id`,
     /// then to the controller's `--default-project`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 6, max = 30), regex(pattern = r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$"))]
+    #[schemars(
+        length(min = 6, max = 30),
+        regex(pattern = r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")
+    )]
     #[x_kube(validation = Rule::new("self == oldSelf").message("spec.projectId is immutable (Google has no update for connectors): create a new VpcAccessConnector instead"))]
     pub project_id: Option<String>,
     /// Region of the connector; services using it must be in the same region.
-    #[schemars(length(min = 2, max = 40), regex(pattern = r"^[a-z]+(-[a-z]+)+[0-9]+$"))]
+    #[schemars(
+        length(min = 2, max = 40),
+        regex(pattern = r"^[a-z]+(-[a-z]+)+[0-9]+$")
+    )]
     #[x_kube(validation = Rule::new("self == oldSelf").message("spec.region is immutable (Google has no update for connectors): create a new VpcAccessConnector instead"))]
     pub region: String,
     /// Connector id. Defaults to `metadata.name`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 2, max = 25), regex(pattern = r"^[a-z][-a-z0-9]{0,23}[a-z0-9]$"))]
+    #[schemars(
+        length(min = 2, max = 25),
+        regex(pattern = r"^[a-z][-a-z0-9]{0,23}[a-z0-9]$")
+    )]
     #[x_kube(validation = Rule::new("self == oldSelf").message("spec.connectorName is immutable (Google has no update for connectors): create a new VpcAccessConnector instead"))]
     pub connector_name: Option<String>,
     /// VPC network name (with `ipCidrRange`).
@@ -70,7 +90,10 @@ pub struct VpcAccessConnectorSpec {
     pub max_instances: Option<i32>,
     /// Machine type of the connector instances (`f1-micro`, `e2-micro`, `e2-standard-4`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 32), regex(pattern = r"^(f1-micro|e2-micro|e2-standard-4)$"))]
+    #[schemars(
+        length(max = 32),
+        regex(pattern = r"^(f1-micro|e2-micro|e2-standard-4)$")
+    )]
     #[x_kube(validation = Rule::new("self == oldSelf").message("spec.machineType is immutable (Google has no update for connectors): create a new VpcAccessConnector instead"))]
     pub machine_type: Option<String>,
     /// What happens to the connector in Google when this object is deleted.

@@ -10,13 +10,16 @@
 use std::collections::{BTreeMap, HashMap};
 
 use google_cloud_run_v2::model::{
-    self as run, BinaryAuthorization, EnvVar, EnvVarSource, ExecutionEnvironment, IngressTraffic, RevisionScaling,
-    RevisionTemplate, SecretKeySelector, Service, VpcAccess, binary_authorization::BinauthzMethod,
-    env_var::Values, vpc_access::NetworkInterface, vpc_access::VpcEgress,
+    self as run, BinaryAuthorization, EnvVar, EnvVarSource, ExecutionEnvironment, IngressTraffic,
+    RevisionScaling, RevisionTemplate, SecretKeySelector, Service, VpcAccess,
+    binary_authorization::BinauthzMethod, env_var::Values, vpc_access::NetworkInterface,
+    vpc_access::VpcEgress,
 };
 use google_cloud_wkt::Duration;
 
-use crate::api::v1alpha1::{self as api, CloudRunService, EgressRouting, Ingress, RevocationAction};
+use crate::api::v1alpha1::{
+    self as api, CloudRunService, EgressRouting, Ingress, RevocationAction,
+};
 use crate::api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, OWNER_LABEL};
 
 /// Cloud Run's default request concurrency.
@@ -31,8 +34,13 @@ pub const DEFAULT_MEMORY: &str = "512Mi";
 pub const DEFAULT_PORT: i32 = 8080;
 
 /// Label key prefixes Google reserves (and may set itself); never compared, never written.
-pub const RESERVED_LABEL_PREFIXES: [&str; 5] =
-    ["run.googleapis.com", "cloud.googleapis.com", "serving.knative.dev", "autoscaling.knative.dev", "goog"];
+pub const RESERVED_LABEL_PREFIXES: [&str; 5] = [
+    "run.googleapis.com",
+    "cloud.googleapis.com",
+    "serving.knative.dev",
+    "autoscaling.knative.dev",
+    "goog",
+];
 
 /// A shape value meaning "the spec leaves this to Cloud Run": never compared.
 const UNMANAGED: &str = "<unmanaged>";
@@ -53,15 +61,26 @@ pub fn parent(project: &str, region: &str) -> String {
 
 /// The full Google name of the service.
 pub fn service_name(obj: &CloudRunService, project: &str) -> String {
-    format!("{}/services/{}", parent(project, &obj.spec.region), obj.service_id())
+    format!(
+        "{}/services/{}",
+        parent(project, &obj.spec.region),
+        obj.service_id()
+    )
 }
 
 /// The Cloud Run service this object asks for (with `name` set; clear it to create).
 pub fn desired_service(obj: &CloudRunService, resolved: &Resolved) -> Service {
     let spec = &obj.spec;
-    let mut labels: HashMap<String, String> = spec.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut labels: HashMap<String, String> = spec
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     labels.insert(MANAGED_BY_LABEL.to_owned(), MANAGED_BY_VALUE.to_owned());
-    labels.insert(OWNER_LABEL.to_owned(), obj.metadata.uid.clone().unwrap_or_default());
+    labels.insert(
+        OWNER_LABEL.to_owned(),
+        obj.metadata.uid.clone().unwrap_or_default(),
+    );
 
     let mut template = RevisionTemplate::new()
         .set_service_account(spec.service_account.clone().unwrap_or_default())
@@ -69,8 +88,15 @@ pub fn desired_service(obj: &CloudRunService, resolved: &Resolved) -> Service {
             api::ExecutionEnvironment::Gen2 => ExecutionEnvironment::Gen2,
             api::ExecutionEnvironment::Gen1 => ExecutionEnvironment::Gen1,
         })
-        .set_max_instance_request_concurrency(spec.max_requests_per_instance.unwrap_or(DEFAULT_CONCURRENCY))
-        .set_timeout(Duration::clamp(spec.timeout_seconds.map_or(DEFAULT_TIMEOUT_SECONDS, i64::from), 0))
+        .set_max_instance_request_concurrency(
+            spec.max_requests_per_instance
+                .unwrap_or(DEFAULT_CONCURRENCY),
+        )
+        .set_timeout(Duration::clamp(
+            spec.timeout_seconds
+                .map_or(DEFAULT_TIMEOUT_SECONDS, i64::from),
+            0,
+        ))
         .set_containers(spec.containers.iter().map(container));
     if let Some(scaling) = &spec.scaling {
         template = template.set_scaling(
@@ -83,14 +109,15 @@ pub fn desired_service(obj: &CloudRunService, resolved: &Resolved) -> Service {
         template = template.set_vpc_access(vpc);
     }
     if let Some(enc) = &spec.encryption {
-        template = template.set_encryption_key(&enc.kms_key).set_encryption_key_revocation_action(
-            match enc.revocation_action {
+        template = template
+            .set_encryption_key(&enc.kms_key)
+            .set_encryption_key_revocation_action(match enc.revocation_action {
                 RevocationAction::PreventNew => run::EncryptionKeyRevocationAction::PreventNew,
                 RevocationAction::Shutdown => run::EncryptionKeyRevocationAction::Shutdown,
-            },
-        );
+            });
         if let Some(hours) = enc.shutdown_hours {
-            template = template.set_encryption_key_shutdown_duration(Duration::clamp(i64::from(hours) * 3600, 0));
+            template = template
+                .set_encryption_key_shutdown_duration(Duration::clamp(i64::from(hours) * 3600, 0));
         }
     }
 
@@ -112,7 +139,12 @@ pub fn desired_service(obj: &CloudRunService, resolved: &Resolved) -> Service {
         service = service.set_binary_authorization(
             BinaryAuthorization::new()
                 .set_binauthz_method(Some(method))
-                .set_breakglass_justification(binauthz.breakglass_justification.clone().unwrap_or_default()),
+                .set_breakglass_justification(
+                    binauthz
+                        .breakglass_justification
+                        .clone()
+                        .unwrap_or_default(),
+                ),
         );
     }
     service
@@ -127,17 +159,21 @@ fn container(c: &api::Container) -> run::Container {
         .set_env(c.env.iter().map(|e| {
             let var = EnvVar::new().set_name(&e.name);
             match &e.secret_ref {
-                Some(s) => var.set_values(Some(Values::ValueSource(Box::new(EnvVarSource::new().set_secret_key_ref(
-                    SecretKeySelector::new().set_secret(&s.secret).set_version(&s.version),
-                ))))),
+                Some(s) => var.set_values(Some(Values::ValueSource(Box::new(
+                    EnvVarSource::new().set_secret_key_ref(
+                        SecretKeySelector::new()
+                            .set_secret(&s.secret)
+                            .set_version(&s.version),
+                    ),
+                )))),
                 None => var.set_values(Some(Values::Value(e.value.clone().unwrap_or_default()))),
             }
         }))
-        .set_ports(
-            c.ports
-                .iter()
-                .map(|p| run::ContainerPort::new().set_name(p.name.as_deref().unwrap_or("http1")).set_container_port(p.container_port)),
-        );
+        .set_ports(c.ports.iter().map(|p| {
+            run::ContainerPort::new()
+                .set_name(p.name.as_deref().unwrap_or("http1"))
+                .set_container_port(p.container_port)
+        }));
     if let Some(r) = &c.resources {
         let mut limits = HashMap::new();
         if let Some(cpu) = &r.cpu {
@@ -146,7 +182,11 @@ fn container(c: &api::Container) -> run::Container {
         if let Some(memory) = &r.memory {
             limits.insert("memory".to_owned(), memory.clone());
         }
-        out = out.set_resources(run::ResourceRequirements::new().set_limits(limits).set_cpu_idle(true));
+        out = out.set_resources(
+            run::ResourceRequirements::new()
+                .set_limits(limits)
+                .set_cpu_idle(true),
+        );
     }
     out
 }
@@ -165,7 +205,10 @@ fn vpc_access(egress: Option<&api::Egress>, resolved: &Resolved) -> Option<VpcAc
             .set_tags(direct.tags.clone());
         return Some(vpc.set_network_interfaces([nic]));
     }
-    let connector = egress.connector.clone().or_else(|| resolved.connector.clone())?;
+    let connector = egress
+        .connector
+        .clone()
+        .or_else(|| resolved.connector.clone())?;
     Some(vpc.set_connector(connector))
 }
 
@@ -186,12 +229,21 @@ pub fn shape(svc: &Service) -> BTreeMap<String, String> {
         ref other => other.clone(),
     };
     put("ingress".into(), format!("{ingress:?}"));
-    put("defaultUriDisabled".into(), svc.default_uri_disabled.to_string());
-    put("binaryAuthorization".into(), binauthz_shape(svc.binary_authorization.as_ref()));
+    put(
+        "defaultUriDisabled".into(),
+        svc.default_uri_disabled.to_string(),
+    );
+    put(
+        "binaryAuthorization".into(),
+        binauthz_shape(svc.binary_authorization.as_ref()),
+    );
 
     let default_template = RevisionTemplate::new();
     let t = svc.template.as_ref().unwrap_or(&default_template);
-    put("template.serviceAccount".into(), service_account_shape(&t.service_account));
+    put(
+        "template.serviceAccount".into(),
+        service_account_shape(&t.service_account),
+    );
     let env = match t.execution_environment {
         ExecutionEnvironment::Unspecified => ExecutionEnvironment::Gen2,
         ref other => other.clone(),
@@ -200,24 +252,48 @@ pub fn shape(svc: &Service) -> BTreeMap<String, String> {
     put("template.encryptionKey".into(), t.encryption_key.clone());
     if !t.encryption_key.is_empty() {
         let action = match t.encryption_key_revocation_action {
-            run::EncryptionKeyRevocationAction::Unspecified => run::EncryptionKeyRevocationAction::PreventNew,
+            run::EncryptionKeyRevocationAction::Unspecified => {
+                run::EncryptionKeyRevocationAction::PreventNew
+            }
             ref other => other.clone(),
         };
-        put("template.encryptionKeyRevocationAction".into(), format!("{action:?}"));
+        put(
+            "template.encryptionKeyRevocationAction".into(),
+            format!("{action:?}"),
+        );
         put(
             "template.encryptionKeyShutdownDuration".into(),
-            t.encryption_key_shutdown_duration.as_ref().map_or(0, Duration::seconds).to_string(),
+            t.encryption_key_shutdown_duration
+                .as_ref()
+                .map_or(0, Duration::seconds)
+                .to_string(),
         );
     }
-    let concurrency = if t.max_instance_request_concurrency == 0 { DEFAULT_CONCURRENCY } else { t.max_instance_request_concurrency };
-    put("template.maxInstanceRequestConcurrency".into(), concurrency.to_string());
+    let concurrency = if t.max_instance_request_concurrency == 0 {
+        DEFAULT_CONCURRENCY
+    } else {
+        t.max_instance_request_concurrency
+    };
+    put(
+        "template.maxInstanceRequestConcurrency".into(),
+        concurrency.to_string(),
+    );
     put(
         "template.timeout".into(),
-        t.timeout.as_ref().map_or(DEFAULT_TIMEOUT_SECONDS, Duration::seconds).to_string(),
+        t.timeout
+            .as_ref()
+            .map_or(DEFAULT_TIMEOUT_SECONDS, Duration::seconds)
+            .to_string(),
     );
     let scaling = t.scaling.clone().unwrap_or_default();
-    put("template.scaling.minInstanceCount".into(), scaling.min_instance_count.to_string());
-    put("template.scaling.maxInstanceCount".into(), count_or_unmanaged(scaling.max_instance_count));
+    put(
+        "template.scaling.minInstanceCount".into(),
+        scaling.min_instance_count.to_string(),
+    );
+    put(
+        "template.scaling.maxInstanceCount".into(),
+        count_or_unmanaged(scaling.max_instance_count),
+    );
     let vpc = t.vpc_access.clone().unwrap_or_default();
     put("template.vpcAccess.connector".into(), vpc.connector.clone());
     let routing = if vpc.connector.is_empty() && vpc.network_interfaces.is_empty() {
@@ -232,30 +308,66 @@ pub fn shape(svc: &Service) -> BTreeMap<String, String> {
     let nics: Vec<_> = vpc
         .network_interfaces
         .iter()
-        .map(|n| format!("{}|{}|{:?}", short_name(&n.network), short_name(&n.subnetwork), n.tags))
+        .map(|n| {
+            format!(
+                "{}|{}|{:?}",
+                short_name(&n.network),
+                short_name(&n.subnetwork),
+                n.tags
+            )
+        })
         .collect();
-    put("template.vpcAccess.networkInterfaces".into(), format!("{nics:?}"));
+    put(
+        "template.vpcAccess.networkInterfaces".into(),
+        format!("{nics:?}"),
+    );
     for (i, c) in t.containers.iter().enumerate() {
         let key = |f: &str| format!("template.containers[{i}].{f}");
-        put(key("name"), if c.name.is_empty() { UNMANAGED.to_owned() } else { c.name.clone() });
+        put(
+            key("name"),
+            if c.name.is_empty() {
+                UNMANAGED.to_owned()
+            } else {
+                c.name.clone()
+            },
+        );
         put(key("image"), c.image.clone());
         put(key("command"), format!("{:?}", c.command));
         put(key("args"), format!("{:?}", c.args));
-        put(key("env"), format!("{:?}", c.env.iter().map(env_shape).collect::<Vec<_>>()));
+        put(
+            key("env"),
+            format!("{:?}", c.env.iter().map(env_shape).collect::<Vec<_>>()),
+        );
         let ports: Vec<_> = if c.ports.is_empty() {
             // Cloud Run gives the first container port 8080 when none is set.
-            if i == 0 { vec![format!("http1:{DEFAULT_PORT}")] } else { vec![] }
+            if i == 0 {
+                vec![format!("http1:{DEFAULT_PORT}")]
+            } else {
+                vec![]
+            }
         } else {
             c.ports
                 .iter()
-                .map(|p| format!("{}:{}", if p.name.is_empty() { "http1" } else { &p.name }, p.container_port))
+                .map(|p| {
+                    format!(
+                        "{}:{}",
+                        if p.name.is_empty() { "http1" } else { &p.name },
+                        p.container_port
+                    )
+                })
                 .collect()
         };
         put(key("ports"), format!("{ports:?}"));
         let limits = c.resources.as_ref().map(|r| &r.limits);
         let limit = |name: &str| limits.and_then(|l| l.get(name)).cloned();
-        put(key("resources.cpu"), cpu_millis(&limit("cpu").unwrap_or_else(|| DEFAULT_CPU.to_owned())));
-        put(key("resources.memory"), memory_mebibytes(&limit("memory").unwrap_or_else(|| DEFAULT_MEMORY.to_owned())));
+        put(
+            key("resources.cpu"),
+            cpu_millis(&limit("cpu").unwrap_or_else(|| DEFAULT_CPU.to_owned())),
+        );
+        put(
+            key("resources.memory"),
+            memory_mebibytes(&limit("memory").unwrap_or_else(|| DEFAULT_MEMORY.to_owned())),
+        );
     }
     s
 }
@@ -330,7 +442,11 @@ pub fn update_from(actual: &Service, desired: &Service) -> Service {
 }
 
 fn count_or_unmanaged(n: i32) -> String {
-    if n == 0 { UNMANAGED.to_owned() } else { n.to_string() }
+    if n == 0 {
+        UNMANAGED.to_owned()
+    } else {
+        n.to_string()
+    }
 }
 
 fn binauthz_shape(b: Option<&BinaryAuthorization>) -> String {
@@ -341,19 +457,36 @@ fn binauthz_shape(b: Option<&BinaryAuthorization>) -> String {
         Some(BinauthzMethod::Policy(p)) => format!("policy:{p}"),
         Some(other) => format!("{other:?}"),
     };
-    if b.breakglass_justification.is_empty() { method } else { format!("{method}|breakglass:{}", b.breakglass_justification) }
+    if b.breakglass_justification.is_empty() {
+        method
+    } else {
+        format!("{method}|breakglass:{}", b.breakglass_justification)
+    }
 }
 
 /// The Compute Engine default account is what Cloud Run uses when none is set.
 fn service_account_shape(sa: &str) -> String {
-    if sa.ends_with("-compute@developer.gserviceaccount.com") { String::new() } else { sa.to_owned() }
+    if sa.ends_with("-compute@developer.gserviceaccount.com") {
+        String::new()
+    } else {
+        sa.to_owned()
+    }
 }
 
 fn env_shape(e: &EnvVar) -> String {
     match &e.values {
         Some(Values::Value(v)) => format!("{}={v}", e.name),
         Some(Values::ValueSource(src)) => match &src.secret_key_ref {
-            Some(s) => format!("{}=secret:{}:{}", e.name, s.secret, if s.version.is_empty() { "latest" } else { &s.version }),
+            Some(s) => format!(
+                "{}=secret:{}:{}",
+                e.name,
+                s.secret,
+                if s.version.is_empty() {
+                    "latest"
+                } else {
+                    &s.version
+                }
+            ),
             None => format!("{}=<empty source>", e.name),
         },
         Some(other) => format!("{}={other:?}", e.name),
@@ -374,7 +507,10 @@ fn cpu_millis(cpu: &str) -> String {
 
 /// `1Gi`, `1024Mi` → `1024Mi`; other units are kept as written.
 fn memory_mebibytes(memory: &str) -> String {
-    if let Some(g) = memory.strip_suffix("Gi").and_then(|g| g.parse::<u64>().ok()) {
+    if let Some(g) = memory
+        .strip_suffix("Gi")
+        .and_then(|g| g.parse::<u64>().ok())
+    {
         return format!("{}Mi", g * 1024);
     }
     memory.to_owned()

@@ -11,10 +11,17 @@ use crate::controller::conditions::Cond;
 use crate::error::Error;
 
 /// Member prefixes Cloud Run accepts in `roles/run.invoker` from a spec.
-const MEMBER_PREFIXES: [&str; 6] = ["user:", "group:", "serviceAccount:", "domain:", "principal://", "principalSet://"];
+const MEMBER_PREFIXES: [&str; 6] = [
+    "user:",
+    "group:",
+    "serviceAccount:",
+    "domain:",
+    "principal://",
+    "principalSet://",
+];
 
 /// `Ok` when the spec can be deployed; else the failing condition and the error to return.
-pub fn validate(obj: &CloudRunService) -> Result<(), (Cond, Error)> {
+pub fn validate(obj: &CloudRunService) -> Result<(), Box<(Cond, Error)>> {
     let spec = &obj.spec;
     if let Some(enc) = &spec.encryption {
         let location = enc.kms_key.split('/').nth(3).unwrap_or_default();
@@ -23,7 +30,13 @@ pub fn validate(obj: &CloudRunService) -> Result<(), (Cond, Error)> {
                 "spec.encryption.kmsKey is in location {location:?} but the service is in {:?}: Cloud Run needs a key in the service's region",
                 spec.region
             );
-            return Err((Cond::fail(ENCRYPTION_READY, "LocationMismatch", &message), Error::Spec { reason: "LocationMismatch", message }));
+            return Err(Box::new((
+                Cond::fail(ENCRYPTION_READY, "LocationMismatch", &message),
+                Error::Spec {
+                    reason: "LocationMismatch",
+                    message,
+                },
+            )));
         }
     }
     let problems = problems(obj);
@@ -31,7 +44,13 @@ pub fn validate(obj: &CloudRunService) -> Result<(), (Cond, Error)> {
         return Ok(());
     }
     let message = problems.join("; ");
-    Err((Cond::fail(SERVICE_READY, "InvalidSpec", &message), Error::Spec { reason: "InvalidSpec", message }))
+    Err(Box::new((
+        Cond::fail(SERVICE_READY, "InvalidSpec", &message),
+        Error::Spec {
+            reason: "InvalidSpec",
+            message,
+        },
+    )))
 }
 
 fn problems(obj: &CloudRunService) -> Vec<String> {
@@ -50,12 +69,19 @@ fn problems(obj: &CloudRunService) -> Vec<String> {
         }
         for e in &c.env {
             if e.value.is_some() && e.secret_ref.is_some() {
-                out.push(format!("spec.containers[{i}].env[{}]: set value or secretRef, not both", e.name));
+                out.push(format!(
+                    "spec.containers[{i}].env[{}]: set value or secretRef, not both",
+                    e.name
+                ));
             }
         }
     }
     if let Some(egress) = &spec.egress {
-        let set = [egress.direct_vpc.is_some(), egress.connector_ref.is_some(), egress.connector.is_some()];
+        let set = [
+            egress.direct_vpc.is_some(),
+            egress.connector_ref.is_some(),
+            egress.connector.is_some(),
+        ];
         if set.iter().filter(|s| **s).count() != 1 {
             out.push("spec.egress: set exactly one of directVpc, connectorRef or connector".into());
         }
@@ -75,21 +101,30 @@ fn problems(obj: &CloudRunService) -> Vec<String> {
         && enc.shutdown_hours.is_some()
         && enc.revocation_action != RevocationAction::Shutdown
     {
-        out.push("spec.encryption.shutdownHours is only allowed with revocationAction: Shutdown".into());
+        out.push(
+            "spec.encryption.shutdownHours is only allowed with revocationAction: Shutdown".into(),
+        );
     }
     if let Some(s) = &spec.scaling
         && let (Some(min), Some(max)) = (s.min_instances, s.max_instances)
         && min > max
     {
-        out.push(format!("spec.scaling: minInstances ({min}) must not exceed maxInstances ({max})"));
+        out.push(format!(
+            "spec.scaling: minInstances ({min}) must not exceed maxInstances ({max})"
+        ));
     }
     for key in spec.labels.keys() {
-        if RESERVED_LABEL_PREFIXES.iter().any(|p| key.starts_with(p)) || key == MANAGED_BY_LABEL || key == OWNER_LABEL {
+        if RESERVED_LABEL_PREFIXES.iter().any(|p| key.starts_with(p))
+            || key == MANAGED_BY_LABEL
+            || key == OWNER_LABEL
+        {
             out.push(format!("spec.labels: key {key:?} is reserved"));
         }
     }
     for member in &spec.access.invokers {
-        if !MEMBER_PREFIXES.iter().any(|p| member.starts_with(p)) || member.len() <= member.find([':', '/']).unwrap_or(0) + 1 {
+        if !MEMBER_PREFIXES.iter().any(|p| member.starts_with(p))
+            || member.len() <= member.find([':', '/']).unwrap_or(0) + 1
+        {
             out.push(format!(
                 "spec.access.invokers: {member:?} is not an IAM member (user:, group:, serviceAccount:, domain:, principal://, principalSet://); use allowUnauthenticated for allUsers"
             ));
@@ -103,18 +138,23 @@ fn valid_service_id(id: &str) -> bool {
     !b.is_empty()
         && b.len() <= 49
         && b[0].is_ascii_lowercase()
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && !id.ends_with('-')
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::v1alpha1::{CloudRunServiceSpec, Container, Egress, Encryption, LocalObjectReference};
+    use crate::api::v1alpha1::{
+        CloudRunServiceSpec, Container, Egress, Encryption, LocalObjectReference,
+    };
 
     fn obj(spec: serde_json::Value) -> CloudRunService {
         let mut base = serde_json::json!({"region": "europe-west1", "containers": [{"image": "europe-docker.pkg.dev/p/r/app@sha256:abc"}]});
-        base.as_object_mut().unwrap().extend(spec.as_object().unwrap().clone());
+        base.as_object_mut()
+            .unwrap()
+            .extend(spec.as_object().unwrap().clone());
         let spec: CloudRunServiceSpec = serde_json::from_value(base).unwrap();
         CloudRunService::new("payments", spec)
     }
@@ -133,24 +173,41 @@ mod tests {
             shutdown_hours: None,
             grant_service_agent: true,
         });
-        let (cond, err) = validate(&o).unwrap_err();
-        assert_eq!((cond.type_, cond.reason.as_str()), (ENCRYPTION_READY, "LocationMismatch"));
+        let (cond, err) = *validate(&o).unwrap_err();
+        assert_eq!(
+            (cond.type_, cond.reason.as_str()),
+            (ENCRYPTION_READY, "LocationMismatch")
+        );
         assert!(!err.is_transient());
     }
 
     #[test]
     fn every_problem_is_named_in_one_message() {
-        let mut o = obj(serde_json::json!({"labels": {"goog-x": "1"}, "access": {"invokers": ["allUsers"]}}));
+        let mut o = obj(
+            serde_json::json!({"labels": {"goog-x": "1"}, "access": {"invokers": ["allUsers"]}}),
+        );
         o.spec.egress = Some(Egress {
             connector: Some("projects/p/locations/europe-west1/connectors/c".into()),
             connector_ref: Some(LocalObjectReference { name: "c".into() }),
             ..Egress::default()
         });
-        o.spec.containers.push(Container { image: " ".into(), ..Container::default() });
-        let (cond, _) = validate(&o).unwrap_err();
+        o.spec.containers.push(Container {
+            image: " ".into(),
+            ..Container::default()
+        });
+        let (cond, _) = *validate(&o).unwrap_err();
         assert_eq!(cond.reason, "InvalidSpec");
-        for needle in ["spec.egress", "spec.containers[1].image", "goog-x", "allUsers"] {
-            assert!(cond.message.contains(needle), "{needle} missing from {}", cond.message);
+        for needle in [
+            "spec.egress",
+            "spec.containers[1].image",
+            "goog-x",
+            "allUsers",
+        ] {
+            assert!(
+                cond.message.contains(needle),
+                "{needle} missing from {}",
+                cond.message
+            );
         }
     }
 

@@ -10,7 +10,9 @@ fn object(extra: serde_json::Value) -> CloudRunService {
         "region": "europe-west1",
         "containers": [{"image": "europe-docker.pkg.dev/p/r/app@sha256:abc"}],
     });
-    spec.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    spec.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
     let spec: CloudRunServiceSpec = serde_json::from_value(spec).unwrap();
     let mut obj = CloudRunService::new("payments", spec);
     obj.metadata.uid = Some("uid-1".into());
@@ -18,7 +20,10 @@ fn object(extra: serde_json::Value) -> CloudRunService {
 }
 
 fn resolved() -> Resolved {
-    Resolved { project: "p1".into(), connector: None }
+    Resolved {
+        project: "p1".into(),
+        connector: None,
+    }
 }
 
 /// The service as Cloud Run returns it after deploying `desired`: its defaults filled in and
@@ -30,7 +35,10 @@ fn as_google_returns(desired: &Service) -> Service {
     s.observed_generation = 1;
     s.etag = "\"abc\"".into();
     s.uri = "https://payments-xyz-ew.a.run.app".into();
-    s.labels.insert("cloud.googleapis.com/location".into(), "europe-west1".into());
+    s.labels.insert(
+        "cloud.googleapis.com/location".into(),
+        "europe-west1".into(),
+    );
     let t = s.template.as_mut().unwrap();
     t.revision = String::new();
     if t.service_account.is_empty() {
@@ -39,10 +47,21 @@ fn as_google_returns(desired: &Service) -> Service {
     t.max_instance_request_concurrency = 0;
     for c in &mut t.containers {
         if c.ports.is_empty() {
-            c.ports = vec![run::ContainerPort::new().set_name("http1").set_container_port(8080)];
+            c.ports = vec![
+                run::ContainerPort::new()
+                    .set_name("http1")
+                    .set_container_port(8080),
+            ];
         }
-        let limits = HashMap::from([("cpu".to_owned(), "1".to_owned()), ("memory".to_owned(), "512Mi".to_owned())]);
-        c.resources = Some(run::ResourceRequirements::new().set_limits(limits).set_cpu_idle(true));
+        let limits = HashMap::from([
+            ("cpu".to_owned(), "1".to_owned()),
+            ("memory".to_owned(), "512Mi".to_owned()),
+        ]);
+        c.resources = Some(
+            run::ResourceRequirements::new()
+                .set_limits(limits)
+                .set_cpu_idle(true),
+        );
         c.startup_probe = Some(run::Probe::new().set_timeout_seconds(240));
     }
     s
@@ -64,24 +83,57 @@ fn the_spec_maps_to_the_cloud_run_fields() {
         "timeoutSeconds": 30,
     }));
     let s = desired_service(&obj, &resolved());
-    assert_eq!(s.name, "projects/p1/locations/europe-west1/services/payments");
+    assert_eq!(
+        s.name,
+        "projects/p1/locations/europe-west1/services/payments"
+    );
     assert_eq!(s.ingress, IngressTraffic::InternalLoadBalancer);
     assert_eq!(s.labels.get("team").map(String::as_str), Some("payments"));
-    assert_eq!(s.labels.get("managed-by").map(String::as_str), Some("runwarden"));
-    assert_eq!(s.labels.get("runwarden-owner").map(String::as_str), Some("uid-1"));
+    assert_eq!(
+        s.labels.get("managed-by").map(String::as_str),
+        Some("runwarden")
+    );
+    assert_eq!(
+        s.labels.get("runwarden-owner").map(String::as_str),
+        Some("uid-1")
+    );
     let b = s.binary_authorization.as_ref().unwrap();
-    assert_eq!(b.binauthz_method, Some(BinauthzMethod::Policy("projects/p1/platforms/cloudRun/policies/strict".into())));
+    assert_eq!(
+        b.binauthz_method,
+        Some(BinauthzMethod::Policy(
+            "projects/p1/platforms/cloudRun/policies/strict".into()
+        ))
+    );
     assert_eq!(b.breakglass_justification, "incident 42");
     let t = s.template.as_ref().unwrap();
     assert_eq!(t.service_account, "payments@p1.iam.gserviceaccount.com");
     assert_eq!(t.execution_environment, ExecutionEnvironment::Gen1);
-    assert_eq!(t.encryption_key, "projects/p1/locations/europe-west1/keyRings/r/cryptoKeys/k");
-    assert_eq!(t.encryption_key_revocation_action, run::EncryptionKeyRevocationAction::Shutdown);
-    assert_eq!(t.encryption_key_shutdown_duration.as_ref().map(Duration::seconds), Some(7200));
+    assert_eq!(
+        t.encryption_key,
+        "projects/p1/locations/europe-west1/keyRings/r/cryptoKeys/k"
+    );
+    assert_eq!(
+        t.encryption_key_revocation_action,
+        run::EncryptionKeyRevocationAction::Shutdown
+    );
+    assert_eq!(
+        t.encryption_key_shutdown_duration
+            .as_ref()
+            .map(Duration::seconds),
+        Some(7200)
+    );
     let vpc = t.vpc_access.as_ref().unwrap();
-    assert_eq!(vpc.connector, "projects/p1/locations/europe-west1/connectors/c1");
+    assert_eq!(
+        vpc.connector,
+        "projects/p1/locations/europe-west1/connectors/c1"
+    );
     assert_eq!(vpc.egress, VpcEgress::PrivateRangesOnly);
-    assert_eq!(t.scaling.as_ref().map(|s| (s.min_instance_count, s.max_instance_count)), Some((1, 5)));
+    assert_eq!(
+        t.scaling
+            .as_ref()
+            .map(|s| (s.min_instance_count, s.max_instance_count)),
+        Some((1, 5))
+    );
     assert_eq!(t.max_instance_request_concurrency, 10);
     assert_eq!(t.timeout.as_ref().map(Duration::seconds), Some(30));
 }
@@ -90,7 +142,10 @@ fn the_spec_maps_to_the_cloud_run_fields() {
 fn secure_defaults_internal_ingress_and_gen2() {
     let s = desired_service(&object(serde_json::json!({})), &resolved());
     assert_eq!(s.ingress, IngressTraffic::InternalOnly);
-    assert_eq!(s.template.as_ref().unwrap().execution_environment, ExecutionEnvironment::Gen2);
+    assert_eq!(
+        s.template.as_ref().unwrap().execution_environment,
+        ExecutionEnvironment::Gen2
+    );
     assert!(s.binary_authorization.is_none());
 }
 
@@ -105,17 +160,32 @@ fn what_google_returns_for_an_unchanged_spec_is_no_change() {
         let mut actual = as_google_returns(&desired);
         if extra.get("containers").is_some() {
             // Google reports the limits it was given in its own canonical units.
-            let limits = &mut actual.template.as_mut().unwrap().containers[0].resources.as_mut().unwrap().limits;
+            let limits = &mut actual.template.as_mut().unwrap().containers[0]
+                .resources
+                .as_mut()
+                .unwrap()
+                .limits;
             limits.insert("cpu".into(), "1".into());
             limits.insert("memory".into(), "1024Mi".into());
         }
         if extra.get("egress").is_some() {
             // Cloud Run may answer with full paths for names given short.
-            let nic = &mut actual.template.as_mut().unwrap().vpc_access.as_mut().unwrap().network_interfaces[0];
+            let nic = &mut actual
+                .template
+                .as_mut()
+                .unwrap()
+                .vpc_access
+                .as_mut()
+                .unwrap()
+                .network_interfaces[0];
             nic.network = "projects/p1/global/networks/default".into();
             nic.subnetwork = "projects/p1/regions/europe-west1/subnetworks/sub".into();
         }
-        assert_eq!(changes(&desired, &actual), Vec::<String>::new(), "for {extra}");
+        assert_eq!(
+            changes(&desired, &actual),
+            Vec::<String>::new(),
+            "for {extra}"
+        );
     }
 }
 
@@ -129,7 +199,12 @@ fn each_changed_field_is_named() {
     actual.labels.remove("runwarden-owner");
     assert_eq!(
         changes(&desired, &actual),
-        ["ingress", "labels", "template.containers[0].image", "template.serviceAccount"]
+        [
+            "ingress",
+            "labels",
+            "template.containers[0].image",
+            "template.serviceAccount"
+        ]
     );
 }
 
@@ -137,26 +212,56 @@ fn each_changed_field_is_named() {
 fn unset_max_instances_is_left_to_cloud_run_but_a_set_one_is_enforced() {
     let desired = desired_service(&object(serde_json::json!({})), &resolved());
     let mut actual = as_google_returns(&desired);
-    actual.template.as_mut().unwrap().scaling = Some(RevisionScaling::new().set_max_instance_count(100));
+    actual.template.as_mut().unwrap().scaling =
+        Some(RevisionScaling::new().set_max_instance_count(100));
     assert!(changes(&desired, &actual).is_empty());
-    let desired = desired_service(&object(serde_json::json!({"scaling": {"maxInstances": 3}})), &resolved());
-    assert_eq!(changes(&desired, &actual), ["template.scaling.maxInstanceCount"]);
+    let desired = desired_service(
+        &object(serde_json::json!({"scaling": {"maxInstances": 3}})),
+        &resolved(),
+    );
+    assert_eq!(
+        changes(&desired, &actual),
+        ["template.scaling.maxInstanceCount"]
+    );
 }
 
 #[test]
 fn an_update_keeps_what_runwarden_does_not_manage() {
     let desired = desired_service(&object(serde_json::json!({})), &resolved());
     let mut actual = as_google_returns(&desired);
-    actual.annotations.insert("run.googleapis.com/description".into(), "kept".into());
+    actual
+        .annotations
+        .insert("run.googleapis.com/description".into(), "kept".into());
     actual.template.as_mut().unwrap().containers[0].image = "old".into();
     actual.template.as_mut().unwrap().revision = "payments-00001-abc".into();
     let update = update_from(&actual, &desired);
-    assert_eq!(update.annotations.get("run.googleapis.com/description").map(String::as_str), Some("kept"));
-    assert_eq!(update.labels.get("cloud.googleapis.com/location").map(String::as_str), Some("europe-west1"));
+    assert_eq!(
+        update
+            .annotations
+            .get("run.googleapis.com/description")
+            .map(String::as_str),
+        Some("kept")
+    );
+    assert_eq!(
+        update
+            .labels
+            .get("cloud.googleapis.com/location")
+            .map(String::as_str),
+        Some("europe-west1")
+    );
     let t = update.template.as_ref().unwrap();
-    assert_eq!(t.containers[0].image, desired.template.as_ref().unwrap().containers[0].image);
-    assert!(t.containers[0].startup_probe.is_some(), "probes Cloud Run filled in are kept");
+    assert_eq!(
+        t.containers[0].image,
+        desired.template.as_ref().unwrap().containers[0].image
+    );
+    assert!(
+        t.containers[0].startup_probe.is_some(),
+        "probes Cloud Run filled in are kept"
+    );
     assert_eq!(t.revision, "", "a pinned revision name is cleared");
-    assert_eq!(update.etag, actual.etag, "the update is conditional on what was read");
+    assert_eq!(
+        update.etag, actual.etag,
+        "the update is conditional on what was read"
+    );
     assert!(changes(&desired, &update).is_empty());
 }
