@@ -7,7 +7,11 @@ mod common;
 fn committed_crds_match_the_types() {
     let generated = runwarden::crd::to_yaml().expect("CRDs serialize");
     let root = env!("CARGO_MANIFEST_DIR");
-    for copy in ["crds/runwarden.dev.yaml", "helm/runwarden/crds/runwarden.dev.yaml", "deploy/base/crds.yaml"] {
+    for copy in [
+        "crds/runwarden.dev.yaml",
+        "helm/runwarden/crds/runwarden.dev.yaml",
+        "deploy/base/crds.yaml",
+    ] {
         let committed = std::fs::read_to_string(format!("{root}/{copy}")).unwrap_or_default();
         assert!(
             committed == generated,
@@ -21,18 +25,39 @@ fn every_kind_is_in_the_runwarden_category_with_its_short_name() {
     let crds = runwarden::crd::all();
     let names: Vec<_> = crds
         .iter()
-        .map(|c| (c.spec.names.plural.clone(), c.spec.names.short_names.clone().unwrap_or_default(), c.spec.scope.clone()))
+        .map(|c| {
+            (
+                c.spec.names.plural.clone(),
+                c.spec.names.short_names.clone().unwrap_or_default(),
+                c.spec.scope.clone(),
+            )
+        })
         .collect();
     assert_eq!(
         names,
         [
-            ("cloudrunservices".into(), vec!["crsvc".to_owned()], "Namespaced".to_owned()),
-            ("vpcaccessconnectors".into(), vec!["vpcconn".to_owned()], "Namespaced".to_owned()),
-            ("runsecuritypolicies".into(), vec!["runpol".to_owned()], "Cluster".to_owned()),
+            (
+                "cloudrunservices".into(),
+                vec!["crsvc".to_owned()],
+                "Namespaced".to_owned()
+            ),
+            (
+                "vpcaccessconnectors".into(),
+                vec!["vpcconn".to_owned()],
+                "Namespaced".to_owned()
+            ),
+            (
+                "runsecuritypolicies".into(),
+                vec!["runpol".to_owned()],
+                "Cluster".to_owned()
+            ),
         ]
     );
     for crd in &crds {
-        assert_eq!(crd.spec.names.categories.as_deref(), Some(&["runwarden".to_owned()][..]));
+        assert_eq!(
+            crd.spec.names.categories.as_deref(),
+            Some(&["runwarden".to_owned()][..])
+        );
     }
 }
 
@@ -44,29 +69,72 @@ fn the_api_server_refuses_invalid_specs_with_the_field_named() {
         return;
     };
     let cases = [
-        (r#"{"egress": {"connector": "projects/p/locations/europe-west1/connectors/c", "directVpc": {"network": "n"}}}"#, "spec.egress: set exactly one"),
-        (r#"{"binaryAuthorization": {"useDefault": true, "policy": "projects/p/platforms/cloudRun/policies/x"}}"#, "spec.binaryAuthorization: set exactly one"),
-        (r#"{"encryption": {"kmsKey": "projects/p/locations/europe-west1/keyRings/r/cryptoKeys/k", "shutdownHours": 3}}"#, "spec.encryption.shutdownHours is only allowed"),
-        (r#"{"encryption": {"kmsKey": "projects/p/locations/us-east1/keyRings/r/cryptoKeys/k"}}"#, "spec.encryption.kmsKey must be in the same location"),
-        (r#"{"labels": {"run.googleapis.com/x": "y"}}"#, "spec.labels"),
-        (r#"{"access": {"invokers": ["allUsers"]}}"#, "spec.access.invokers"),
-        (r#"{"scaling": {"minInstances": 5, "maxInstances": 2}}"#, "spec.scaling: minInstances must not exceed"),
+        (
+            r#"{"egress": {"connector": "projects/p/locations/europe-west1/connectors/c", "directVpc": {"network": "n"}}}"#,
+            "spec.egress: set exactly one",
+        ),
+        (
+            r#"{"binaryAuthorization": {"useDefault": true, "policy": "projects/p/platforms/cloudRun/policies/x"}}"#,
+            "spec.binaryAuthorization: set exactly one",
+        ),
+        (
+            r#"{"encryption": {"kmsKey": "projects/p/locations/europe-west1/keyRings/r/cryptoKeys/k", "shutdownHours": 3}}"#,
+            "spec.encryption.shutdownHours is only allowed",
+        ),
+        (
+            r#"{"encryption": {"kmsKey": "projects/p/locations/us-east1/keyRings/r/cryptoKeys/k"}}"#,
+            "spec.encryption.kmsKey must be in the same location",
+        ),
+        (
+            r#"{"labels": {"run.googleapis.com/x": "y"}}"#,
+            "spec.labels",
+        ),
+        (
+            r#"{"access": {"invokers": ["allUsers"]}}"#,
+            "spec.access.invokers",
+        ),
+        (
+            r#"{"scaling": {"minInstances": 5, "maxInstances": 2}}"#,
+            "spec.scaling: minInstances must not exceed",
+        ),
     ];
     for (extra, expected) in cases {
-        let mut spec: serde_json::Value = serde_json::json!({"region": "europe-west1", "containers": [{"image": "i"}]});
-        spec.as_object_mut().unwrap().extend(serde_json::from_str::<serde_json::Value>(extra).unwrap().as_object().unwrap().clone());
+        let mut spec: serde_json::Value =
+            serde_json::json!({"region": "europe-west1", "containers": [{"image": "i"}]});
+        spec.as_object_mut().unwrap().extend(
+            serde_json::from_str::<serde_json::Value>(extra)
+                .unwrap()
+                .as_object()
+                .unwrap()
+                .clone(),
+        );
         let obj = serde_json::json!({"apiVersion": "runwarden.dev/v1alpha1", "kind": "CloudRunService", "metadata": {"name": "bad", "namespace": "default"}, "spec": spec});
         let err = plane
-            .try_kubectl(&["apply", "--dry-run=server", "-f", "-"], Some(&obj.to_string()))
+            .try_kubectl(
+                &["apply", "--dry-run=server", "-f", "-"],
+                Some(&obj.to_string()),
+            )
             .expect_err(&format!("{extra} must be refused"));
-        assert!(err.contains(expected), "for {extra}: expected {expected:?} in {err}");
+        assert!(
+            err.contains(expected),
+            "for {extra}: expected {expected:?} in {err}"
+        );
     }
     // Immutable fields.
     let ok = serde_json::json!({"apiVersion": "runwarden.dev/v1alpha1", "kind": "CloudRunService", "metadata": {"name": "immutable", "namespace": "default"}, "spec": {"region": "europe-west1", "containers": [{"image": "i"}]}});
     plane.kubectl_stdin(&["apply", "-f", "-"], Some(&ok.to_string()));
     let mut moved = ok.clone();
     moved["spec"]["region"] = "us-central1".into();
-    let err = plane.try_kubectl(&["apply", "-f", "-"], Some(&moved.to_string())).expect_err("region change must be refused");
+    let err = plane
+        .try_kubectl(&["apply", "-f", "-"], Some(&moved.to_string()))
+        .expect_err("region change must be refused");
     assert!(err.contains("spec.region is immutable"), "{err}");
-    plane.kubectl(&["delete", "cloudrunservice", "immutable", "-n", "default", "--wait=false"]);
+    plane.kubectl(&[
+        "delete",
+        "cloudrunservice",
+        "immutable",
+        "-n",
+        "default",
+        "--wait=false",
+    ]);
 }

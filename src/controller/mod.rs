@@ -287,7 +287,12 @@ pub async fn run(
         ),
     )
     .default_backoff()
-    .for_each(|_| std::future::ready(()));
+    .for_each(|event| {
+        if let Err(e) = event {
+            warn!(error = %e, "namespace watch failed; retrying");
+        }
+        std::future::ready(())
+    });
     let ns_task = tokio::spawn(ns_events);
 
     let ctx = Arc::new(Context::new(
@@ -312,8 +317,11 @@ pub async fn run(
     let ready_task = {
         let (store, namespaces, health) = (store.clone(), namespaces.clone(), health.clone());
         tokio::spawn(async move {
-            if store.wait_until_ready().await.is_ok() && namespaces.wait_until_ready().await.is_ok()
-            {
+            // A fresh wait each second: with several waiters on one store, kube-runtime 5
+            // may wake only one of them when the store becomes ready.
+            let services = synced(&store).await;
+            let ns = synced(&namespaces).await;
+            if services && ns {
                 health.set_ready();
                 tracing::info!("watches synced; ready");
             }
@@ -348,5 +356,19 @@ pub async fn run(
         .await;
     for task in [ns_task, ready_task, gauge_task] {
         task.abort();
+    }
+}
+
+async fn synced<K>(store: &Store<K>) -> bool
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        if let Ok(result) =
+            tokio::time::timeout(Duration::from_secs(1), store.wait_until_ready()).await
+        {
+            return result.is_ok();
+        }
     }
 }

@@ -49,6 +49,8 @@ pub struct Harness {
     pub run: Services,
     /// Controller settings used by `start_controller`.
     pub config: controller::Config,
+    /// Health of the running controller.
+    pub health: Health,
     controller: Option<(tokio::sync::oneshot::Sender<()>, JoinHandle<()>)>,
 }
 
@@ -100,6 +102,7 @@ impl Harness {
             metrics: Arc::new(Metrics::default()),
             run,
             config,
+            health: Health::default(),
             controller: None,
         })
     }
@@ -128,7 +131,8 @@ impl Harness {
             metrics: self.metrics.clone(),
         };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(controller::run(parts, Health::default(), async move {
+        self.health = Health::default();
+        let task = tokio::spawn(controller::run(parts, self.health.clone(), async move {
             let _ = rx.await;
         }));
         self.controller = Some((tx, task));
