@@ -4,6 +4,8 @@
 //! Run service (pure) → follow an operation in flight → read the service → create it, or patch
 //! only what differs → invoker IAM → status (pure), written only when it changed.
 
+mod encryption;
+mod network;
 pub mod render;
 mod validate;
 
@@ -114,12 +116,13 @@ fn key(obj: &CloudRunService) -> (&'static str, String, String) {
 
 /// The status being computed during one pass.
 #[derive(Default)]
-struct Draft {
+pub(crate) struct Draft {
     conditions: Vec<Cond>,
     uri: Option<String>,
     resource_name: Option<String>,
     latest_ready_revision: Option<String>,
-    service_agent: Option<String>,
+    /// The project's Cloud Run service agent, once known (CMEK).
+    pub(crate) service_agent: Option<String>,
     operation: Option<String>,
 }
 
@@ -139,7 +142,7 @@ impl Draft {
         }
     }
 
-    fn set(&mut self, c: Cond) {
+    pub(crate) fn set(&mut self, c: Cond) {
         self.conditions.retain(|o| o.type_ != c.type_);
         self.conditions.push(c);
     }
@@ -226,23 +229,9 @@ async fn steps(obj: &CloudRunService, ctx: &Context, d: &mut Draft) -> Result<Ac
         "NoPolicy",
         "no RunSecurityPolicy applies to this namespace",
     ));
-    let resolved = Resolved {
-        project,
-        connector: None,
-    };
-    d.set(network_condition(obj)?);
-    d.set(match &spec.encryption {
-        None => Cond::ok(
-            ENCRYPTION_READY,
-            "NotConfigured",
-            "no customer-managed encryption key",
-        ),
-        Some(enc) => Cond::ok(
-            ENCRYPTION_READY,
-            "Configured",
-            format!("deploying with key {}", enc.kms_key),
-        ),
-    });
+    let connector = network::resolve(obj, ctx, &project, d).await?;
+    encryption::ensure(obj, ctx, &project, d).await?;
+    let resolved = Resolved { project, connector };
 
     let desired = render::desired_service(obj, &resolved);
     let name = desired.name.clone();
@@ -384,43 +373,6 @@ async fn steps(obj: &CloudRunService, ctx: &Context, d: &mut Draft) -> Result<Ac
             message: service.message,
         }),
     }
-}
-
-/// `NetworkReady` for what this controller supports.
-fn network_condition(obj: &CloudRunService) -> Result<Cond> {
-    let Some(egress) = &obj.spec.egress else {
-        return Ok(Cond::ok(NETWORK_READY, "NotConfigured", "no VPC egress"));
-    };
-    if let Some(direct) = &egress.direct_vpc {
-        let target = direct
-            .subnetwork
-            .as_deref()
-            .or(direct.network.as_deref())
-            .unwrap_or_default();
-        return Ok(Cond::ok(
-            NETWORK_READY,
-            "DirectVpc",
-            format!("Direct VPC egress through {target}"),
-        ));
-    }
-    if let Some(connector) = &egress.connector {
-        return Ok(Cond::ok(
-            NETWORK_READY,
-            "Connector",
-            format!("egress through connector {connector}"),
-        ));
-    }
-    let name = egress
-        .connector_ref
-        .as_ref()
-        .map(|r| r.name.clone())
-        .unwrap_or_default();
-    Err(Error::Spec {
-        reason: "ConnectorNotFound",
-        message: format!(
-            "VpcAccessConnector {name} is not supported by this controller version yet"
-        ),
-    })
 }
 
 /// `ServiceReady` from what Cloud Run reports about the service.
