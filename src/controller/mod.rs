@@ -75,6 +75,8 @@ pub struct Context {
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
     /// Consecutive failures per object, for exponential backoff.
     failures: Mutex<HashMap<(&'static str, String, String), u32>>,
+    /// Project numbers by project id (they never change).
+    project_numbers: Mutex<HashMap<String, String>>,
 }
 
 impl Context {
@@ -95,6 +97,7 @@ impl Context {
             metrics,
             namespaces,
             failures: Mutex::default(),
+            project_numbers: Mutex::default(),
         }
     }
 
@@ -110,6 +113,19 @@ impl Context {
                     .filter(|p| !p.is_empty())
             })
             .or_else(|| self.config.default_project.clone())
+    }
+
+    /// The project number of `project_id`, from Resource Manager once, then from the cache.
+    pub async fn project_number(&self, project_id: &str) -> std::result::Result<String, crate::gcp::GcpError> {
+        if let Some(n) = self.project_numbers.lock().unwrap_or_else(|e| e.into_inner()).get(project_id) {
+            return Ok(n.clone());
+        }
+        let number = self.gcp.projects.project_number(project_id).await?;
+        self.project_numbers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(project_id.to_owned(), number.clone());
+        Ok(number)
     }
 
     /// The next delay after one more transient failure of an object.
