@@ -146,34 +146,45 @@ fn found<T>(result: GcpResult<T>) -> GcpResult<Option<T>> {
     }
 }
 
+/// `IamPolicyApi` for a client whose builders have the standard IAM mixin methods.
+macro_rules! iam_policy_api {
+    ($client:ty, $api:literal, $collection:literal) => {
+        #[async_trait]
+        impl IamPolicyApi for $client {
+            async fn get_iam_policy(&self, resource: &str) -> GcpResult<Policy> {
+                let options = GetPolicyOptions::new().set_requested_policy_version(POLICY_VERSION);
+                let call = self
+                    .client
+                    .get_iam_policy()
+                    .set_resource(resource)
+                    .set_options(options)
+                    .send();
+                self.meter
+                    .call($api, concat!($collection, ".getIamPolicy"), call)
+                    .await
+            }
+
+            async fn set_iam_policy(&self, resource: &str, policy: Policy) -> GcpResult<Policy> {
+                let call = self
+                    .client
+                    .set_iam_policy()
+                    .set_resource(resource)
+                    .set_policy(policy)
+                    .send();
+                self.meter
+                    .call($api, concat!($collection, ".setIamPolicy"), call)
+                    .await
+            }
+        }
+    };
+}
+
 struct RunClient {
     client: Services,
     meter: Meter,
 }
 
-#[async_trait]
-impl IamPolicyApi for RunClient {
-    async fn get_iam_policy(&self, resource: &str) -> GcpResult<Policy> {
-        let options = GetPolicyOptions::new().set_requested_policy_version(POLICY_VERSION);
-        let call = self
-            .client
-            .get_iam_policy()
-            .set_resource(resource)
-            .set_options(options)
-            .send();
-        self.meter.call("run", "services.getIamPolicy", call).await
-    }
-
-    async fn set_iam_policy(&self, resource: &str, policy: Policy) -> GcpResult<Policy> {
-        let call = self
-            .client
-            .set_iam_policy()
-            .set_resource(resource)
-            .set_policy(policy)
-            .send();
-        self.meter.call("run", "services.setIamPolicy", call).await
-    }
-}
+iam_policy_api!(RunClient, "run", "services");
 
 #[async_trait]
 impl CloudRunApi for RunClient {
@@ -243,33 +254,7 @@ struct KmsClient {
     meter: Meter,
 }
 
-#[async_trait]
-impl IamPolicyApi for KmsClient {
-    async fn get_iam_policy(&self, resource: &str) -> GcpResult<Policy> {
-        let options = GetPolicyOptions::new().set_requested_policy_version(POLICY_VERSION);
-        let call = self
-            .client
-            .get_iam_policy()
-            .set_resource(resource)
-            .set_options(options)
-            .send();
-        self.meter
-            .call("kms", "cryptoKeys.getIamPolicy", call)
-            .await
-    }
-
-    async fn set_iam_policy(&self, resource: &str, policy: Policy) -> GcpResult<Policy> {
-        let call = self
-            .client
-            .set_iam_policy()
-            .set_resource(resource)
-            .set_policy(policy)
-            .send();
-        self.meter
-            .call("kms", "cryptoKeys.setIamPolicy", call)
-            .await
-    }
-}
+iam_policy_api!(KmsClient, "kms", "cryptoKeys");
 
 #[async_trait]
 impl KmsApi for KmsClient {
