@@ -323,7 +323,16 @@ async fn steps(obj: &CloudRunService, ctx: &Context, d: &mut Draft) -> Result<Ac
     d.latest_ready_revision =
         Some(last_segment(&actual.latest_ready_revision)).filter(|r| !r.is_empty());
 
-    let changes = render::changes(&desired, &actual);
+    let mut changes = render::changes(&desired, &actual);
+    // CMEK recovery: Cloud Run does not retry a rollout of this very template that failed on
+    // the key (ENCRYPTION_KEY_*). `encryption::ensure` has just found the key usable and granted,
+    // so send the same template again: Cloud Run rolls it out anew. Not in the pass that saw our
+    // own operation fail: that one reports DeployFailed and backs off before the next attempt.
+    let key_retry =
+        changes.is_empty() && operation_error.is_none() && encryption::failed_on_key(&actual);
+    if key_retry {
+        changes.push("template (again, after a rollout failed on the encryption key)".into());
+    }
     if !changes.is_empty() {
         let op = ctx
             .gcp

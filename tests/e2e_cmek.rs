@@ -1,0 +1,228 @@
+//! End to end, CMEK: the `runwarden` binary (controller and emulator as separate processes)
+//! against a real kube-apiserver + etcd. A key disabled behind the controller's back shows in
+//! `kubectl get` within a resync, and re-enabling it heals the service.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::envtest::{self, ControlPlane};
+
+const BIN: &str = env!("CARGO_BIN_EXE_runwarden");
+const PROJECT: &str = "e2e-cmek-project";
+const REGION: &str = "europe-west1";
+
+/// A child process that is stopped when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !check() {
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    start.elapsed()
+}
+
+/// One HTTP call to the emulator: status and body (`None` when it cannot be reached).
+fn http(method: &str, url: &str, body: Option<serde_json::Value>) -> Option<(u16, String)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let mut req = client.request(method.parse().unwrap(), url);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.ok()?;
+        Some((resp.status().as_u16(), resp.text().await.ok()?))
+    })
+}
+
+/// A call that must succeed.
+fn call(method: &str, url: &str, body: serde_json::Value) {
+    let (code, text) = http(method, url, Some(body)).expect("emulator reachable");
+    assert!((200..300).contains(&code), "{method} {url}: {code} {text}");
+}
+
+fn jsonpath(plane: &ControlPlane, ns: &str, path: &str) -> String {
+    plane
+        .try_kubectl(
+            &[
+                "get",
+                "crsvc",
+                "vault",
+                "-n",
+                ns,
+                "-o",
+                &format!("jsonpath={path}"),
+            ],
+            None,
+        )
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_disabled_key_shows_in_kubectl_and_re_enabling_heals() {
+    let Some(plane) = envtest::shared() else {
+        envtest::skip("a_disabled_key_shows_in_kubectl_and_re_enabling_heals");
+        return;
+    };
+    let (emu_port, metrics_port) = (free_port(), free_port());
+    let emulator = format!("http://127.0.0.1:{emu_port}");
+    let _emu = Proc(
+        Command::new(BIN)
+            .args([
+                "emulator",
+                "--listen",
+                &format!("127.0.0.1:{emu_port}"),
+                "--operation-delay",
+                "0s",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("emulator"),
+    );
+    wait_until("the emulator", Duration::from_secs(20), || {
+        http("GET", &format!("{emulator}/emulator/v1/healthz"), None).is_some()
+    });
+
+    // A key, through the KMS REST API.
+    let location = format!("{emulator}/v1/projects/{PROJECT}/locations/{REGION}");
+    call(
+        "POST",
+        &format!("{location}/keyRings?keyRingId=apps"),
+        serde_json::json!({}),
+    );
+    call(
+        "POST",
+        &format!("{location}/keyRings/apps/cryptoKeys?cryptoKeyId=vault"),
+        serde_json::json!({"purpose": "ENCRYPT_DECRYPT"}),
+    );
+    let key = format!("projects/{PROJECT}/locations/{REGION}/keyRings/apps/cryptoKeys/vault");
+    let version = format!("{emulator}/v1/{key}/cryptoKeyVersions/1?updateMask=state");
+
+    let ns = format!("e2e-cmek-{}", fastrand::u32(..) % 100_000);
+    plane.kubectl(&["create", "namespace", &ns]);
+    let _controller = Proc(
+        Command::new(BIN)
+            .args([
+                "controller",
+                "--gcp-endpoint",
+                &emulator,
+                "--default-project",
+                PROJECT,
+                "--metrics-addr",
+                &format!("127.0.0.1:{metrics_port}"),
+                "--watch-namespace",
+                &ns,
+                "--resync",
+                "3s",
+                "--log-format",
+                "json",
+            ])
+            .env("KUBECONFIG", &plane.kubeconfig)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("controller"),
+    );
+    wait_until("/readyz", Duration::from_secs(30), || {
+        http(
+            "GET",
+            &format!("http://127.0.0.1:{metrics_port}/readyz"),
+            None,
+        )
+        .is_some_and(|(code, _)| code == 200)
+    });
+
+    let manifest = format!(
+        "apiVersion: runwarden.dev/v1alpha1\nkind: CloudRunService\nmetadata: {{name: vault, namespace: {ns}}}\nspec:\n  region: {REGION}\n  containers:\n  - image: europe-docker.pkg.dev/{PROJECT}/apps/vault:v1\n  encryption:\n    kmsKey: {key}\n"
+    );
+    let condition = |type_: &str, field: &str| {
+        jsonpath(
+            plane,
+            &ns,
+            &format!("{{.status.conditions[?(@.type==\"{type_}\")].{field}}}"),
+        )
+    };
+    plane.kubectl_stdin(&["apply", "-f", "-"], Some(&manifest));
+    wait_until("Ready after apply", Duration::from_secs(60), || {
+        condition("Ready", "status") == "True"
+    });
+    assert_eq!(condition("EncryptionReady", "reason"), "KeyUsable");
+    let agent = jsonpath(plane, &ns, "{.status.serviceAgent}");
+    assert!(
+        agent.ends_with("@serverless-robot-prod.iam.gserviceaccount.com"),
+        "status.serviceAgent = {agent:?}"
+    );
+
+    // Someone disables the key's primary version.
+    call("PATCH", &version, serde_json::json!({"state": "DISABLED"}));
+    let took = wait_until("Ready=False", Duration::from_secs(20), || {
+        condition("Ready", "status") == "False"
+    });
+    eprintln!("e2e-cmek: key disabled → kubectl shows Ready False after {took:?} (resync 3s)");
+    let printed = plane.kubectl(&["get", "crsvc", "vault", "-n", &ns, "-o", "wide"]);
+    let mut lines = printed
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>());
+    let (header, row) = (
+        lines.next().unwrap_or_default(),
+        lines.next().unwrap_or_default(),
+    );
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .and_then(|i| row.get(i).copied())
+    };
+    assert_eq!(
+        (column("READY"), column("REASON")),
+        (Some("False"), Some("KeyDisabled")),
+        "kubectl get crsvc -o wide:\n{printed}"
+    );
+    assert_eq!(condition("EncryptionReady", "status"), "False");
+    assert_eq!(condition("EncryptionReady", "reason"), "KeyDisabled");
+    assert_eq!(condition("Ready", "reason"), "KeyDisabled");
+    let events = plane.kubectl(&[
+        "get",
+        "events",
+        "-n",
+        &ns,
+        "--field-selector",
+        "reason=KeyDisabled,type=Warning",
+    ]);
+    assert!(events.contains("KeyDisabled"), "a Warning event: {events}");
+
+    // Re-enabled: Ready again, without touching the spec.
+    call("PATCH", &version, serde_json::json!({"state": "ENABLED"}));
+    wait_until("Ready after re-enable", Duration::from_secs(30), || {
+        condition("Ready", "status") == "True"
+    });
+    assert_eq!(condition("EncryptionReady", "reason"), "KeyUsable");
+
+    plane.kubectl(&["delete", "crsvc", "vault", "-n", &ns, "--timeout=60s"]);
+}
