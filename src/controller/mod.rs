@@ -5,6 +5,7 @@ pub mod cloudrunservice;
 pub mod conditions;
 pub mod iam;
 pub mod lease;
+pub mod vpcaccessconnector;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -116,8 +117,16 @@ impl Context {
     }
 
     /// The project number of `project_id`, from Resource Manager once, then from the cache.
-    pub async fn project_number(&self, project_id: &str) -> std::result::Result<String, crate::gcp::GcpError> {
-        if let Some(n) = self.project_numbers.lock().unwrap_or_else(|e| e.into_inner()).get(project_id) {
+    pub async fn project_number(
+        &self,
+        project_id: &str,
+    ) -> std::result::Result<String, crate::gcp::GcpError> {
+        if let Some(n) = self
+            .project_numbers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(project_id)
+        {
             return Ok(n.clone());
         }
         let number = self.gcp.projects.project_number(project_id).await?;
@@ -287,7 +296,7 @@ pub async fn run(
     use futures::StreamExt;
     use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
 
-    use crate::api::v1alpha1::CloudRunService;
+    use crate::api::v1alpha1::{CloudRunService, VpcAccessConnector};
     use kube::core::DeserializeGuard;
 
     let client = parts.client.clone();
@@ -319,57 +328,150 @@ pub async fn run(
         parts.metrics,
         namespaces.clone(),
     ));
-    let services: Api<DeserializeGuard<CloudRunService>> = match &ctx.config.watch_namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    let controller = Controller::new(services, watcher::Config::default().any_semantic())
-        .with_config(
-            kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency),
+    fn scoped<K>(client: &Client, namespace: Option<&String>) -> Api<K>
+    where
+        K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>,
+    {
+        match namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    let watch_namespace = ctx.config.watch_namespace.clone();
+    let controller_config =
+        kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency);
+    // Both controllers stop on the same signal.
+    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+    let stopped = || shutdown.clone();
+
+    // Connectors: reconciled on their own changes, and, while one is being deleted, on changes
+    // of the services that reference it (its deletion waits for them).
+    let connectors = Controller::new(
+        scoped::<DeserializeGuard<VpcAccessConnector>>(&client, watch_namespace.as_ref()),
+        watcher::Config::default().any_semantic(),
+    )
+    .with_config(controller_config.clone())
+    .graceful_shutdown_on(stopped());
+    let connector_store = connectors.store();
+    let connectors = {
+        let connector_store = connector_store.clone();
+        connectors.watches(
+            scoped::<DeserializeGuard<CloudRunService>>(&client, watch_namespace.as_ref()),
+            watcher::Config::default().any_semantic(),
+            move |service| {
+                let name = service
+                    .0
+                    .as_ref()
+                    .ok()
+                    .and_then(|s| s.spec.egress.as_ref())
+                    .and_then(|e| e.connector_ref.as_ref())
+                    .map(|r| r.name.clone())?;
+                let target = ObjectRef::new(&name).within(&service.namespace()?);
+                connector_store
+                    .get(&target)
+                    .filter(|c| c.meta().deletion_timestamp.is_some())
+                    .map(|_| target)
+            },
         )
-        .graceful_shutdown_on(shutdown);
-    let store = controller.store();
+    };
+
+    // Services: reconciled on their own changes, and on every change of a connector they
+    // reference, so one that waits for its connector deploys as soon as it is Ready.
+    let services = Controller::new(
+        scoped::<DeserializeGuard<CloudRunService>>(&client, watch_namespace.as_ref()),
+        watcher::Config::default().any_semantic(),
+    )
+    .with_config(controller_config)
+    .graceful_shutdown_on(stopped());
+    let store = services.store();
+    let services = {
+        let store = store.clone();
+        services.watches(
+            scoped::<DeserializeGuard<VpcAccessConnector>>(&client, watch_namespace.as_ref()),
+            watcher::Config::default().any_semantic(),
+            move |connector| {
+                let (ns, name) = (connector.namespace(), connector.name_any());
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|s| s.namespace() == ns && vpcaccessconnector::references(s, &name))
+                    .map(|s| ObjectRef::from_obj(s.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+    };
 
     let ready_task = {
-        let (store, namespaces, health) = (store.clone(), namespaces.clone(), health.clone());
+        let (store, connector_store, namespaces, health) = (
+            store.clone(),
+            connector_store.clone(),
+            namespaces.clone(),
+            health.clone(),
+        );
         tokio::spawn(async move {
             // A fresh wait each second: with several waiters on one store, kube-runtime 5
             // may wake only one of them when the store becomes ready.
             let services = synced(&store).await;
+            let connectors = synced(&connector_store).await;
             let ns = synced(&namespaces).await;
-            if services && ns {
+            if services && connectors && ns {
                 health.set_ready();
                 tracing::info!("watches synced; ready");
             }
         })
     };
     let gauge_task = {
-        let (store, metrics) = (store.clone(), ctx.metrics.clone());
+        let (store, connector_store, metrics) =
+            (store.clone(), connector_store.clone(), ctx.metrics.clone());
         tokio::spawn(async move {
-            loop {
+            fn count<K>(
+                store: &Store<DeserializeGuard<K>>,
+                is_ready: fn(&K) -> Option<bool>,
+            ) -> [(&'static str, i64); 3]
+            where
+                K: Resource<DynamicType = ()> + Clone + 'static,
+            {
                 let mut counts = [("true", 0), ("false", 0), ("unknown", 0)];
                 for guard in store.state() {
-                    let i = match guard.0.as_ref().ok().and_then(cloudrunservice::is_ready) {
+                    let i = match guard.0.as_ref().ok().and_then(is_ready) {
                         Some(true) => 0,
                         Some(false) => 1,
                         None => 2,
                     };
                     counts[i].1 += 1;
                 }
-                metrics.set_managed(cloudrunservice::KIND, counts);
+                counts
+            }
+            loop {
+                metrics.set_managed(
+                    cloudrunservice::KIND,
+                    count(&store, cloudrunservice::is_ready),
+                );
+                metrics.set_managed(
+                    vpcaccessconnector::KIND,
+                    count(&connector_store, vpcaccessconnector::is_ready),
+                );
                 tokio::time::sleep(Duration::from_secs(5)).await;
             }
         })
     };
 
-    controller
-        .run(
-            cloudrunservice::reconcile,
-            cloudrunservice::error_policy,
-            ctx,
-        )
-        .for_each(|_| std::future::ready(()))
-        .await;
+    futures::join!(
+        services
+            .run(
+                cloudrunservice::reconcile,
+                cloudrunservice::error_policy,
+                ctx.clone(),
+            )
+            .for_each(|_| std::future::ready(())),
+        connectors
+            .run(
+                vpcaccessconnector::reconcile,
+                vpcaccessconnector::error_policy,
+                ctx,
+            )
+            .for_each(|_| std::future::ready(())),
+    );
     for task in [ns_task, ready_task, gauge_task] {
         task.abort();
     }

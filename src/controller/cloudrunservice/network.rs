@@ -1,16 +1,30 @@
 //! Egress: `NetworkReady`, and the connector name the template needs.
+//!
+//! - `egress.directVpc`: nothing to look up; the template names the network and subnetwork (see
+//!   `render`).
+//! - `egress.connectorRef`: the `VpcAccessConnector` of the same namespace must exist
+//!   (`ConnectorNotFound`), be in the service's region (`RegionMismatch`, a spec change is
+//!   needed) and be Ready (`ConnectorNotReady`); its `status.resourceName` is the full name.
+//! - `egress.connector`: a connector not managed here, read from Google with the same checks.
+//!
+//! Missing and not-ready connectors are transient (`Error::Blocked`): the connector may be on
+//! its way, and the controller reconciles the service again as soon as the connector changes.
+
+use kube::api::Api;
+use kube::{Resource, ResourceExt};
 
 use super::{Draft, NETWORK_READY};
-use crate::api::v1alpha1::CloudRunService;
+use crate::api::v1alpha1::{CloudRunService, VpcAccessConnector};
 use crate::controller::Context;
 use crate::controller::conditions::Cond;
-use crate::error::{Error, Result};
+use crate::controller::vpcaccessconnector;
+use crate::error::{Error, Result, reason_of};
 
 /// Sets `NetworkReady` and returns the full name of the connector of `egress.connectorRef`
 /// once it can be used; an error stops the pass before anything is deployed.
 pub(super) async fn resolve(
     obj: &CloudRunService,
-    _ctx: &Context,
+    ctx: &Context,
     _project: &str,
     d: &mut Draft,
 ) -> Result<Option<String>> {
@@ -18,6 +32,7 @@ pub(super) async fn resolve(
         d.set(Cond::ok(NETWORK_READY, "NotConfigured", "no VPC egress"));
         return Ok(None);
     };
+    let region = obj.spec.region.as_str();
     if let Some(direct) = &egress.direct_vpc {
         let target = direct
             .subnetwork
@@ -32,6 +47,37 @@ pub(super) async fn resolve(
         return Ok(None);
     }
     if let Some(connector) = &egress.connector {
+        if let Some(location) = location_of(connector)
+            && location != region
+        {
+            return Err(region_mismatch(d, connector, location, region));
+        }
+        let actual = match ctx.gcp.vpcaccess.get_connector(connector).await {
+            Ok(actual) => actual,
+            Err(e) => {
+                d.set(Cond::fail(
+                    NETWORK_READY,
+                    reason_of(e.code),
+                    format!("cannot read connector {connector}: {}", e.message),
+                ));
+                return Err(e.into());
+            }
+        };
+        let Some(actual) = actual else {
+            return Err(blocked(
+                d,
+                "ConnectorNotFound",
+                format!("connector {connector} does not exist in Google"),
+            ));
+        };
+        let (state, _) = vpcaccessconnector::state_condition(&actual, connector);
+        if state != vpcaccessconnector::state::READY {
+            return Err(blocked(
+                d,
+                "ConnectorNotReady",
+                format!("connector {connector} is {state}, not Ready"),
+            ));
+        }
         d.set(Cond::ok(
             NETWORK_READY,
             "Connector",
@@ -39,17 +85,198 @@ pub(super) async fn resolve(
         ));
         return Ok(None);
     }
-    let name = egress
-        .connector_ref
-        .as_ref()
-        .map(|r| r.name.clone())
-        .unwrap_or_default();
+    let Some(reference) = &egress.connector_ref else {
+        // Validation refuses an egress with none of the three.
+        d.set(Cond::ok(NETWORK_READY, "NotConfigured", "no VPC egress"));
+        return Ok(None);
+    };
+    let namespace = obj.namespace().unwrap_or_default();
+    let api: Api<VpcAccessConnector> = Api::namespaced(ctx.client.clone(), &namespace);
+    let Some(connector) = api.get_opt(&reference.name).await? else {
+        return Err(blocked(
+            d,
+            "ConnectorNotFound",
+            format!(
+                "VpcAccessConnector {} does not exist in namespace {namespace}",
+                reference.name
+            ),
+        ));
+    };
+    from_connector_object(&connector, region, d).map(Some)
+}
+
+/// The usable full name of a `VpcAccessConnector` for a service in `region`, or why not (pure,
+/// apart from recording `NetworkReady`).
+fn from_connector_object(
+    connector: &VpcAccessConnector,
+    region: &str,
+    d: &mut Draft,
+) -> Result<String> {
+    let name = connector.name_any();
+    if connector.spec.region != region {
+        return Err(region_mismatch(
+            d,
+            &format!("VpcAccessConnector {name}"),
+            &connector.spec.region,
+            region,
+        ));
+    }
+    let status = connector.status.clone().unwrap_or_default();
+    let full_name = status.resource_name.clone().unwrap_or_default();
+    // A connector whose deletion waits for its services (this one among them) still serves them.
+    let in_use = connector.meta().deletion_timestamp.is_some()
+        && status.state.as_deref() == Some(vpcaccessconnector::state::READY)
+        && crate::controller::conditions::find(&status.conditions, "Ready")
+            .is_some_and(|c| c.reason == "InUse");
+    if !(vpcaccessconnector::is_ready(connector) == Some(true) || in_use) || full_name.is_empty() {
+        let why = crate::controller::conditions::find(&status.conditions, "Ready")
+            .filter(|c| !c.message.is_empty())
+            .map(|c| format!(" ({}: {})", c.reason, c.message))
+            .unwrap_or_default();
+        let state = status.state.as_deref().unwrap_or("not reconciled yet");
+        let state = if connector.meta().deletion_timestamp.is_some() {
+            "being deleted"
+        } else {
+            state
+        };
+        return Err(blocked(
+            d,
+            "ConnectorNotReady",
+            format!("VpcAccessConnector {name} is {state}{why}"),
+        ));
+    }
+    d.set(Cond::ok(
+        NETWORK_READY,
+        "Connector",
+        format!("egress through connector {full_name} (VpcAccessConnector {name})"),
+    ));
+    Ok(full_name)
+}
+
+/// The `{location}` of `projects/{p}/locations/{location}/connectors/{c}`.
+fn location_of(connector: &str) -> Option<&str> {
+    let mut parts = connector.split('/');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("projects"), Some(_), Some("locations"), Some(location)) => Some(location),
+        _ => None,
+    }
+}
+
+fn blocked(d: &mut Draft, reason: &'static str, message: String) -> Error {
+    d.set(Cond::fail(NETWORK_READY, reason, &message));
+    Error::Blocked { reason, message }
+}
+
+fn region_mismatch(d: &mut Draft, what: &str, location: &str, region: &str) -> Error {
     let message = format!(
-        "VpcAccessConnector {name}: connector references are not supported by this controller version yet"
+        "{what} is in region {location} but the service is in {region}: Cloud Run needs a connector in the service's region; reference one in {region}"
     );
-    d.set(Cond::fail(NETWORK_READY, "ConnectorNotFound", &message));
-    Err(Error::Spec {
-        reason: "ConnectorNotFound",
+    d.set(Cond::fail(NETWORK_READY, "RegionMismatch", &message));
+    Error::Spec {
+        reason: "RegionMismatch",
         message,
-    })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::v1alpha1::{Condition, VpcAccessConnectorStatus};
+
+    fn connector(region: &str, ready: Option<&str>) -> VpcAccessConnector {
+        let spec = serde_json::from_value(serde_json::json!({
+            "region": region, "network": "default", "ipCidrRange": "10.8.0.0/28"
+        }))
+        .unwrap();
+        let mut c = VpcAccessConnector::new("egress", spec);
+        c.metadata.generation = Some(1);
+        c.status = ready.map(|s| VpcAccessConnectorStatus {
+            state: Some(if s == "True" { "Ready" } else { "Creating" }.into()),
+            resource_name: Some("projects/p1/locations/europe-west1/connectors/egress".into()),
+            observed_generation: Some(1),
+            conditions: vec![Condition {
+                type_: "Ready".into(),
+                status: s.into(),
+                reason: if s == "True" { "Ready" } else { "Creating" }.into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        c
+    }
+
+    fn reason(d: &Draft) -> String {
+        d.conditions
+            .iter()
+            .find(|c| c.type_ == NETWORK_READY)
+            .map(|c| c.reason.clone())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_ready_connector_in_the_region_gives_its_full_name() {
+        let mut d = Draft::default();
+        let name = from_connector_object(
+            &connector("europe-west1", Some("True")),
+            "europe-west1",
+            &mut d,
+        )
+        .unwrap();
+        assert_eq!(name, "projects/p1/locations/europe-west1/connectors/egress");
+        assert_eq!(reason(&d), "Connector");
+    }
+
+    #[test]
+    fn not_ready_is_transient_and_another_region_needs_a_spec_change() {
+        let mut d = Draft::default();
+        let e = from_connector_object(
+            &connector("europe-west1", Some("Unknown")),
+            "europe-west1",
+            &mut d,
+        )
+        .unwrap_err();
+        assert!(e.is_transient());
+        assert_eq!(reason(&d), "ConnectorNotReady");
+        let e = from_connector_object(&connector("europe-west1", None), "europe-west1", &mut d)
+            .unwrap_err();
+        assert!(e.is_transient());
+        assert_eq!(reason(&d), "ConnectorNotReady");
+        let e = from_connector_object(
+            &connector("us-central1", Some("True")),
+            "europe-west1",
+            &mut d,
+        )
+        .unwrap_err();
+        assert!(!e.is_transient());
+        assert_eq!(reason(&d), "RegionMismatch");
+    }
+
+    #[test]
+    fn a_connector_whose_deletion_waits_for_its_services_still_serves_them() {
+        let mut c = connector("europe-west1", Some("False"));
+        let status = c.status.as_mut().unwrap();
+        status.state = Some("Ready".into());
+        status.conditions[0].reason = "InUse".into();
+        let mut d = Draft::default();
+        assert!(
+            from_connector_object(&c, "europe-west1", &mut d).is_err(),
+            "not deleted: not usable"
+        );
+        c.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            jiff::Timestamp::now(),
+        ));
+        assert_eq!(
+            from_connector_object(&c, "europe-west1", &mut d).unwrap(),
+            "projects/p1/locations/europe-west1/connectors/egress"
+        );
+    }
+
+    #[test]
+    fn the_location_of_a_connector_name() {
+        assert_eq!(
+            location_of("projects/p/locations/us-east1/connectors/c"),
+            Some("us-east1")
+        );
+        assert_eq!(location_of("c"), None);
+    }
 }

@@ -105,7 +105,7 @@ pub fn desired_service(obj: &CloudRunService, resolved: &Resolved) -> Service {
                 .set_max_instance_count(scaling.max_instances.unwrap_or(0)),
         );
     }
-    if let Some(vpc) = vpc_access(spec.egress.as_ref(), resolved) {
+    if let Some(vpc) = vpc_access(spec.egress.as_ref(), resolved, &spec.region) {
         template = template.set_vpc_access(vpc);
     }
     if let Some(enc) = &spec.encryption {
@@ -191,7 +191,11 @@ fn container(c: &api::Container) -> run::Container {
     out
 }
 
-fn vpc_access(egress: Option<&api::Egress>, resolved: &Resolved) -> Option<VpcAccess> {
+fn vpc_access(
+    egress: Option<&api::Egress>,
+    resolved: &Resolved,
+    region: &str,
+) -> Option<VpcAccess> {
     let egress = egress?;
     let routing = match egress.routing {
         EgressRouting::AllTraffic => VpcEgress::AllTraffic,
@@ -200,8 +204,20 @@ fn vpc_access(egress: Option<&api::Egress>, resolved: &Resolved) -> Option<VpcAc
     let vpc = VpcAccess::new().set_egress(routing);
     if let Some(direct) = &egress.direct_vpc {
         let nic = NetworkInterface::new()
-            .set_network(direct.network.clone().unwrap_or_default())
-            .set_subnetwork(direct.subnetwork.clone().unwrap_or_default())
+            .set_network(
+                direct
+                    .network
+                    .as_deref()
+                    .map(|n| network_path(n, &resolved.project))
+                    .unwrap_or_default(),
+            )
+            .set_subnetwork(
+                direct
+                    .subnetwork
+                    .as_deref()
+                    .map(|n| subnetwork_path(n, &resolved.project, region))
+                    .unwrap_or_default(),
+            )
             .set_tags(direct.tags.clone());
         return Some(vpc.set_network_interfaces([nic]));
     }
@@ -305,22 +321,32 @@ pub fn shape(svc: &Service) -> BTreeMap<String, String> {
         }
     };
     put("template.vpcAccess.egress".into(), routing);
-    let nics: Vec<_> = vpc
-        .network_interfaces
-        .iter()
-        .map(|n| {
-            format!(
-                "{}|{}|{:?}",
-                short_name(&n.network),
-                short_name(&n.subnetwork),
-                n.tags
-            )
-        })
-        .collect();
+    // Direct VPC: names as full paths in the service's project and region, whichever form was
+    // sent or returned; a network or subnetwork the spec leaves out is Cloud Run's to infer.
+    let (project, region) = project_and_region(&svc.name);
     put(
         "template.vpcAccess.networkInterfaces".into(),
-        format!("{nics:?}"),
+        vpc.network_interfaces.len().to_string(),
     );
+    for (i, n) in vpc.network_interfaces.iter().enumerate() {
+        let key = |f: &str| format!("template.vpcAccess.networkInterfaces[{i}].{f}");
+        let or_unmanaged = |v: String| {
+            if v.is_empty() {
+                UNMANAGED.to_owned()
+            } else {
+                v
+            }
+        };
+        put(
+            key("network"),
+            or_unmanaged(network_path(&n.network, project)),
+        );
+        put(
+            key("subnetwork"),
+            or_unmanaged(subnetwork_path(&n.subnetwork, project, region)),
+        );
+        put(key("tags"), format!("{:?}", n.tags));
+    }
     for (i, c) in t.containers.iter().enumerate() {
         let key = |f: &str| format!("template.containers[{i}].{f}");
         put(
@@ -520,6 +546,44 @@ fn memory_mebibytes(memory: &str) -> String {
 /// or a full path and may answer with either.
 pub fn short_name(reference: &str) -> &str {
     reference.rsplit('/').next().unwrap_or(reference)
+}
+
+/// A network reference as a path, `projects/{p}/global/networks/{n}`: a short name is in
+/// `project`; a URL (`https://www.googleapis.com/compute/v1/projects/...`) loses its prefix; any
+/// other path is kept as written. Empty stays empty.
+pub fn network_path(reference: &str, project: &str) -> String {
+    resource_path(reference, || {
+        format!("projects/{project}/global/networks/{reference}")
+    })
+}
+
+/// A subnetwork reference as a path, `projects/{p}/regions/{r}/subnetworks/{s}`: a short name
+/// is in `project` and `region` (Cloud Run only uses subnetworks of the service's region).
+pub fn subnetwork_path(reference: &str, project: &str, region: &str) -> String {
+    resource_path(reference, || {
+        format!("projects/{project}/regions/{region}/subnetworks/{reference}")
+    })
+}
+
+fn resource_path(reference: &str, from_short: impl FnOnce() -> String) -> String {
+    if reference.is_empty() {
+        String::new()
+    } else if !reference.contains('/') {
+        from_short()
+    } else if let Some(i) = reference.find("projects/") {
+        reference[i..].to_owned()
+    } else {
+        reference.to_owned()
+    }
+}
+
+/// `(project, region)` of `projects/{p}/locations/{r}/services/{s}`; empty when malformed.
+fn project_and_region(service_name: &str) -> (&str, &str) {
+    let mut parts = service_name.split('/');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("projects"), Some(p), Some("locations"), Some(r)) => (p, r),
+        _ => ("", ""),
+    }
 }
 
 #[cfg(test)]

@@ -265,3 +265,164 @@ fn an_update_keeps_what_runwarden_does_not_manage() {
     );
     assert!(changes(&desired, &update).is_empty());
 }
+
+fn nic(s: &Service) -> &NetworkInterface {
+    &s.template
+        .as_ref()
+        .unwrap()
+        .vpc_access
+        .as_ref()
+        .unwrap()
+        .network_interfaces[0]
+}
+
+#[test]
+fn direct_vpc_names_are_sent_as_full_paths_in_the_service_project_and_region() {
+    for (network, subnetwork) in [
+        ("default", "sub"),
+        (
+            "projects/p1/global/networks/default",
+            "projects/p1/regions/europe-west1/subnetworks/sub",
+        ),
+        (
+            "https://www.googleapis.com/compute/v1/projects/p1/global/networks/default",
+            "https://www.googleapis.com/compute/v1/projects/p1/regions/europe-west1/subnetworks/sub",
+        ),
+    ] {
+        let obj = object(
+            serde_json::json!({"egress": {"directVpc": {"network": network, "subnetwork": subnetwork, "tags": ["web"]}}}),
+        );
+        let s = desired_service(&obj, &resolved());
+        let n = nic(&s);
+        assert_eq!(
+            n.network, "projects/p1/global/networks/default",
+            "{network}"
+        );
+        assert_eq!(
+            n.subnetwork, "projects/p1/regions/europe-west1/subnetworks/sub",
+            "{subnetwork}"
+        );
+        assert_eq!(n.tags, ["web"]);
+        assert_eq!(
+            s.template
+                .as_ref()
+                .unwrap()
+                .vpc_access
+                .as_ref()
+                .unwrap()
+                .egress,
+            VpcEgress::AllTraffic
+        );
+    }
+}
+
+#[test]
+fn direct_vpc_short_and_full_names_are_the_same_shape_either_way() {
+    let short = object(
+        serde_json::json!({"egress": {"directVpc": {"network": "default", "subnetwork": "sub"}}}),
+    );
+    let full = object(serde_json::json!({"egress": {"directVpc": {
+        "network": "projects/p1/global/networks/default",
+        "subnetwork": "projects/p1/regions/europe-west1/subnetworks/sub"}}}));
+    for spec in [&short, &full] {
+        let desired = desired_service(spec, &resolved());
+        // What Google has, whether written by us (full paths) or by hand with short names.
+        let ours = as_google_returns(&desired);
+        let mut by_hand = ours.clone();
+        let n = &mut by_hand
+            .template
+            .as_mut()
+            .unwrap()
+            .vpc_access
+            .as_mut()
+            .unwrap()
+            .network_interfaces[0];
+        n.network = "default".into();
+        n.subnetwork = "sub".into();
+        assert!(changes(&desired, &ours).is_empty());
+        assert!(changes(&desired, &by_hand).is_empty());
+    }
+}
+
+#[test]
+fn direct_vpc_drift_to_another_project_or_subnet_is_seen() {
+    let desired = desired_service(
+        &object(
+            serde_json::json!({"egress": {"directVpc": {"network": "default", "subnetwork": "sub", "tags": ["a"]}}}),
+        ),
+        &resolved(),
+    );
+    let edit = |f: &dyn Fn(&mut NetworkInterface)| {
+        let mut actual = as_google_returns(&desired);
+        f(&mut actual
+            .template
+            .as_mut()
+            .unwrap()
+            .vpc_access
+            .as_mut()
+            .unwrap()
+            .network_interfaces[0]);
+        changes(&desired, &actual)
+    };
+    assert_eq!(
+        edit(&|n| n.network = "projects/host/global/networks/default".into()),
+        ["template.vpcAccess.networkInterfaces[0].network"]
+    );
+    assert_eq!(
+        edit(&|n| n.subnetwork = "other".into()),
+        ["template.vpcAccess.networkInterfaces[0].subnetwork"]
+    );
+    assert_eq!(
+        edit(&|n| n.tags = vec!["b".into()]),
+        ["template.vpcAccess.networkInterfaces[0].tags"]
+    );
+    let mut gone = as_google_returns(&desired);
+    gone.template.as_mut().unwrap().vpc_access = None;
+    assert_eq!(
+        changes(&desired, &gone),
+        [
+            "template.vpcAccess.egress",
+            "template.vpcAccess.networkInterfaces",
+            "template.vpcAccess.networkInterfaces[0].network",
+            "template.vpcAccess.networkInterfaces[0].subnetwork",
+            "template.vpcAccess.networkInterfaces[0].tags"
+        ]
+    );
+}
+
+#[test]
+fn direct_vpc_with_only_a_subnetwork_leaves_the_network_to_cloud_run() {
+    let desired = desired_service(
+        &object(serde_json::json!({"egress": {"directVpc": {"subnetwork": "sub"}}})),
+        &resolved(),
+    );
+    assert_eq!(nic(&desired).network, "");
+    let mut actual = as_google_returns(&desired);
+    actual
+        .template
+        .as_mut()
+        .unwrap()
+        .vpc_access
+        .as_mut()
+        .unwrap()
+        .network_interfaces[0]
+        .network = "projects/p1/global/networks/default".into();
+    assert!(changes(&desired, &actual).is_empty());
+}
+
+#[test]
+fn a_resolved_connector_goes_into_the_template() {
+    let obj = object(serde_json::json!({"egress": {"connectorRef": {"name": "egress"}}}));
+    let resolved = Resolved {
+        project: "p1".into(),
+        connector: Some("projects/p1/locations/europe-west1/connectors/egress".into()),
+    };
+    let s = desired_service(&obj, &resolved);
+    let vpc = s.template.as_ref().unwrap().vpc_access.as_ref().unwrap();
+    assert_eq!(
+        vpc.connector,
+        "projects/p1/locations/europe-west1/connectors/egress"
+    );
+    assert!(vpc.network_interfaces.is_empty());
+    assert!(changes(&s, &as_google_returns(&s)).is_empty());
+}
