@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the reconciling controller.
-    Controller(ControllerArgs),
+    Controller(Box<ControllerArgs>),
     /// Print every CustomResourceDefinition as one multi-document YAML.
     Crd,
     /// Serve the local Google Cloud emulator until SIGTERM.
@@ -66,6 +66,14 @@ struct ControllerArgs {
     /// Namespace of the leader election Lease (default: $POD_NAMESPACE).
     #[arg(long, env = "RUNWARDEN_LEASE_NAMESPACE")]
     lease_namespace: Option<String>,
+    /// How long the leader lease holds without renewal; a standby takes over this long after
+    /// the leader's last renewal (whole seconds).
+    #[arg(long, env = "RUNWARDEN_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    lease_duration: Duration,
+    /// How often the leader renews the lease and a standby tries to take it; at most a third
+    /// of --lease-duration.
+    #[arg(long, env = "RUNWARDEN_LEASE_RENEW_PERIOD", default_value = "2s", value_parser = parse_duration)]
+    lease_renew_period: Duration,
     /// Only watch this namespace (default: all).
     #[arg(long, env = "RUNWARDEN_WATCH_NAMESPACE")]
     watch_namespace: Option<String>,
@@ -121,7 +129,7 @@ fn main() -> ExitCode {
                 .map(|yaml| print!("{yaml}"))
                 .map_err(|e| e.to_string()),
             Command::Emulator(args) => emulator(args).await,
-            Command::Controller(args) => run_controller(args).await,
+            Command::Controller(args) => run_controller(*args).await,
         }
     });
     match result {
@@ -169,6 +177,9 @@ async fn run_controller(args: ControllerArgs) -> Result<(), String> {
     // kube's rustls and the Google clients both enable a crypto provider: pick one.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     init_logging(args.log_format, &args.log_level);
+    if args.leader_election {
+        check_lease_timing(args.lease_duration, args.lease_renew_period)?;
+    }
 
     let (endpoint, credentials, _embedded) = match args.gcp_endpoint.as_deref() {
         Some("embedded") => {
@@ -208,14 +219,23 @@ async fn run_controller(args: ControllerArgs) -> Result<(), String> {
         }
     });
 
+    // The lease identity must be unique per process: two processes with one identity would
+    // both believe they hold the lease. A pod name is; a bare hostname is not (two processes on
+    // one machine), so it gets a random suffix, as client-go does.
     let identity = std::env::var("POD_NAME")
         .ok()
-        .or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .map(|h| h.trim().to_owned())
-        })
-        .unwrap_or_else(|| "runwarden".to_owned());
+                .unwrap_or_default();
+            let host = if host.is_empty() {
+                "runwarden".to_owned()
+            } else {
+                host
+            };
+            format!("{host}_{:08x}", fastrand::u32(..))
+        });
     let recorder = kube::runtime::events::Recorder::new(
         client.clone(),
         kube::runtime::events::Reporter {
@@ -243,8 +263,11 @@ async fn run_controller(args: ControllerArgs) -> Result<(), String> {
             .lease_namespace
             .or_else(|| std::env::var("POD_NAMESPACE").ok())
             .ok_or("--leader-election needs --lease-namespace or $POD_NAMESPACE")?;
-        let lease =
+        let mut lease =
             controller::lease::Lease::new(client, &namespace, &args.lease_name, &identity, metrics);
+        lease.duration = args.lease_duration;
+        lease.renew_every = args.lease_renew_period;
+        info!(lease = %args.lease_name, %namespace, %identity, "leader election: waiting for the lease");
         lease
             .run_while_leading(parts, health, shutdown_signal())
             .await
@@ -295,6 +318,17 @@ async fn shutdown_signal() {
     }
 }
 
+/// The holder gives up one renew period before its lease could expire, so renewing must leave
+/// it several attempts.
+fn check_lease_timing(duration: Duration, renew: Duration) -> Result<(), String> {
+    if duration < Duration::from_secs(1) || renew.is_zero() || renew * 3 > duration {
+        return Err(format!(
+            "--lease-renew-period ({renew:?}) must be more than 0 and at most a third of --lease-duration ({duration:?}, at least 1s)"
+        ));
+    }
+    Ok(())
+}
+
 /// `500ms`, `30s`, `10m`, `1h` (a bare number is seconds).
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -325,5 +359,17 @@ mod tests {
         assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
         assert!(parse_duration("10x").is_err());
         assert!(parse_duration("m").is_err());
+    }
+
+    #[test]
+    fn lease_timing_leaves_the_holder_several_renewals() {
+        let s = Duration::from_secs;
+        assert_eq!(check_lease_timing(s(15), s(2)), Ok(()), "the defaults");
+        assert_eq!(check_lease_timing(s(6), s(2)), Ok(()));
+        assert!(check_lease_timing(s(15), s(6)).is_err());
+        assert!(check_lease_timing(s(15), Duration::ZERO).is_err());
+        assert!(
+            check_lease_timing(Duration::from_millis(900), Duration::from_millis(100)).is_err()
+        );
     }
 }

@@ -1,12 +1,14 @@
 //! Leader election on a `coordination.k8s.io/v1` Lease: only the holder runs the controllers,
 //! so only it writes to Google or to status. The holder renews the lease every
-//! `renew_every`; a standby takes over once a lease has not been renewed for `duration`. On
-//! shutdown the holder releases the lease (an update, never a delete) so a standby takes over at
-//! once. A holder that cannot renew in time stops its controllers and exits with an error, so
-//! two replicas never act at the same time for longer than the clocks drift.
+//! `renew_every`; a standby takes over once it has seen the lease unchanged for the lease's
+//! duration, measured on its own monotonic clock (as client-go does), so clock offsets between
+//! nodes do not matter. On shutdown the holder releases the lease (an update, never a delete) so
+//! a standby takes over at once. A holder that cannot renew stops its controllers one renew
+//! period before its last renewal could have expired for others (each renewal attempt is bounded
+//! by that deadline), and exits with an error, so two replicas never act at the same time.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease as LeaseObject, LeaseSpec};
@@ -14,6 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::PostParams;
 use kube::{Api, Client};
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::{Health, Parts};
@@ -36,14 +39,18 @@ pub struct Lease {
     name: String,
     identity: String,
     metrics: Arc<Metrics>,
-    /// How long a lease holds without renewal.
+    /// How long a lease holds without renewal (written in whole seconds, rounded up).
     pub duration: Duration,
-    /// How often the holder renews, and a standby retries.
+    /// How often the holder renews, and a standby retries. Keep it well under `duration`: the
+    /// holder gives up one `renew_every` before its lease could expire.
     pub renew_every: Duration,
+    /// The lease record a standby saw last and when it first saw it (its own clock).
+    observed: Mutex<Option<(String, Instant)>>,
 }
 
 impl Lease {
-    /// A lease `namespace/name` to be held as `identity`.
+    /// A lease `namespace/name` to be held as `identity` (unique per process), with a 15 s
+    /// duration renewed every 2 s.
     pub fn new(
         client: Client,
         namespace: &str,
@@ -58,6 +65,7 @@ impl Lease {
             metrics,
             duration: Duration::from_secs(15),
             renew_every: Duration::from_secs(2),
+            observed: Mutex::default(),
         }
     }
 
@@ -76,12 +84,13 @@ impl Lease {
         // A standby is healthy and ready; it just does not act.
         health.set_ready();
         self.metrics.set_leader(false);
-        loop {
+        let acquired_at = loop {
             if *stop_rx.borrow() {
                 return Ok(());
             }
+            let attempt = Instant::now();
             match self.try_acquire().await {
-                Ok(true) => break,
+                Ok(true) => break attempt,
                 Ok(false) => {}
                 Err(e) => warn!(error = %e, lease = %self.name, "cannot read the leader lease"),
             }
@@ -89,7 +98,7 @@ impl Lease {
                 _ = tokio::time::sleep(self.renew_every) => {}
                 _ = stop_rx.changed() => return Ok(()),
             }
-        }
+        };
         info!(lease = %self.name, identity = %self.identity, "acquired the leader lease");
         self.metrics.set_leader(true);
 
@@ -106,21 +115,30 @@ impl Lease {
         let renewing = {
             let this = self.clone_handle();
             tokio::spawn(async move {
-                let mut last_renewal = tokio::time::Instant::now();
+                // When the last successful renewal was sent: others see the lease expire no
+                // sooner than `duration` after it.
+                let mut renewed_at = acquired_at;
                 loop {
                     tokio::time::sleep(this.renew_every).await;
-                    match this.renew().await {
-                        Ok(true) => last_renewal = tokio::time::Instant::now(),
-                        Ok(false) => break,
-                        Err(e) => {
-                            warn!(error = %e, "cannot renew the leader lease");
-                            // Stop before the lease can expire for others.
-                            if last_renewal.elapsed() + this.renew_every >= this.duration {
-                                break;
-                            }
+                    // Give up one renew period early, leaving time to stop the controllers.
+                    let give_up_at = renewed_at + this.duration.saturating_sub(this.renew_every);
+                    let attempt = Instant::now();
+                    if attempt >= give_up_at {
+                        warn!(lease = %this.name, "could not renew the leader lease in time");
+                        break;
+                    }
+                    // A hung API call must not keep us leading past the deadline.
+                    match tokio::time::timeout_at(give_up_at, this.renew()).await {
+                        Ok(Ok(true)) => renewed_at = attempt,
+                        Ok(Ok(false)) => {
+                            warn!(lease = %this.name, "another replica holds the leader lease now");
+                            break;
                         }
+                        Ok(Err(e)) => warn!(error = %e, "cannot renew the leader lease"),
+                        Err(_) => warn!(lease = %this.name, "renewing the leader lease timed out"),
                     }
                 }
+                this.metrics.set_leader(false);
                 let _ = lost_tx.send(true);
             })
         };
@@ -143,11 +161,31 @@ impl Lease {
             metrics: self.metrics.clone(),
             duration: self.duration,
             renew_every: self.renew_every,
+            observed: Mutex::default(),
         }
     }
 
     fn now() -> MicroTime {
         MicroTime(jiff::Timestamp::now())
+    }
+
+    /// Whether a lease held by another replica has expired: its record has not changed for its
+    /// duration since this replica first saw it, on this replica's monotonic clock. The
+    /// timestamps inside the record come from another machine's clock and are not compared.
+    fn expired(&self, spec: &LeaseSpec) -> bool {
+        let record = serde_json::to_string(spec).unwrap_or_default();
+        let secs = spec.lease_duration_seconds.unwrap_or(0).max(0);
+        let now = Instant::now();
+        let mut observed = self.observed.lock().unwrap_or_else(|e| e.into_inner());
+        match observed.as_ref() {
+            Some((seen, since)) if *seen == record => {
+                now.duration_since(*since) >= Duration::from_secs(secs.unsigned_abs().into())
+            }
+            _ => {
+                *observed = Some((record, now));
+                false
+            }
+        }
     }
 
     /// Takes the lease if it is free, expired, or already ours.
@@ -168,14 +206,7 @@ impl Lease {
         };
         let spec = lease.spec.clone().unwrap_or_default();
         let holder = spec.holder_identity.clone().unwrap_or_default();
-        let expired = match (&spec.renew_time, spec.lease_duration_seconds) {
-            (Some(renewed), Some(secs)) => renewed
-                .0
-                .checked_add(jiff::SignedDuration::from_secs(i64::from(secs)))
-                .is_ok_and(|end| end < jiff::Timestamp::now()),
-            _ => true,
-        };
-        if !(holder.is_empty() || holder == self.identity || expired) {
+        if !(holder.is_empty() || holder == self.identity || self.expired(&spec)) {
             return Ok(false);
         }
         let transitions = spec.lease_transitions.unwrap_or(0) + i32::from(holder != self.identity);
@@ -193,19 +224,24 @@ impl Lease {
     }
 
     fn held_spec(&self, transitions: i32) -> LeaseSpec {
+        let now = Self::now();
+        let secs = self.duration.as_secs() + u64::from(self.duration.subsec_nanos() > 0);
         LeaseSpec {
             holder_identity: Some(self.identity.clone()),
-            lease_duration_seconds: Some(self.duration.as_secs().max(1) as i32),
-            acquire_time: Some(Self::now()),
-            renew_time: Some(Self::now()),
+            lease_duration_seconds: Some(i32::try_from(secs.max(1)).unwrap_or(i32::MAX)),
+            acquire_time: Some(now.clone()),
+            renew_time: Some(now),
             lease_transitions: Some(transitions),
             ..LeaseSpec::default()
         }
     }
 
-    /// Renews the lease; `false` when another replica holds it now.
+    /// Renews the lease; `false` when another replica holds it now, or it was deleted (a
+    /// standby may have created a new one already).
     async fn renew(&self) -> Result<bool, kube::Error> {
-        let mut lease = self.api.get(&self.name).await?;
+        let Some(mut lease) = self.api.get_opt(&self.name).await? else {
+            return Ok(false);
+        };
         let mut spec = lease.spec.clone().unwrap_or_default();
         if spec.holder_identity.as_deref() != Some(&self.identity) {
             return Ok(false);
@@ -218,7 +254,7 @@ impl Lease {
             .await
         {
             Ok(_) => Ok(true),
-            Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+            Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -234,6 +270,7 @@ impl Lease {
         }
         spec.holder_identity = None;
         spec.lease_duration_seconds = Some(1);
+        spec.renew_time = Some(Self::now());
         lease.spec = Some(spec);
         self.api
             .replace(&self.name, &PostParams::default(), &lease)
