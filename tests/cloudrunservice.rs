@@ -436,19 +436,33 @@ async fn google_errors_become_reasons_and_transient_ones_are_retried() {
 
 #[tokio::test]
 async fn resyncs_of_a_healthy_service_rewrite_no_status() {
-    let Some(mut h) = Harness::new("quiet-status").await else { return };
+    let Some(mut h) = Harness::new("quiet-status").await else {
+        return;
+    };
     h.config.resync = Duration::from_millis(500);
     h.start_controller().await;
     h.apply("quiet", spec(IMAGE_V1)).await;
     let obj = h.wait_ready("quiet").await;
     // Let the status settle (the pass that saw the operation done writes the final status).
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let settled = h.api().get("quiet").await.unwrap().metadata.resource_version;
+    let settled = h
+        .api()
+        .get("quiet")
+        .await
+        .unwrap()
+        .metadata
+        .resource_version;
     let gets_before = h.emu.count("run.services.get");
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(h.emu.count("run.services.get") >= gets_before + 3, "resyncs ran");
+    assert!(
+        h.emu.count("run.services.get") >= gets_before + 3,
+        "resyncs ran"
+    );
     let after = h.api().get("quiet").await.unwrap();
-    assert_eq!(after.metadata.resource_version, settled, "a resync that finds nothing new must not write status");
+    assert_eq!(
+        after.metadata.resource_version, settled,
+        "a resync that finds nothing new must not write status"
+    );
     assert_eq!(
         after.status.unwrap().conditions[0].last_transition_time,
         obj.status.unwrap().conditions[0].last_transition_time

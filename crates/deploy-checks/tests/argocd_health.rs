@@ -272,6 +272,7 @@ fn cloud_run_service_reasons_map_to_the_documented_health() {
         "QuotaExceeded",
         "Unavailable",
         "Deleting",
+        "Conflict",
     ] {
         assert_health(
             CRS_LUA,
@@ -362,6 +363,26 @@ fn connector_deleting_is_progressing() {
         &obj,
         "Progressing",
         "Deleting: Deleting connector",
+    );
+}
+
+#[test]
+fn connector_deletion_waiting_for_its_services_is_progressing() {
+    let obj = connector_state(
+        "Ready",
+        Some(cond(
+            "Ready",
+            "False",
+            "InUse",
+            "still used by CloudRunService payments",
+            1,
+        )),
+    );
+    assert_health(
+        CONN_LUA,
+        &obj,
+        "Progressing",
+        "InUse: still used by CloudRunService payments",
     );
 }
 

@@ -15,6 +15,7 @@ local progressing = {
   ConnectorNotFound = true,
   QuotaExceeded = true,
   Unavailable = true,
+  Conflict = true,
 }
 
 local function describe(c, fallback)

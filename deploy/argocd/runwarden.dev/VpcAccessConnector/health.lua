@@ -13,6 +13,8 @@ local progressing = {
   Deleting = true,
   QuotaExceeded = true,
   Unavailable = true,
+  Conflict = true,
+  InUse = true,
 }
 
 local function describe(c, fallback)
