@@ -11,52 +11,16 @@
 
 #[path = "../tests/common/envtest.rs"]
 mod envtest;
+#[path = "../tests/common/process.rs"]
+mod process;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use process::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_runwarden");
 const BATCH: usize = 100;
-
-/// A child process that is stopped when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn http_get(url: &str) -> Option<(u16, String)> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .ok()?;
-    rt.block_on(async {
-        let resp = reqwest::get(url).await.ok()?;
-        Some((resp.status().as_u16(), resp.text().await.ok()?))
-    })
-}
-
-fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !check() {
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    start.elapsed()
-}
 
 /// `process_resident_memory_bytes` from the controller's /metrics.
 fn rss(metrics: &str) -> u64 {
@@ -85,14 +49,6 @@ fn proc_status(pid: u32, field: &str) -> u64 {
             })
         })
         .map_or(0, |kb| kb * 1024)
-}
-
-fn counters(emulator: &str) -> serde_json::Map<String, serde_json::Value> {
-    let (_, body) = http_get(&format!("{emulator}/emulator/v1/counters")).expect("counters");
-    serde_json::from_str::<serde_json::Value>(&body).expect("json")["counters"]
-        .as_object()
-        .cloned()
-        .unwrap_or_default()
 }
 
 fn mib(bytes: u64) -> String {

@@ -3,76 +3,13 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::envtest::{self, ControlPlane};
+use common::process::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_runwarden");
-
-/// A child process that is stopped when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !check() {
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    start.elapsed()
-}
-
-fn http_get(url: &str) -> Option<(u16, String)> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let resp = reqwest::get(url).await.ok()?;
-        Some((resp.status().as_u16(), resp.text().await.ok()?))
-    })
-}
-
-fn http_delete(url: &str) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        reqwest::Client::new()
-            .delete(url)
-            .send()
-            .await
-            .expect("delete")
-    });
-}
-
-/// The emulator's request counters.
-fn counters(emulator: &str) -> serde_json::Map<String, serde_json::Value> {
-    let (_, body) = http_get(&format!("{emulator}/emulator/v1/counters")).expect("counters");
-    serde_json::from_str::<serde_json::Value>(&body).unwrap()["counters"]
-        .as_object()
-        .cloned()
-        .unwrap_or_default()
-}
 
 fn total(c: &serde_json::Map<String, serde_json::Value>) -> u64 {
     c.values().filter_map(|v| v.as_u64()).sum()
@@ -101,25 +38,8 @@ fn apply_edit_delete_through_kubectl() {
         envtest::skip("apply_edit_delete_through_kubectl");
         return;
     };
-    let (emu_port, metrics_port) = (free_port(), free_port());
-    let emulator = format!("http://127.0.0.1:{emu_port}");
-    let _emu = Proc(
-        Command::new(BIN)
-            .args([
-                "emulator",
-                "--listen",
-                &format!("127.0.0.1:{emu_port}"),
-                "--operation-delay",
-                "0s",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("emulator"),
-    );
-    wait_until("the emulator", Duration::from_secs(20), || {
-        http_get(&format!("{emulator}/emulator/v1/healthz")).is_some()
-    });
+    let metrics_port = free_port();
+    let (_emu, emulator) = start_emulator(BIN, "0s");
 
     let ns = format!("e2e-{}", fastrand::u32(..) % 100_000);
     plane.kubectl(&["create", "namespace", &ns]);
@@ -196,7 +116,7 @@ fn apply_edit_delete_through_kubectl() {
 
     // edit → a new revision, Ready again.
     let first_revision = jsonpath(plane, &ns, "{.status.latestReadyRevision}");
-    http_delete(&format!("{emulator}/emulator/v1/counters"));
+    reset_counters(&emulator);
     let started = Instant::now();
     plane.kubectl_stdin(
         &["apply", "-f", "-"],
@@ -222,7 +142,7 @@ fn apply_edit_delete_through_kubectl() {
     );
 
     // A resync with nothing changed reads, and writes nothing.
-    http_delete(&format!("{emulator}/emulator/v1/counters"));
+    reset_counters(&emulator);
     wait_until("a resync", Duration::from_secs(20), || {
         counters(&emulator).get("run.services.get").is_some()
     });

@@ -4,61 +4,15 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use common::envtest::{self, ControlPlane};
+use common::process::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_runwarden");
 const PROJECT: &str = "e2e-cmek-project";
 const REGION: &str = "europe-west1";
-
-/// A child process that is stopped when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !check() {
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    start.elapsed()
-}
-
-/// One HTTP call to the emulator: status and body (`None` when it cannot be reached).
-fn http(method: &str, url: &str, body: Option<serde_json::Value>) -> Option<(u16, String)> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let client = reqwest::Client::new();
-        let mut req = client.request(method.parse().unwrap(), url);
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let resp = req.send().await.ok()?;
-        Some((resp.status().as_u16(), resp.text().await.ok()?))
-    })
-}
 
 /// A call that must succeed.
 fn call(method: &str, url: &str, body: serde_json::Value) {
@@ -89,25 +43,8 @@ fn a_disabled_key_shows_in_kubectl_and_re_enabling_heals() {
         envtest::skip("a_disabled_key_shows_in_kubectl_and_re_enabling_heals");
         return;
     };
-    let (emu_port, metrics_port) = (free_port(), free_port());
-    let emulator = format!("http://127.0.0.1:{emu_port}");
-    let _emu = Proc(
-        Command::new(BIN)
-            .args([
-                "emulator",
-                "--listen",
-                &format!("127.0.0.1:{emu_port}"),
-                "--operation-delay",
-                "0s",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("emulator"),
-    );
-    wait_until("the emulator", Duration::from_secs(20), || {
-        http("GET", &format!("{emulator}/emulator/v1/healthz"), None).is_some()
-    });
+    let metrics_port = free_port();
+    let (_emu, emulator) = start_emulator(BIN, "0s");
 
     // A key, through the KMS REST API.
     let location = format!("{emulator}/v1/projects/{PROJECT}/locations/{REGION}");

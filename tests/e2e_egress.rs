@@ -4,52 +4,13 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::envtest;
+use common::process::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_runwarden");
-
-/// A child process that is stopped when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn http_get(url: &str) -> Option<(u16, String)> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let resp = reqwest::get(url).await.ok()?;
-        Some((resp.status().as_u16(), resp.text().await.ok()?))
-    })
-}
 
 /// `(status, reason)` of a condition of an object as `kubectl get -o json` prints it.
 fn condition_of(obj: &serde_json::Value, type_: &str) -> (String, String) {
@@ -71,26 +32,9 @@ fn connector_and_service_in_one_apply_become_ready_in_order() {
         envtest::skip("connector_and_service_in_one_apply_become_ready_in_order");
         return;
     };
-    let (emu_port, metrics_port) = (free_port(), free_port());
-    let emulator = format!("http://127.0.0.1:{emu_port}");
+    let metrics_port = free_port();
     // Connectors take a while to create in Google; 3s here lets the service be seen waiting.
-    let _emu = Proc(
-        Command::new(BIN)
-            .args([
-                "emulator",
-                "--listen",
-                &format!("127.0.0.1:{emu_port}"),
-                "--operation-delay",
-                "3s",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("emulator"),
-    );
-    wait_until("the emulator", Duration::from_secs(20), || {
-        http_get(&format!("{emulator}/emulator/v1/healthz")).is_some()
-    });
+    let (_emu, emulator) = start_emulator(BIN, "3s");
 
     let ns = format!("e2e-egress-{}", fastrand::u32(..) % 100_000);
     plane.kubectl(&["create", "namespace", &ns]);

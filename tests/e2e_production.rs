@@ -10,10 +10,11 @@ mod common;
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::envtest::{self, ControlPlane};
+use common::process::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_runwarden");
 const LEASE: &str = "runwarden-controller";
@@ -21,56 +22,6 @@ const LEASE: &str = "runwarden-controller";
 /// `--lease-renew-period`); the failover test runs with the defaults.
 const LEASE_DURATION: Duration = Duration::from_secs(15);
 const RENEW: Duration = Duration::from_secs(2);
-
-/// A child process that is stopped when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !check() {
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    start.elapsed()
-}
-
-fn http_get(url: &str) -> Option<(u16, String)> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let resp = reqwest::get(url).await.ok()?;
-        Some((resp.status().as_u16(), resp.text().await.ok()?))
-    })
-}
-
-/// The emulator's request counters.
-fn counters(emulator: &str) -> serde_json::Map<String, serde_json::Value> {
-    let (_, body) = http_get(&format!("{emulator}/emulator/v1/counters")).expect("counters");
-    serde_json::from_str::<serde_json::Value>(&body).unwrap()["counters"]
-        .as_object()
-        .cloned()
-        .unwrap_or_default()
-}
 
 fn count(c: &serde_json::Map<String, serde_json::Value>, key: &str) -> u64 {
     c.get(key).and_then(|v| v.as_u64()).unwrap_or(0)

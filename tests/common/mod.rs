@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod envtest;
+pub mod process;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
