@@ -11,25 +11,22 @@ mod validate;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Instant;
 
 use google_cloud_longrunning::model::operation::Result as OpResult;
 use google_cloud_run_v2::model::{Service, condition};
-use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
 use tracing::{info, instrument};
 
 use super::conditions::{self, Cond};
 use super::iam::{self, ALL_USERS, INVOKER_ROLE};
-use super::{Context, error_policy_for, write_status};
+use super::{Context, error_policy_for, reconcile_with_finalizer, write_status};
+use crate::api::OWNER_LABEL;
 use crate::api::v1alpha1::{
     AdoptionPolicy, CloudRunService, CloudRunServiceStatus, DeletionPolicy,
 };
-use crate::api::{FINALIZER, OWNER_LABEL};
 use crate::error::{Error, Result, reason_of};
 use crate::gcp::{Code, GcpError};
 use render::Resolved;
@@ -62,37 +59,14 @@ pub async fn reconcile(
     guard: Arc<DeserializeGuard<CloudRunService>>,
     ctx: Arc<Context>,
 ) -> Result<Action> {
-    let obj = match &guard.0 {
-        Ok(obj) => Arc::new(obj.clone()),
-        Err(invalid) => return Err(Error::InvalidObject(invalid.error.clone())),
-    };
-    let start = Instant::now();
-    let api: Api<CloudRunService> =
-        Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
-    let result = finalizer(&api, FINALIZER, obj.clone(), |event| async {
-        match event {
-            Finalizer::Apply(obj) => apply(&obj, &ctx).await,
-            Finalizer::Cleanup(obj) => cleanup(&obj, &ctx).await,
-        }
-    })
+    reconcile_with_finalizer(
+        KIND,
+        &guard,
+        &ctx,
+        |o, c| Box::pin(apply(o, c)),
+        |o, c| Box::pin(cleanup(o, c)),
+    )
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
-    ctx.metrics.reconciled(KIND, start.elapsed());
-    match &result {
-        Ok(_) => ctx.succeeded(&key(&obj)),
-        Err(e) if matches!(e.inner(), Error::Waiting { .. }) => {}
-        Err(e) => {
-            ctx.event(
-                obj.as_ref(),
-                EventType::Warning,
-                e.metric_label(),
-                "Reconcile",
-                e.to_string(),
-            )
-            .await
-        }
-    }
-    result
 }
 
 /// Retry policy after a failed reconcile.
@@ -108,10 +82,6 @@ pub fn error_policy(
         err,
         &ctx,
     )
-}
-
-fn key(obj: &CloudRunService) -> (&'static str, String, String) {
-    (KIND, obj.namespace().unwrap_or_default(), obj.name_any())
 }
 
 /// The status being computed during one pass.

@@ -28,7 +28,7 @@
 //! of them changes.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use google_cloud_longrunning::model::operation::Result as OpResult;
 use google_cloud_vpcaccess_v1::model::{Connector, connector};
@@ -36,13 +36,11 @@ use kube::api::{Api, ListParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
 use tracing::{info, instrument};
 
 use super::conditions::{self, Cond};
-use super::{Context, error_policy_for, write_status};
-use crate::api::FINALIZER;
+use super::{Context, error_policy_for, reconcile_with_finalizer, write_status};
 use crate::api::v1alpha1::{
     AdoptionPolicy, CloudRunService, DeletionPolicy, VpcAccessConnector, VpcAccessConnectorSpec,
     VpcAccessConnectorStatus, status,
@@ -75,37 +73,14 @@ pub async fn reconcile(
     guard: Arc<DeserializeGuard<VpcAccessConnector>>,
     ctx: Arc<Context>,
 ) -> Result<Action> {
-    let obj = match &guard.0 {
-        Ok(obj) => Arc::new(obj.clone()),
-        Err(invalid) => return Err(Error::InvalidObject(invalid.error.clone())),
-    };
-    let start = Instant::now();
-    let api: Api<VpcAccessConnector> =
-        Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
-    let result = finalizer(&api, FINALIZER, obj.clone(), |event| async {
-        match event {
-            Finalizer::Apply(obj) => apply(&obj, &ctx).await,
-            Finalizer::Cleanup(obj) => cleanup(&obj, &ctx).await,
-        }
-    })
+    reconcile_with_finalizer(
+        KIND,
+        &guard,
+        &ctx,
+        |o, c| Box::pin(apply(o, c)),
+        |o, c| Box::pin(cleanup(o, c)),
+    )
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
-    ctx.metrics.reconciled(KIND, start.elapsed());
-    match &result {
-        Ok(_) => ctx.succeeded(&key(&obj)),
-        Err(e) if matches!(e.inner(), Error::Waiting { .. }) => {}
-        Err(e) => {
-            ctx.event(
-                obj.as_ref(),
-                EventType::Warning,
-                e.metric_label(),
-                "Reconcile",
-                e.to_string(),
-            )
-            .await
-        }
-    }
-    result
 }
 
 /// Retry policy after a failed reconcile.
@@ -121,10 +96,6 @@ pub fn error_policy(
         err,
         &ctx,
     )
-}
-
-fn key(obj: &VpcAccessConnector) -> (&'static str, String, String) {
-    (KIND, obj.namespace().unwrap_or_default(), obj.name_any())
 }
 
 /// The connector id: `spec.connectorName`, else `metadata.name`.
