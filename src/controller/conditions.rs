@@ -94,6 +94,49 @@ pub fn merge(
         .collect()
 }
 
+/// The conditions of `types` (in that order) for a status: the one a pass `decided`, else the
+/// previous one carried over (a pass that stopped early does not reach every condition), else
+/// `Unknown`/`Pending`.
+pub fn carry_over(decided: &[Cond], old: &[Condition], types: &[&'static str]) -> Vec<Cond> {
+    types
+        .iter()
+        .map(|t| {
+            decided
+                .iter()
+                .rev()
+                .find(|c| c.type_ == *t)
+                .cloned()
+                .unwrap_or_else(|| match find(old, t) {
+                    Some(prev) => Cond {
+                        type_: t,
+                        status: match prev.status.as_str() {
+                            status::TRUE => status::TRUE,
+                            status::FALSE => status::FALSE,
+                            _ => status::UNKNOWN,
+                        },
+                        reason: prev.reason.clone(),
+                        message: prev.message.clone(),
+                    },
+                    None => Cond::unknown(t, "Pending", "not evaluated yet"),
+                })
+        })
+        .collect()
+}
+
+/// Whether an object is Ready for its current generation: `Some(true)` only when `Ready` is
+/// True and the status observed `generation`; `None` when unknown.
+pub fn is_ready(
+    conditions: &[Condition],
+    observed_generation: Option<i64>,
+    generation: Option<i64>,
+) -> Option<bool> {
+    match find(conditions, "Ready")?.status.as_str() {
+        status::TRUE => Some(observed_generation == generation),
+        status::FALSE => Some(false),
+        _ => None,
+    }
+}
+
 /// The status of condition `type_`, if present.
 pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conditions.iter().find(|c| c.type_ == type_)

@@ -104,12 +104,26 @@ pub async fn read_modify_write(
     resource: &str,
     edit: impl Fn(&Policy) -> Option<Policy> + Send,
 ) -> GcpResult<bool> {
+    let current = api.get_iam_policy(resource).await?;
+    match edit(&current) {
+        None => Ok(false),
+        Some(next) => write_or_retry(api, resource, next, edit).await,
+    }
+}
+
+/// Writes `next` (an edit of a policy already read, carrying its etag); when someone else
+/// changed the policy in between (`ABORTED`), reads it again and re-applies `edit`, with
+/// jittered backoff, up to [`MAX_ATTEMPTS`] writes. Returns whether a write happened (the
+/// policy may meanwhile already be as `edit` wants it).
+pub async fn write_or_retry(
+    api: &dyn IamPolicyApi,
+    resource: &str,
+    next: Policy,
+    edit: impl Fn(&Policy) -> Option<Policy> + Send,
+) -> GcpResult<bool> {
+    let mut next = next;
     let mut attempt = 0;
     loop {
-        let current = api.get_iam_policy(resource).await?;
-        let Some(next) = edit(&current) else {
-            return Ok(false);
-        };
         match api.set_iam_policy(resource, next).await {
             Ok(_) => return Ok(true),
             Err(e) if e.code == Code::Aborted && attempt + 1 < MAX_ATTEMPTS => {
@@ -117,6 +131,11 @@ pub async fn read_modify_write(
                 tokio::time::sleep(jittered(Duration::from_millis(100) * 2u32.pow(attempt))).await;
             }
             Err(e) => return Err(e),
+        }
+        let current = api.get_iam_policy(resource).await?;
+        match edit(&current) {
+            Some(edited) => next = edited,
+            None => return Ok(false),
         }
     }
 }

@@ -29,114 +29,125 @@
 use google_cloud_kms_v1::model::CryptoKey;
 use google_cloud_kms_v1::model::crypto_key_version::CryptoKeyVersionState;
 use google_cloud_run_v2::model::Service;
-use kube::runtime::events::EventType;
 
-use super::{Draft, ENCRYPTION_READY};
-use crate::api::v1alpha1::CloudRunService;
-use crate::controller::Context;
+use super::ENCRYPTION_READY;
+use super::observe::{Observed, Read, need};
+use super::plan::Change;
+use crate::api::v1alpha1::CloudRunServiceSpec;
 use crate::controller::conditions::Cond;
 use crate::controller::iam;
-use crate::error::{Error, Result, reason_of};
+use crate::controller::reasons::{KEY_DESTROYED, KEY_DISABLED, KEY_NOT_FOUND, PERMISSION_DENIED};
+use crate::error::{Error, reason_of};
 use crate::gcp::{Code, GcpError, run_service_agent};
 
 /// The role Cloud Run's service agent needs on the key.
 pub const KMS_ROLE: &str = "roles/cloudkms.cryptoKeyEncrypterDecrypter";
 
-/// Sets `EncryptionReady` (and `status.serviceAgent`); an error stops the pass before anything
-/// is deployed.
-pub(super) async fn ensure(
-    obj: &CloudRunService,
-    ctx: &Context,
+/// What the encryption step decided.
+pub(super) struct Decision {
+    /// The project's Cloud Run service agent, once known.
+    pub agent: Option<String>,
+    /// `EncryptionReady` and the grant to make, or what stops the pass.
+    pub result: Result<(Cond, Option<Change>), (Cond, Error)>,
+}
+
+/// `EncryptionReady`, `status.serviceAgent` and the key grant; a failure stops the pass before
+/// anything is deployed.
+pub(super) fn plan(
+    spec: &CloudRunServiceSpec,
     project: &str,
-    d: &mut Draft,
-) -> Result<()> {
-    let Some(enc) = &obj.spec.encryption else {
-        d.service_agent = None;
-        d.set(Cond::ok(
-            ENCRYPTION_READY,
-            "NotConfigured",
-            "no customer-managed encryption key",
-        ));
-        return Ok(());
+    obs: &Observed,
+) -> Result<Decision, Read> {
+    let Some(enc) = &spec.encryption else {
+        return Ok(Decision {
+            agent: None,
+            result: Ok((
+                Cond::ok(
+                    ENCRYPTION_READY,
+                    "NotConfigured",
+                    "no customer-managed encryption key",
+                ),
+                None,
+            )),
+        });
     };
     let key = enc.kms_key.as_str();
-
-    let number = ctx
-        .project_number(project)
-        .await
-        .map_err(|e| google_failed(d, e))?;
-    let agent = run_service_agent(&number);
+    let stop = |agent: Option<String>, failure: (Cond, Error)| Decision {
+        agent,
+        result: Err(failure),
+    };
+    let number = match need(&obs.project_number, || {
+        Read::ProjectNumber(project.to_owned())
+    })? {
+        Ok(number) => number,
+        Err(e) => return Ok(stop(None, google_failed(e))),
+    };
+    let agent = run_service_agent(number);
     let member = format!("serviceAccount:{agent}");
-    d.service_agent = Some(agent);
-
-    let found = ctx
-        .gcp
-        .kms
-        .get_crypto_key(key)
-        .await
-        .map_err(|e| google_failed(d, e))?;
+    let found = match need(&obs.key, || Read::Key(key.to_owned()))? {
+        Ok(found) => found,
+        Err(e) => return Ok(stop(Some(agent), google_failed(e))),
+    };
     let primary = match usable(key, found.as_ref()) {
         Ok(primary) => primary,
-        Err((reason, message)) => return Err(blocked(d, reason, message)),
+        Err((reason, message)) => return Ok(stop(Some(agent), blocked(reason, message))),
     };
-
-    if enc.grant_service_agent {
-        let written = iam::read_modify_write(ctx.gcp.kms.as_ref(), key, |p| {
-            iam::with_member(p, KMS_ROLE, &member)
+    let policy = match need(&obs.key_policy, || Read::KeyPolicy(key.to_owned()))? {
+        Ok(policy) => policy,
+        Err(e) if enc.grant_service_agent && e.code == Code::PermissionDenied => {
+            return Ok(stop(Some(agent), grant_denied(key, &member, e)));
+        }
+        Err(e) => return Ok(stop(Some(agent), google_failed(e))),
+    };
+    let grant = if enc.grant_service_agent {
+        iam::with_member(policy, KMS_ROLE, &member).map(|policy| Change::GrantKey {
+            key: key.to_owned(),
+            member: member.clone(),
+            policy,
         })
-        .await
-        .map_err(|e| match e.code {
-            Code::PermissionDenied => {
-                let message = format!(
-                    "runwarden may not change the IAM policy of {key} ({}): give it cloudkms.cryptoKeys.setIamPolicy on the key, or set spec.encryption.grantServiceAgent: false and grant {KMS_ROLE} to {member} yourself",
-                    e.message
-                );
-                blocked(d, "PermissionDenied", message)
-            }
-            _ => google_failed(d, e),
-        })?;
-        if written {
-            ctx.event(
-                obj,
-                EventType::Normal,
-                "KeyGranted",
-                "SetIamPolicy",
-                format!("granted {KMS_ROLE} on {key} to {member}"),
-            )
-            .await;
-        }
+    } else if !iam::has_member(policy, KMS_ROLE, &member) {
+        return Ok(stop(
+            Some(agent),
+            blocked(PERMISSION_DENIED, missing_grant(key, &member)),
+        ));
     } else {
-        let policy = ctx
-            .gcp
-            .kms
-            .get_iam_policy(key)
-            .await
-            .map_err(|e| google_failed(d, e))?;
-        if !iam::has_member(&policy, KMS_ROLE, &member) {
-            return Err(blocked(d, "PermissionDenied", missing_grant(key, &member)));
-        }
-    }
-    d.set(Cond::ok(
+        None
+    };
+    let ready = Cond::ok(
         ENCRYPTION_READY,
         "KeyUsable",
         format!(
             "key {key} is usable: primary version {primary} is ENABLED and {member} holds {KMS_ROLE}"
         ),
-    ));
-    Ok(())
+    );
+    Ok(Decision {
+        agent: Some(agent),
+        result: Ok((ready, grant)),
+    })
+}
+
+/// Why runwarden could not change the key's IAM policy, and what to do about it.
+pub(super) fn grant_denied(key: &str, member: &str, e: &GcpError) -> (Cond, Error) {
+    blocked(
+        PERMISSION_DENIED,
+        format!(
+            "runwarden may not change the IAM policy of {key} ({}): give it cloudkms.cryptoKeys.setIamPolicy on the key, or set spec.encryption.grantServiceAgent: false and grant {KMS_ROLE} to {member} yourself",
+            e.message
+        ),
+    )
 }
 
 /// The id of the key's primary version when it can encrypt, else the reason and message.
 fn usable(key: &str, found: Option<&CryptoKey>) -> Result<String, (&'static str, String)> {
     let Some(found) = found else {
         return Err((
-            "KeyNotFound",
+            KEY_NOT_FOUND,
             format!("Cloud KMS key {key} does not exist (or runwarden may not read it)"),
         ));
     };
     let Some(primary) = &found.primary else {
         return Err((
-            "KeyDisabled",
+            KEY_DISABLED,
             format!("Cloud KMS key {key} has no primary version to encrypt with"),
         ));
     };
@@ -152,13 +163,13 @@ fn usable(key: &str, found: Option<&CryptoKey>) -> Result<String, (&'static str,
         CryptoKeyVersionState::Destroyed
         | CryptoKeyVersionState::DestroyScheduled
         | CryptoKeyVersionState::PendingExternalDestruction => Err((
-            "KeyDestroyed",
+            KEY_DESTROYED,
             format!(
                 "primary version {version} of Cloud KMS key {key} is {state}: restore it, or make an enabled version primary"
             ),
         )),
         _ => Err((
-            "KeyDisabled",
+            KEY_DISABLED,
             format!(
                 "primary version {version} of Cloud KMS key {key} is {state}, not ENABLED: enable it to deploy"
             ),
@@ -193,20 +204,20 @@ pub(super) fn failed_on_key(actual: &Service) -> bool {
         )
 }
 
-/// Records a key that cannot be used (yet) and returns the transient error.
-fn blocked(d: &mut Draft, reason: &'static str, message: String) -> Error {
-    d.set(Cond::fail(ENCRYPTION_READY, reason, &message));
-    Error::Blocked { reason, message }
+/// A key that cannot be used (yet): the condition and the transient error.
+fn blocked(reason: &'static str, message: String) -> (Cond, Error) {
+    (
+        Cond::fail(ENCRYPTION_READY, reason, &message),
+        Error::Blocked { reason, message },
+    )
 }
 
-/// Records a failed Google call (Resource Manager or KMS) on `EncryptionReady`.
-fn google_failed(d: &mut Draft, e: GcpError) -> Error {
-    d.set(Cond::fail(
-        ENCRYPTION_READY,
-        reason_of(e.code),
-        e.message.clone(),
-    ));
-    e.into()
+/// A failed Google call (Resource Manager or KMS) on `EncryptionReady`.
+pub(super) fn google_failed(e: &GcpError) -> (Cond, Error) {
+    (
+        Cond::fail(ENCRYPTION_READY, reason_of(e.code), e.message.clone()),
+        e.clone().into(),
+    )
 }
 
 #[cfg(test)]

@@ -9,28 +9,32 @@
 //!
 //! Missing and not-ready connectors are transient (`Error::Blocked`): the connector may be on
 //! its way, and the controller reconciles the service again as soon as the connector changes.
+//! Pure: the VpcAccessConnector comes from the controller's cache, an external connector from
+//! [`Observed`].
 
-use kube::api::Api;
 use kube::{Resource, ResourceExt};
 
-use super::{Draft, NETWORK_READY};
+use super::NETWORK_READY;
+use super::observe::{Observed, Read, need};
 use crate::api::v1alpha1::{CloudRunService, VpcAccessConnector};
-use crate::controller::Context;
 use crate::controller::conditions::Cond;
+use crate::controller::reasons::{CONNECTOR_NOT_FOUND, CONNECTOR_NOT_READY, REGION_MISMATCH};
 use crate::controller::vpcaccessconnector;
-use crate::error::{Error, Result, reason_of};
+use crate::error::{Error, reason_of};
 
-/// Sets `NetworkReady` and returns the full name of the connector of `egress.connectorRef`
-/// once it can be used; an error stops the pass before anything is deployed.
-pub(super) async fn resolve(
+/// `NetworkReady` and the full name of the connector of `egress.connectorRef` once it can be
+/// used, or the condition and error that stop the pass before anything is deployed.
+/// `connector` is the VpcAccessConnector `egress.connectorRef` names (from the cache).
+pub(super) fn plan(
     obj: &CloudRunService,
-    ctx: &Context,
-    _project: &str,
-    d: &mut Draft,
-) -> Result<Option<String>> {
+    connector: Option<&VpcAccessConnector>,
+    obs: &Observed,
+) -> Result<Decision, Read> {
     let Some(egress) = &obj.spec.egress else {
-        d.set(Cond::ok(NETWORK_READY, "NotConfigured", "no VPC egress"));
-        return Ok(None);
+        return Ok(Ok((
+            Cond::ok(NETWORK_READY, "NotConfigured", "no VPC egress"),
+            None,
+        )));
     };
     let region = obj.spec.region.as_str();
     if let Some(direct) = &egress.direct_vpc {
@@ -39,83 +43,89 @@ pub(super) async fn resolve(
             .as_deref()
             .or(direct.network.as_deref())
             .unwrap_or_default();
-        d.set(Cond::ok(
-            NETWORK_READY,
-            "DirectVpc",
-            format!("Direct VPC egress through {target}"),
-        ));
-        return Ok(None);
+        return Ok(Ok((
+            Cond::ok(
+                NETWORK_READY,
+                "DirectVpc",
+                format!("Direct VPC egress through {target}"),
+            ),
+            None,
+        )));
     }
-    if let Some(connector) = &egress.connector {
-        if let Some(location) = location_of(connector)
+    if let Some(name) = &egress.connector {
+        if let Some(location) = location_of(name)
             && location != region
         {
-            return Err(region_mismatch(d, connector, location, region));
+            return Ok(Err(region_mismatch(name, location, region)));
         }
-        let actual = match ctx.gcp.vpcaccess.get_connector(connector).await {
+        let actual = match need(&obs.connector, || Read::Connector(name.clone()))? {
             Ok(actual) => actual,
             Err(e) => {
-                d.set(Cond::fail(
-                    NETWORK_READY,
-                    reason_of(e.code),
-                    format!("cannot read connector {connector}: {}", e.message),
-                ));
-                return Err(e.into());
+                return Ok(Err((
+                    Cond::fail(
+                        NETWORK_READY,
+                        reason_of(e.code),
+                        format!("cannot read connector {name}: {}", e.message),
+                    ),
+                    e.clone().into(),
+                )));
             }
         };
         let Some(actual) = actual else {
-            return Err(blocked(
-                d,
-                "ConnectorNotFound",
-                format!("connector {connector} does not exist in Google"),
-            ));
+            return Ok(Err(blocked(
+                CONNECTOR_NOT_FOUND,
+                format!("connector {name} does not exist in Google"),
+            )));
         };
-        let (state, _) = vpcaccessconnector::state_condition(&actual, connector);
+        let (state, _) = vpcaccessconnector::state_condition(actual, name);
         if state != vpcaccessconnector::state::READY {
-            return Err(blocked(
-                d,
-                "ConnectorNotReady",
-                format!("connector {connector} is {state}, not Ready"),
-            ));
+            return Ok(Err(blocked(
+                CONNECTOR_NOT_READY,
+                format!("connector {name} is {state}, not Ready"),
+            )));
         }
-        d.set(Cond::ok(
-            NETWORK_READY,
-            "Connector",
-            format!("egress through connector {connector}"),
-        ));
-        return Ok(None);
+        return Ok(Ok((
+            Cond::ok(
+                NETWORK_READY,
+                "Connector",
+                format!("egress through connector {name}"),
+            ),
+            None,
+        )));
     }
     let Some(reference) = &egress.connector_ref else {
         // Validation refuses an egress with none of the three.
-        d.set(Cond::ok(NETWORK_READY, "NotConfigured", "no VPC egress"));
-        return Ok(None);
+        return Ok(Ok((
+            Cond::ok(NETWORK_READY, "NotConfigured", "no VPC egress"),
+            None,
+        )));
     };
-    let namespace = obj.namespace().unwrap_or_default();
-    let api: Api<VpcAccessConnector> = Api::namespaced(ctx.client.clone(), &namespace);
-    let Some(connector) = api.get_opt(&reference.name).await? else {
-        return Err(blocked(
-            d,
-            "ConnectorNotFound",
+    let Some(connector) = connector else {
+        return Ok(Err(blocked(
+            CONNECTOR_NOT_FOUND,
             format!(
-                "VpcAccessConnector {} does not exist in namespace {namespace}",
-                reference.name
+                "VpcAccessConnector {} does not exist in namespace {}",
+                reference.name,
+                obj.namespace().unwrap_or_default()
             ),
-        ));
+        )));
     };
-    from_connector_object(&connector, region, d).map(Some)
+    Ok(from_connector_object(connector, region).map(|(c, name)| (c, Some(name))))
 }
+
+/// `NetworkReady` with the connector to use, or what stops the pass.
+pub(super) type Decision = Result<(Cond, Option<String>), (Cond, Error)>;
 
 /// The usable full name of a `VpcAccessConnector` for a service in `region`, or why not (pure,
 /// apart from recording `NetworkReady`).
+#[allow(clippy::result_large_err)] // Error's size is kube::Error's; this is not a hot path.
 fn from_connector_object(
     connector: &VpcAccessConnector,
     region: &str,
-    d: &mut Draft,
-) -> Result<String> {
+) -> Result<(Cond, String), (Cond, Error)> {
     let name = connector.name_any();
     if connector.spec.region != region {
         return Err(region_mismatch(
-            d,
             &format!("VpcAccessConnector {name}"),
             &connector.spec.region,
             region,
@@ -140,17 +150,18 @@ fn from_connector_object(
             state
         };
         return Err(blocked(
-            d,
-            "ConnectorNotReady",
+            CONNECTOR_NOT_READY,
             format!("VpcAccessConnector {name} is {state}{why}"),
         ));
     }
-    d.set(Cond::ok(
-        NETWORK_READY,
-        "Connector",
-        format!("egress through connector {full_name} (VpcAccessConnector {name})"),
-    ));
-    Ok(full_name)
+    Ok((
+        Cond::ok(
+            NETWORK_READY,
+            "Connector",
+            format!("egress through connector {full_name} (VpcAccessConnector {name})"),
+        ),
+        full_name,
+    ))
 }
 
 /// The `{location}` of `projects/{p}/locations/{location}/connectors/{c}`.
@@ -162,20 +173,24 @@ fn location_of(connector: &str) -> Option<&str> {
     }
 }
 
-fn blocked(d: &mut Draft, reason: &'static str, message: String) -> Error {
-    d.set(Cond::fail(NETWORK_READY, reason, &message));
-    Error::Blocked { reason, message }
+fn blocked(reason: &'static str, message: String) -> (Cond, Error) {
+    (
+        Cond::fail(NETWORK_READY, reason, &message),
+        Error::Blocked { reason, message },
+    )
 }
 
-fn region_mismatch(d: &mut Draft, what: &str, location: &str, region: &str) -> Error {
+fn region_mismatch(what: &str, location: &str, region: &str) -> (Cond, Error) {
     let message = format!(
         "{what} is in region {location} but the service is in {region}: Cloud Run needs a connector in the service's region; reference one in {region}"
     );
-    d.set(Cond::fail(NETWORK_READY, "RegionMismatch", &message));
-    Error::Spec {
-        reason: "RegionMismatch",
-        message,
-    }
+    (
+        Cond::fail(NETWORK_READY, REGION_MISMATCH, &message),
+        Error::Spec {
+            reason: REGION_MISMATCH,
+            message,
+        },
+    )
 }
 
 #[cfg(test)]
@@ -205,50 +220,30 @@ mod tests {
         c
     }
 
-    fn reason(d: &Draft) -> String {
-        d.conditions
-            .iter()
-            .find(|c| c.type_ == NETWORK_READY)
-            .map(|c| c.reason.clone())
-            .unwrap_or_default()
-    }
-
     #[test]
     fn a_ready_connector_in_the_region_gives_its_full_name() {
-        let mut d = Draft::default();
-        let name = from_connector_object(
-            &connector("europe-west1", Some("True")),
-            "europe-west1",
-            &mut d,
-        )
-        .unwrap();
+        let (c, name) =
+            from_connector_object(&connector("europe-west1", Some("True")), "europe-west1")
+                .unwrap();
         assert_eq!(name, "projects/p1/locations/europe-west1/connectors/egress");
-        assert_eq!(reason(&d), "Connector");
+        assert_eq!(c.reason, "Connector");
     }
 
     #[test]
     fn not_ready_is_transient_and_another_region_needs_a_spec_change() {
-        let mut d = Draft::default();
-        let e = from_connector_object(
-            &connector("europe-west1", Some("Unknown")),
-            "europe-west1",
-            &mut d,
-        )
-        .unwrap_err();
+        let (c, e) =
+            from_connector_object(&connector("europe-west1", Some("Unknown")), "europe-west1")
+                .unwrap_err();
         assert!(e.is_transient());
-        assert_eq!(reason(&d), "ConnectorNotReady");
-        let e = from_connector_object(&connector("europe-west1", None), "europe-west1", &mut d)
+        assert_eq!(c.reason, "ConnectorNotReady");
+        let (c, e) =
+            from_connector_object(&connector("europe-west1", None), "europe-west1").unwrap_err();
+        assert!(e.is_transient());
+        assert_eq!(c.reason, "ConnectorNotReady");
+        let (c, e) = from_connector_object(&connector("us-central1", Some("True")), "europe-west1")
             .unwrap_err();
-        assert!(e.is_transient());
-        assert_eq!(reason(&d), "ConnectorNotReady");
-        let e = from_connector_object(
-            &connector("us-central1", Some("True")),
-            "europe-west1",
-            &mut d,
-        )
-        .unwrap_err();
         assert!(!e.is_transient());
-        assert_eq!(reason(&d), "RegionMismatch");
+        assert_eq!(c.reason, "RegionMismatch");
     }
 
     #[test]
@@ -257,16 +252,15 @@ mod tests {
         let status = c.status.as_mut().unwrap();
         status.state = Some("Ready".into());
         status.conditions[0].reason = "InUse".into();
-        let mut d = Draft::default();
         assert!(
-            from_connector_object(&c, "europe-west1", &mut d).is_err(),
+            from_connector_object(&c, "europe-west1").is_err(),
             "not deleted: not usable"
         );
         c.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
             jiff::Timestamp::now(),
         ));
         assert_eq!(
-            from_connector_object(&c, "europe-west1", &mut d).unwrap(),
+            from_connector_object(&c, "europe-west1").unwrap().1,
             "projects/p1/locations/europe-west1/connectors/egress"
         );
     }

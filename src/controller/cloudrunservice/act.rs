@@ -1,0 +1,220 @@
+//! Act (IO only): the writes a [`Plan`] lists, in order. The first that fails ends the pass, with
+//! the condition of its step and its error; IAM writes that meet a concurrent change
+//! (`ABORTED`) read the policy again and re-apply the same pure edit.
+
+use tracing::info;
+
+use super::SERVICE_READY;
+use super::encryption::{self, KMS_ROLE};
+use super::plan::{Change, CleanupPlan, Fields, Plan, access_failed};
+use crate::controller::conditions::Cond;
+use crate::controller::iam::{self, INVOKER_ROLE};
+use crate::controller::reasons::DELETING;
+use crate::controller::{CleanupOutcome, Note, Outcome};
+use crate::error::reason_of;
+use crate::gcp::{Code, Gcp, GcpError};
+
+/// A pass after its writes: what status and events to publish, and what happens next.
+#[derive(Debug)]
+pub struct Applied {
+    /// Sub-conditions decided by the pass.
+    pub conditions: Vec<Cond>,
+    /// Status fields.
+    pub fields: Fields,
+    /// Events to publish, in order.
+    pub notes: Vec<Note>,
+    /// What happens next.
+    pub outcome: Outcome,
+}
+
+/// Makes the plan's writes.
+pub async fn execute(plan: Plan, gcp: &Gcp) -> Applied {
+    let Plan {
+        mut conditions,
+        changes,
+        outcome,
+        mut fields,
+        mut notes,
+    } = plan;
+    let mut set = |c: Cond| {
+        conditions.retain(|o| o.type_ != c.type_);
+        conditions.push(c);
+    };
+    for change in changes {
+        let failed = match change {
+            Change::GrantKey {
+                key,
+                member,
+                policy,
+            } => {
+                let written = iam::write_or_retry(gcp.kms.as_ref(), &key, policy, |p| {
+                    iam::with_member(p, KMS_ROLE, &member)
+                })
+                .await;
+                match written {
+                    Ok(_) => {
+                        notes.push(Note::normal(
+                            "KeyGranted",
+                            "SetIamPolicy",
+                            format!("granted {KMS_ROLE} on {key} to {member}"),
+                        ));
+                        None
+                    }
+                    Err(e) if e.code == Code::PermissionDenied => {
+                        Some(encryption::grant_denied(&key, &member, &e))
+                    }
+                    Err(e) => Some(encryption::google_failed(&e)),
+                }
+            }
+            Change::Create {
+                parent,
+                id,
+                service,
+            } => match gcp.run.create_service(&parent, &id, service).await {
+                Ok(op) => {
+                    let name = format!("{parent}/services/{id}");
+                    info!(service = %name, operation = %op.name, "creating Cloud Run service");
+                    notes.push(Note::normal(
+                        "Creating",
+                        "Create",
+                        format!("Creating Cloud Run service {name}"),
+                    ));
+                    fields.operation = Some(op.name);
+                    None
+                }
+                Err(e) => Some(service_failed(&e)),
+            },
+            Change::Update {
+                service,
+                changed,
+                adopt,
+            } => {
+                let name = service.name.clone();
+                match gcp.run.update_service(service).await {
+                    Ok(op) => {
+                        let (reason, verb) = if adopt {
+                            ("Adopted", "Adopting")
+                        } else {
+                            ("Updated", "Updating")
+                        };
+                        let changed = changed.join(", ");
+                        info!(service = %name, operation = %op.name, fields = %changed, "{verb} Cloud Run service");
+                        notes.push(Note::normal(
+                            reason,
+                            "Update",
+                            format!("{verb} Cloud Run service {name}: {changed}"),
+                        ));
+                        fields.operation = Some(op.name);
+                        None
+                    }
+                    Err(e) => Some(service_failed(&e)),
+                }
+            }
+            Change::SetInvokers {
+                resource,
+                members,
+                policy,
+                ..
+            } => {
+                let written = iam::write_or_retry(gcp.run.as_ref(), &resource, policy, |p| {
+                    iam::with_exact_members(p, INVOKER_ROLE, &members)
+                })
+                .await;
+                match written {
+                    Ok(false) => None,
+                    Ok(true) => {
+                        let list = if members.is_empty() {
+                            "nobody".to_owned()
+                        } else {
+                            members.iter().cloned().collect::<Vec<_>>().join(", ")
+                        };
+                        notes.push(Note::normal(
+                            "InvokersUpdated",
+                            "SetIamPolicy",
+                            format!("{INVOKER_ROLE} on {resource} is now held by {list}"),
+                        ));
+                        None
+                    }
+                    Err(e) => Some((access_failed(&e), e.into())),
+                }
+            }
+        };
+        if let Some((c, e)) = failed {
+            set(c);
+            return Applied {
+                conditions,
+                fields,
+                notes,
+                outcome: Outcome::Stop(e),
+            };
+        }
+    }
+    Applied {
+        conditions,
+        fields,
+        notes,
+        outcome,
+    }
+}
+
+fn service_failed(e: &GcpError) -> (Cond, crate::error::Error) {
+    (
+        Cond::fail(SERVICE_READY, reason_of(e.code), e.message.clone()),
+        e.clone().into(),
+    )
+}
+
+/// A cleanup pass after its delete call.
+#[derive(Debug)]
+pub struct Cleaned {
+    /// Sub-conditions decided by the pass.
+    pub conditions: Vec<Cond>,
+    /// Status fields.
+    pub fields: Fields,
+    /// Events to publish.
+    pub notes: Vec<Note>,
+    /// What happens next.
+    pub outcome: CleanupOutcome,
+}
+
+/// Makes the cleanup plan's delete call.
+pub async fn execute_cleanup(plan: CleanupPlan, gcp: &Gcp) -> Cleaned {
+    let CleanupPlan {
+        mut conditions,
+        delete,
+        mut outcome,
+        mut fields,
+        mut notes,
+    } = plan;
+    if let Some(name) = delete {
+        match gcp.run.delete_service(&name).await {
+            Ok(None) => outcome = CleanupOutcome::Done,
+            Ok(Some(op)) => {
+                info!(service = %name, operation = %op.name, "deleting Cloud Run service");
+                notes.push(Note::normal(
+                    "Deleting",
+                    "Delete",
+                    format!("Deleting Cloud Run service {name}"),
+                ));
+                conditions.push(Cond::fail(
+                    SERVICE_READY,
+                    DELETING,
+                    format!("Cloud Run is deleting the service (operation {})", op.name),
+                ));
+                fields.operation = Some(op.name);
+                outcome = CleanupOutcome::wait(format!("deletion of {name}"));
+            }
+            Err(e) => {
+                let (c, err) = service_failed(&e);
+                conditions.push(c);
+                outcome = CleanupOutcome::Stop(err);
+            }
+        }
+    }
+    Cleaned {
+        conditions,
+        fields,
+        notes,
+        outcome,
+    }
+}

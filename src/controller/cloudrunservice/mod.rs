@@ -1,0 +1,142 @@
+//! The `CloudRunService` controller.
+//!
+//! Each pass: [`input`] from the caches (project, connector, policies) → [`observe`] and
+//! [`plan`] (pure: validate, guardrails, egress, key, operation, service, invokers) → [`act`]
+//! (the planned writes) → [`status`] (pure), written only when it changed. The desired service
+//! is rendered by [`render`], which also finds the managed fields that differ.
+
+pub mod act;
+pub mod encryption;
+mod network;
+pub mod observe;
+pub mod plan;
+pub mod render;
+pub mod status;
+pub mod validate;
+
+use std::sync::Arc;
+
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use tracing::instrument;
+
+use super::conditions::{self, Cond};
+use super::{
+    Context, error_policy_for, observe_and_plan, reasons, reconcile_with_finalizer, write_status,
+};
+use crate::api::v1alpha1::CloudRunService;
+use crate::error::{Error, Result};
+use plan::Input;
+
+/// The kind, for metrics and logs.
+pub const KIND: &str = "CloudRunService";
+
+/// Condition types, in causal order: the first one not True gives `Ready` its reason.
+pub const POLICY_COMPLIANT: &str = "PolicyCompliant";
+/// Egress is configured as asked.
+pub const NETWORK_READY: &str = "NetworkReady";
+/// The key is usable and the service agent holds the role.
+pub const ENCRYPTION_READY: &str = "EncryptionReady";
+/// The Cloud Run service matches the spec and serves.
+pub const SERVICE_READY: &str = "ServiceReady";
+/// The invokers equal the spec.
+pub const ACCESS_READY: &str = "AccessReady";
+/// Every sub-condition, in causal order.
+pub const SUB_CONDITIONS: [&str; 5] = [
+    POLICY_COMPLIANT,
+    NETWORK_READY,
+    ENCRYPTION_READY,
+    SERVICE_READY,
+    ACCESS_READY,
+];
+
+/// Reconciles one CloudRunService.
+#[instrument(skip(guard, ctx), fields(kind = KIND, namespace = guard.namespace(), name = guard.name_any()))]
+pub async fn reconcile(
+    guard: Arc<DeserializeGuard<CloudRunService>>,
+    ctx: Arc<Context>,
+) -> Result<Action> {
+    reconcile_with_finalizer(
+        KIND,
+        &guard,
+        &ctx,
+        |o, c| Box::pin(apply(o, c)),
+        |o, c| Box::pin(cleanup(o, c)),
+    )
+    .await
+}
+
+/// Retry policy after a failed reconcile.
+pub fn error_policy(
+    guard: Arc<DeserializeGuard<CloudRunService>>,
+    err: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    error_policy_for(
+        KIND,
+        guard.namespace().unwrap_or_default(),
+        guard.name_any(),
+        err,
+        &ctx,
+    )
+}
+
+async fn apply(obj: &CloudRunService, ctx: &Context) -> Result<Action> {
+    let input = input(obj, ctx);
+    let plan = observe_and_plan(&ctx.gcp, &ctx.project_numbers, |o| plan::plan(&input, o)).await;
+    let applied = act::execute(plan, &ctx.gcp).await;
+    ctx.publish(obj, &applied.notes).await;
+    let status = status::compute(obj, &applied.conditions, applied.fields, &super::now());
+    write_status(&ctx.client, obj, obj.status.as_ref(), &status).await?;
+    applied.outcome.into_result(ctx)
+}
+
+async fn cleanup(obj: &CloudRunService, ctx: &Context) -> Result<Action> {
+    let input = input(obj, ctx);
+    let plan = observe_and_plan(&ctx.gcp, &ctx.project_numbers, |o| {
+        plan::plan_cleanup(&input, o)
+    })
+    .await;
+    let cleaned = act::execute_cleanup(plan, &ctx.gcp).await;
+    ctx.publish(obj, &cleaned.notes).await;
+    let result = cleaned.outcome.into_result(ctx);
+    let previous = obj.status.as_ref().and_then(|s| s.operation.as_ref());
+    if matches!(result, Err(Error::Waiting { .. })) || cleaned.fields.operation.as_ref() != previous
+    {
+        let status = status::compute(obj, &cleaned.conditions, cleaned.fields, &super::now());
+        write_status(&ctx.client, obj, obj.status.as_ref(), &status).await?;
+    }
+    result
+}
+
+/// What a pass knows about the object from the controller's caches.
+fn input<'a>(obj: &'a CloudRunService, ctx: &Context) -> Input<'a> {
+    let namespace = obj.namespace().unwrap_or_default();
+    let connector = obj
+        .spec
+        .egress
+        .as_ref()
+        .and_then(|e| e.connector_ref.as_ref())
+        .and_then(|r| ctx.caches.connector(&namespace, &r.name));
+    Input {
+        obj,
+        project: ctx.project_for(obj.spec.project_id.as_deref(), &namespace),
+        connector,
+        policy: Cond::ok(
+            POLICY_COMPLIANT,
+            reasons::NO_POLICY,
+            "no RunSecurityPolicy applies to this namespace",
+        ),
+    }
+}
+
+/// Whether the object's Cloud Run service is Ready for its current generation.
+pub fn is_ready(obj: &CloudRunService) -> Option<bool> {
+    let status = obj.status.as_ref()?;
+    conditions::is_ready(
+        &status.conditions,
+        status.observed_generation,
+        obj.meta().generation,
+    )
+}

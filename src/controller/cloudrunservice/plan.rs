@@ -1,0 +1,544 @@
+//! Plan (pure): from the object, what the controller's caches know and what has been observed in
+//! Google, what a pass does — the writes to make, in order, the conditions that follow, and
+//! what happens next. `runwarden plan` prints it; the controller executes it ([`super::act`]).
+
+use std::collections::BTreeSet;
+
+use google_cloud_iam_v1::model::Policy;
+use google_cloud_run_v2::model::{Service, condition};
+use kube::ResourceExt;
+
+use super::observe::{Observed, Read, need};
+use super::render::{self, Resolved};
+use super::{ACCESS_READY, SERVICE_READY, encryption, network, validate};
+use crate::api::OWNER_LABEL;
+use crate::api::v1alpha1::{
+    AdoptionPolicy, CloudRunService, CloudRunServiceStatus, DeletionPolicy,
+};
+use crate::controller::conditions::Cond;
+use crate::controller::iam::{self, ALL_USERS, INVOKER_ROLE};
+use crate::controller::operation::{Followed, follow};
+use crate::controller::reasons::*;
+use crate::controller::{CleanupOutcome, Note, Outcome, last_segment, no_project_message};
+use crate::error::{Error, reason_of};
+use crate::gcp::{Code, GcpError};
+
+/// What a pass knows without calling Google: the object and what the caches say about it.
+#[derive(Clone, Debug)]
+pub struct Input<'a> {
+    /// The object.
+    pub obj: &'a CloudRunService,
+    /// Its project, resolved (spec, namespace annotation, default); `None` when none is set.
+    pub project: Option<String>,
+    /// The VpcAccessConnector that `egress.connectorRef` names, if it exists.
+    pub connector: Option<crate::api::v1alpha1::VpcAccessConnector>,
+    /// `PolicyCompliant`, as the RunSecurityPolicies that match the namespace judge the spec.
+    pub policy: Cond,
+}
+
+/// The status fields besides conditions, as a pass leaves them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Fields {
+    /// The service's URL.
+    pub uri: Option<String>,
+    /// Its full Google name.
+    pub resource_name: Option<String>,
+    /// The newest ready revision.
+    pub latest_ready_revision: Option<String>,
+    /// The project's Cloud Run service agent (CMEK).
+    pub service_agent: Option<String>,
+    /// A Google operation in flight.
+    pub operation: Option<String>,
+}
+
+impl Fields {
+    fn from_status(status: Option<&CloudRunServiceStatus>) -> Self {
+        status.map_or_else(Self::default, |s| Self {
+            uri: s.uri.clone(),
+            resource_name: s.resource_name.clone(),
+            latest_ready_revision: s.latest_ready_revision.clone(),
+            service_agent: s.service_agent.clone(),
+            operation: s.operation.clone(),
+        })
+    }
+}
+
+/// A write to Google.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change {
+    /// Add the Cloud Run service agent to the key's encrypter/decrypter binding.
+    GrantKey {
+        /// The key.
+        key: String,
+        /// `serviceAccount:service-{number}@serverless-robot-prod.iam.gserviceaccount.com`.
+        member: String,
+        /// The policy to write (with the etag that was read).
+        policy: Policy,
+    },
+    /// Create the service.
+    Create {
+        /// `projects/{p}/locations/{l}`.
+        parent: String,
+        /// Service id.
+        id: String,
+        /// The service (without a name).
+        service: Service,
+    },
+    /// Replace the managed fields of the service.
+    Update {
+        /// Google's service with the managed fields replaced.
+        service: Service,
+        /// The managed fields that differ, e.g. `template.containers[0].image`.
+        changed: Vec<String>,
+        /// Whether this takes over a service the object did not create.
+        adopt: bool,
+    },
+    /// Make `roles/run.invoker` hold exactly `members`.
+    SetInvokers {
+        /// The service.
+        resource: String,
+        /// The members wanted.
+        members: BTreeSet<String>,
+        /// Members added.
+        add: Vec<String>,
+        /// Members removed.
+        remove: Vec<String>,
+        /// The policy to write (with the etag that was read).
+        policy: Policy,
+    },
+}
+
+/// What one pass does.
+#[derive(Debug)]
+pub struct Plan {
+    /// Sub-conditions decided by this pass (the others keep their previous value).
+    pub conditions: Vec<Cond>,
+    /// Writes to make, in order; the first that fails ends the pass.
+    pub changes: Vec<Change>,
+    /// What happens after them.
+    pub outcome: Outcome,
+    /// Status fields as they stand after the writes.
+    pub fields: Fields,
+    /// Events to publish that do not depend on a write (an operation that finished).
+    pub notes: Vec<Note>,
+}
+
+impl Plan {
+    fn new(status: Option<&CloudRunServiceStatus>) -> Self {
+        Self {
+            conditions: vec![],
+            changes: vec![],
+            outcome: Outcome::Progressing,
+            fields: Fields::from_status(status),
+            notes: vec![],
+        }
+    }
+
+    /// Records a condition (replacing one of the same type).
+    pub fn set(&mut self, c: Cond) {
+        self.conditions.retain(|o| o.type_ != c.type_);
+        self.conditions.push(c);
+    }
+
+    fn stop(mut self, c: Cond, error: Error) -> Self {
+        self.set(c);
+        self.outcome = Outcome::Stop(error);
+        self
+    }
+
+    fn google_failed(self, type_: &'static str, e: &GcpError) -> Self {
+        self.stop(
+            Cond::fail(type_, reason_of(e.code), e.message.clone()),
+            e.clone().into(),
+        )
+    }
+
+    /// Whether the pass writes nothing and finds Google as the spec asks.
+    pub fn in_sync(&self) -> bool {
+        self.changes.is_empty() && matches!(self.outcome, Outcome::InSync)
+    }
+}
+
+/// The plan of a pass of an object that is not being deleted, or the next [`Read`] it needs.
+pub fn plan(input: &Input, obs: &Observed) -> Result<Plan, Read> {
+    let obj = input.obj;
+    let spec = &obj.spec;
+    let p = Plan::new(obj.status.as_ref());
+    let Some(project) = input.project.as_deref() else {
+        let message = no_project_message(&obj.namespace().unwrap_or_default());
+        return Ok(p.stop(
+            Cond::fail(SERVICE_READY, INVALID_SPEC, &message),
+            Error::Spec {
+                reason: INVALID_SPEC,
+                message,
+            },
+        ));
+    };
+    if let Err(invalid) = validate::validate(obj) {
+        let (c, e) = *invalid;
+        return Ok(p.stop(c, e));
+    }
+    let mut p = p;
+    p.set(input.policy.clone());
+    if input.policy.reason == VIOLATION {
+        let message = input.policy.message.clone();
+        return Ok(p.stop(
+            input.policy.clone(),
+            Error::Spec {
+                reason: VIOLATION,
+                message,
+            },
+        ));
+    }
+    let connector = match network::plan(obj, input.connector.as_ref(), obs)? {
+        Ok((c, connector)) => {
+            p.set(c);
+            connector
+        }
+        Err((c, e)) => return Ok(p.stop(c, e)),
+    };
+    let key = encryption::plan(spec, project, obs)?;
+    p.fields.service_agent = key.agent;
+    match key.result {
+        Ok((c, grant)) => {
+            p.set(c);
+            p.changes.extend(grant);
+        }
+        Err((c, e)) => return Ok(p.stop(c, e)),
+    }
+
+    let desired = render::desired_service(
+        obj,
+        &Resolved {
+            project: project.to_owned(),
+            connector,
+        },
+    );
+    let name = desired.name.clone();
+    p.fields.resource_name = Some(name.clone());
+
+    // An operation this object started: wait for it without holding a worker.
+    let mut finished = None;
+    if let Some(op) = p.fields.operation.clone() {
+        match follow(need(&obs.operation, || Read::Operation(op.clone()))?) {
+            Ok(Followed::Pending) => {
+                p.set(Cond::unknown(
+                    SERVICE_READY,
+                    RECONCILING,
+                    format!("waiting for Google operation {op}"),
+                ));
+                return Ok(p);
+            }
+            Ok(f) => {
+                p.fields.operation = None;
+                finished = Some(f);
+            }
+            Err(e) => return Ok(p.google_failed(SERVICE_READY, e)),
+        }
+    }
+    let operation_error = finished
+        .as_ref()
+        .and_then(Followed::error)
+        .map(str::to_owned);
+
+    let actual = match need(&obs.service, || Read::Service(name.clone()))? {
+        Err(e) => return Ok(p.google_failed(SERVICE_READY, e)),
+        Ok(Some(actual)) => actual,
+        Ok(None) => {
+            let mut service = desired;
+            service.name.clear();
+            p.changes.push(Change::Create {
+                parent: render::parent(project, &spec.region),
+                id: obj.service_id(),
+                service,
+            });
+            p.set(Cond::unknown(
+                SERVICE_READY,
+                RECONCILING,
+                "Cloud Run is creating the service",
+            ));
+            p.set(Cond::unknown(
+                ACCESS_READY,
+                PENDING,
+                "set once the service exists",
+            ));
+            return Ok(p);
+        }
+    };
+
+    let uid = obj.metadata.uid.as_deref().unwrap_or_default();
+    let owner = actual.labels.get(OWNER_LABEL).map(String::as_str);
+    let ours = owner == Some(uid);
+    if !ours && spec.adoption_policy == AdoptionPolicy::Never {
+        let message = format!(
+            "Cloud Run service {name} exists and was not created by this object (its {OWNER_LABEL} label is {}); set spec.adoptionPolicy: Adopt to take it over",
+            owner.map_or("absent".to_owned(), |o| format!("{o:?}"))
+        );
+        return Ok(p.stop(
+            Cond::fail(SERVICE_READY, ALREADY_EXISTS, &message),
+            Error::Spec {
+                reason: ALREADY_EXISTS,
+                message,
+            },
+        ));
+    }
+    p.fields.uri = Some(actual.uri.clone()).filter(|u| !u.is_empty());
+    p.fields.latest_ready_revision =
+        Some(last_segment(&actual.latest_ready_revision).to_owned()).filter(|r| !r.is_empty());
+    if finished == Some(Followed::Done { error: None }) && ours && actual.generation == 1 {
+        p.notes.push(Note::normal(
+            "Created",
+            "Create",
+            format!("Created Cloud Run service {name}"),
+        ));
+    }
+
+    let mut changed = render::changes(&desired, actual);
+    // CMEK recovery: Cloud Run does not retry a rollout of this very template that failed on
+    // the key (ENCRYPTION_KEY_*). The key has just been found usable and granted, so send the
+    // same template again: Cloud Run rolls it out anew. Not in the pass that saw our own
+    // operation fail: that one reports DeployFailed and backs off before the next attempt.
+    if changed.is_empty() && operation_error.is_none() && encryption::failed_on_key(actual) {
+        changed.push("template (again, after a rollout failed on the encryption key)".into());
+    }
+    if !changed.is_empty() {
+        p.set(Cond::unknown(
+            SERVICE_READY,
+            RECONCILING,
+            format!("Cloud Run is deploying changes to {}", changed.join(", ")),
+        ));
+        p.changes.push(Change::Update {
+            service: render::update_from(actual, &desired),
+            changed,
+            adopt: !ours,
+        });
+        return invokers(p, obj, &name, obs);
+    }
+
+    let service = service_condition(actual, operation_error.as_deref());
+    p.set(service.clone());
+    let mut p = invokers(p, obj, &name, obs)?;
+    if matches!(p.outcome, Outcome::Stop(_)) {
+        return Ok(p);
+    }
+    p.outcome = match service.status {
+        crate::api::v1alpha1::status::TRUE => Outcome::InSync,
+        crate::api::v1alpha1::status::UNKNOWN => Outcome::Progressing,
+        // A failed deploy can heal outside the spec (a grant, a re-enabled key, an image pushed
+        // later): look again with backoff, writing nothing while nothing changed.
+        _ => Outcome::Stop(Error::Blocked {
+            reason: if service.reason == REVISION_FAILED {
+                REVISION_FAILED
+            } else {
+                DEPLOY_FAILED
+            },
+            message: service.message,
+        }),
+    };
+    Ok(p)
+}
+
+/// The members `roles/run.invoker` must hold.
+pub fn invoker_members(obj: &CloudRunService) -> BTreeSet<String> {
+    let mut members: BTreeSet<String> = obj.spec.access.invokers.iter().cloned().collect();
+    if obj.spec.access.allow_unauthenticated {
+        members.insert(ALL_USERS.to_owned());
+    }
+    members
+}
+
+/// `AccessReady`, and the invoker write when the policy differs.
+fn invokers(mut p: Plan, obj: &CloudRunService, name: &str, obs: &Observed) -> Result<Plan, Read> {
+    let members = invoker_members(obj);
+    let policy = match need(&obs.invoker_policy, || Read::InvokerPolicy(name.to_owned()))? {
+        Ok(policy) => policy,
+        Err(e) => return Ok(p.stop(access_failed(e), e.clone().into())),
+    };
+    if let Some(next) = iam::with_exact_members(policy, INVOKER_ROLE, &members) {
+        let current: BTreeSet<String> = policy
+            .bindings
+            .iter()
+            .filter(|b| b.role == INVOKER_ROLE)
+            .flat_map(|b| b.members.iter().cloned())
+            .collect();
+        p.changes.push(Change::SetInvokers {
+            resource: name.to_owned(),
+            add: members.difference(&current).cloned().collect(),
+            remove: current.difference(&members).cloned().collect(),
+            members: members.clone(),
+            policy: next,
+        });
+    }
+    p.set(Cond::ok(
+        ACCESS_READY,
+        "InvokersSet",
+        format!(
+            "{INVOKER_ROLE} is held by {} member(s) as specified",
+            members.len()
+        ),
+    ));
+    Ok(p)
+}
+
+/// `AccessReady` after a failed invoker policy call.
+pub fn access_failed(e: &GcpError) -> Cond {
+    let reason = if e.code == Code::InvalidArgument {
+        INVALID_MEMBER
+    } else {
+        reason_of(e.code)
+    };
+    Cond::fail(ACCESS_READY, reason, e.message.clone())
+}
+
+/// `ServiceReady` from what Cloud Run reports about the service.
+pub fn service_condition(actual: &Service, operation_error: Option<&str>) -> Cond {
+    use condition::State;
+    let terminal = actual.terminal_condition.clone().unwrap_or_default();
+    let message = if terminal.message.is_empty() {
+        operation_error.unwrap_or_default().to_owned()
+    } else {
+        terminal.message.clone()
+    };
+    let or = |m: String, fallback: &str| if m.is_empty() { fallback.to_owned() } else { m };
+    if actual.reconciling
+        || matches!(
+            terminal.state,
+            State::ConditionPending | State::ConditionReconciling
+        )
+    {
+        return Cond::unknown(
+            SERVICE_READY,
+            RECONCILING,
+            or(message, "Cloud Run is deploying"),
+        );
+    }
+    match terminal.state {
+        State::ConditionFailed => {
+            let reason = match terminal.reasons {
+                Some(condition::Reasons::RevisionReason(_)) => REVISION_FAILED,
+                _ => DEPLOY_FAILED,
+            };
+            Cond::fail(
+                SERVICE_READY,
+                reason,
+                or(message, "Cloud Run could not deploy the service"),
+            )
+        }
+        State::ConditionSucceeded if actual.observed_generation == actual.generation => Cond::ok(
+            SERVICE_READY,
+            "Serving",
+            format!(
+                "revision {} serves at {}",
+                last_segment(&actual.latest_ready_revision),
+                actual.uri
+            ),
+        ),
+        _ => Cond::unknown(
+            SERVICE_READY,
+            RECONCILING,
+            "Cloud Run has not finished deploying the latest generation",
+        ),
+    }
+}
+
+/// What a pass over an object being deleted does.
+#[derive(Debug)]
+pub struct CleanupPlan {
+    /// Sub-conditions decided by this pass.
+    pub conditions: Vec<Cond>,
+    /// The service to delete, if any.
+    pub delete: Option<String>,
+    /// What happens after.
+    pub outcome: CleanupOutcome,
+    /// Status fields.
+    pub fields: Fields,
+    /// Events to publish.
+    pub notes: Vec<Note>,
+}
+
+/// The plan of a pass over an object being deleted, or the next [`Read`] it needs.
+pub fn plan_cleanup(input: &Input, obs: &Observed) -> Result<CleanupPlan, Read> {
+    let obj = input.obj;
+    let mut p = CleanupPlan {
+        conditions: vec![],
+        delete: None,
+        outcome: CleanupOutcome::Done,
+        fields: Fields::from_status(obj.status.as_ref()),
+        notes: vec![],
+    };
+    if obj.spec.deletion_policy == DeletionPolicy::Abandon {
+        p.notes.push(Note::normal(
+            "Abandoned",
+            "Delete",
+            "left the Cloud Run service in place (deletionPolicy: Abandon)",
+        ));
+        return Ok(p);
+    }
+    // Without a project nothing can have been created.
+    let Some(project) = input.project.as_deref() else {
+        return Ok(p);
+    };
+    let name = render::service_name(obj, project);
+    let failed = |mut p: CleanupPlan, e: &GcpError| {
+        p.conditions.push(Cond::fail(
+            SERVICE_READY,
+            reason_of(e.code),
+            e.message.clone(),
+        ));
+        p.outcome = CleanupOutcome::Stop(e.clone().into());
+        Ok(p)
+    };
+    let mut finished = false;
+    if let Some(op) = p.fields.operation.clone() {
+        match follow(need(&obs.operation, || Read::Operation(op.clone()))?) {
+            Ok(Followed::Pending) => {
+                p.outcome = CleanupOutcome::wait(format!("operation {op}"));
+                return Ok(p);
+            }
+            Ok(f) => {
+                finished = f == (Followed::Done { error: None });
+                p.fields.operation = None;
+            }
+            Err(e) => return failed(p, e),
+        }
+    }
+    let actual = match need(&obs.service, || Read::Service(name.clone()))? {
+        Err(e) => return failed(p, e),
+        Ok(None) => {
+            if finished {
+                p.notes.push(Note::normal(
+                    "Deleted",
+                    "Delete",
+                    format!("Deleted Cloud Run service {name}"),
+                ));
+            }
+            return Ok(p);
+        }
+        Ok(Some(actual)) => actual,
+    };
+    let uid = obj.metadata.uid.as_deref().unwrap_or_default();
+    if actual.labels.get(OWNER_LABEL).map(String::as_str) != Some(uid) {
+        p.notes.push(Note::normal(
+            "LeftInPlace",
+            "Delete",
+            format!("Cloud Run service {name} was not created by this object: left in place"),
+        ));
+        return Ok(p);
+    }
+    if actual.reconciling && p.fields.operation.is_none() {
+        // Someone's deploy is running; Cloud Run would refuse or race the delete.
+        p.conditions.push(Cond::fail(
+            SERVICE_READY,
+            DELETING,
+            "waiting for the running deploy to finish before deleting",
+        ));
+        p.outcome = CleanupOutcome::wait(format!("deploy of {name} before deleting it"));
+        return Ok(p);
+    }
+    p.delete = Some(name);
+    Ok(p)
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

@@ -1,0 +1,233 @@
+//! What every reconcile shares: settings, clients, caches, the event recorder and backoff state.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::core::{DeserializeGuard, PartialObjectMeta};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Client, Resource, ResourceExt};
+use tracing::warn;
+
+use super::iam;
+use crate::api::PROJECT_ANNOTATION;
+use crate::api::v1alpha1::{CloudRunService, VpcAccessConnector};
+use crate::gcp::{Gcp, GcpResult, ProjectsApi};
+use crate::metrics::Metrics;
+
+/// Settings of the controllers (from the command line).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Project used when neither the object nor its namespace names one.
+    pub default_project: Option<String>,
+    /// Period of the drift check of a healthy object (jittered ±10%).
+    pub resync: Duration,
+    /// How often an in-flight Google operation is polled.
+    pub operation_poll: Duration,
+    /// First retry delay after a transient failure; doubles up to `max_backoff`.
+    pub min_backoff: Duration,
+    /// Cap of the retry delay.
+    pub max_backoff: Duration,
+    /// Reconciles run at once per kind.
+    pub concurrency: u16,
+    /// Only watch this namespace (all when `None`).
+    pub watch_namespace: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            default_project: None,
+            resync: Duration::from_secs(600),
+            operation_poll: Duration::from_secs(1),
+            min_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+            concurrency: 16,
+            watch_namespace: None,
+        }
+    }
+}
+
+/// The caches reconciles read instead of calling the Kubernetes API on every pass.
+#[derive(Clone)]
+pub struct Caches {
+    /// Namespaces' metadata (project annotation, labels).
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    /// Every watched CloudRunService.
+    pub services: Store<DeserializeGuard<CloudRunService>>,
+    /// Every watched VpcAccessConnector.
+    pub connectors: Store<DeserializeGuard<VpcAccessConnector>>,
+}
+
+impl Caches {
+    /// The annotations of a namespace (empty when it is not cached).
+    pub fn namespace_annotation(&self, namespace: &str, key: &str) -> Option<String> {
+        self.namespaces
+            .get(&ObjectRef::new(namespace))
+            .and_then(|ns| ns.annotations().get(key).cloned())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// A VpcAccessConnector of the cache, if it exists and is well-formed.
+    pub fn connector(&self, namespace: &str, name: &str) -> Option<VpcAccessConnector> {
+        self.connectors
+            .get(&ObjectRef::new(name).within(namespace))
+            .and_then(|g| g.0.as_ref().ok().cloned())
+    }
+
+    /// The CloudRunServices of a namespace.
+    pub fn services_in(&self, namespace: &str) -> Vec<Arc<DeserializeGuard<CloudRunService>>> {
+        self.services
+            .state()
+            .into_iter()
+            .filter(|s| s.namespace().as_deref() == Some(namespace))
+            .collect()
+    }
+}
+
+/// The project of an object: its own `projectId`, else its namespace's annotation, else the
+/// controller's default.
+pub fn resolve_project(
+    spec_project: Option<&str>,
+    namespace_project: Option<String>,
+    default_project: Option<&str>,
+) -> Option<String> {
+    spec_project
+        .map(str::to_owned)
+        .or(namespace_project)
+        .or_else(|| default_project.map(str::to_owned))
+}
+
+/// Project numbers by project id: read from Resource Manager once, then cached (they never
+/// change).
+#[derive(Default)]
+pub struct ProjectNumbers(Mutex<HashMap<String, String>>);
+
+impl ProjectNumbers {
+    /// The project number of `project_id`.
+    pub async fn get(&self, api: &dyn ProjectsApi, project_id: &str) -> GcpResult<String> {
+        if let Some(n) = self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(project_id)
+        {
+            return Ok(n.clone());
+        }
+        let number = api.project_number(project_id).await?;
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(project_id.to_owned(), number.clone());
+        Ok(number)
+    }
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// Google API clients.
+    pub gcp: Gcp,
+    /// Settings.
+    pub config: Config,
+    /// The one event recorder.
+    pub recorder: Recorder,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// The watch caches.
+    pub caches: Caches,
+    /// Project numbers (CMEK's service agent).
+    pub project_numbers: ProjectNumbers,
+    /// Consecutive failures per object, for exponential backoff.
+    failures: Mutex<HashMap<(&'static str, String, String), u32>>,
+}
+
+impl Context {
+    /// A context over these clients and caches.
+    pub fn new(
+        client: Client,
+        gcp: Gcp,
+        config: Config,
+        recorder: Recorder,
+        metrics: Arc<Metrics>,
+        caches: Caches,
+    ) -> Self {
+        Self {
+            client,
+            gcp,
+            config,
+            recorder,
+            metrics,
+            caches,
+            project_numbers: ProjectNumbers::default(),
+            failures: Mutex::default(),
+        }
+    }
+
+    /// The project of an object in `namespace` (see [`resolve_project`]).
+    pub fn project_for(&self, spec_project: Option<&str>, namespace: &str) -> Option<String> {
+        resolve_project(
+            spec_project,
+            self.caches
+                .namespace_annotation(namespace, PROJECT_ANNOTATION),
+            self.config.default_project.as_deref(),
+        )
+    }
+
+    /// The next delay after one more transient failure of an object.
+    pub(super) fn backoff(&self, key: (&'static str, String, String)) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let n = failures.entry(key).or_default();
+        *n = n.saturating_add(1);
+        let exp = self
+            .config
+            .min_backoff
+            .saturating_mul(2u32.saturating_pow(n.saturating_sub(1).min(20)));
+        iam::jittered(exp.min(self.config.max_backoff)).min(self.config.max_backoff)
+    }
+
+    /// Forgets the failures of an object after it reconciled cleanly.
+    pub(super) fn succeeded(&self, key: &(&'static str, String, String)) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+
+    /// Publishes an event; a failure to publish is logged, never fatal.
+    pub async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: impl Into<String>,
+    ) {
+        let ev = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(super::truncate(note.into(), 1024)),
+            action: action.to_owned(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+            warn!(error = %e, reason, "cannot publish event");
+        }
+    }
+
+    /// Publishes the events a pass decided on, in order.
+    pub async fn publish<K: Resource<DynamicType = ()>>(&self, obj: &K, notes: &[super::Note]) {
+        for n in notes {
+            self.event(obj, n.type_, n.reason, n.action, n.message.clone())
+                .await;
+        }
+    }
+
+    /// The delay before the next drift check of a healthy object.
+    pub fn resync(&self) -> Duration {
+        self.config.resync.mul_f64(0.9 + 0.2 * fastrand::f64())
+    }
+}

@@ -1,0 +1,469 @@
+//! Observe, plan (pure) and act for a VpcAccessConnector pass.
+
+use futures::future::BoxFuture;
+use google_cloud_longrunning::model::Operation;
+use google_cloud_vpcaccess_v1::model::{Connector, connector};
+use kube::ResourceExt;
+use tracing::info;
+
+use super::{
+    IN_USE_RECHECK, READY, connector_name, desired_connector, differences, state, state_condition,
+};
+use crate::api::v1alpha1::{
+    AdoptionPolicy, DeletionPolicy, VpcAccessConnector, VpcAccessConnectorStatus,
+};
+use crate::controller::conditions::{self, Cond};
+use crate::controller::context::ProjectNumbers;
+use crate::controller::operation::{Followed, follow};
+use crate::controller::reasons::*;
+use crate::controller::{CleanupOutcome, Note, Observation, Outcome, no_project_message};
+use crate::error::{Error, reason_of};
+use crate::gcp::{Gcp, GcpError, GcpResult};
+
+/// What a pass knows without calling Google.
+pub(super) struct Input<'a> {
+    /// The object.
+    pub obj: &'a VpcAccessConnector,
+    /// Its project, resolved; `None` when none is set.
+    pub project: Option<String>,
+    /// The CloudRunServices of the namespace that use it, sorted.
+    pub users: Vec<String>,
+}
+
+/// A fact about Google a plan can ask for.
+pub(super) enum Read {
+    /// A VPC Access operation.
+    Operation(String),
+    /// The connector.
+    Connector(String),
+}
+
+/// What a pass has read; `None` = not read.
+#[derive(Default)]
+pub(super) struct Observed {
+    operation: Option<GcpResult<Operation>>,
+    connector: Option<GcpResult<Option<Connector>>>,
+}
+
+impl Observation for Observed {
+    type Read = Read;
+
+    fn read<'a>(
+        &'a mut self,
+        read: Read,
+        gcp: &'a Gcp,
+        _: &'a ProjectNumbers,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            match read {
+                Read::Operation(name) => {
+                    self.operation = Some(gcp.vpcaccess.get_operation(&name).await);
+                }
+                Read::Connector(name) => {
+                    self.connector = Some(gcp.vpcaccess.get_connector(&name).await);
+                }
+            }
+        })
+    }
+}
+
+/// The status fields besides conditions.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(super) struct Fields {
+    pub state: Option<String>,
+    pub resource_name: Option<String>,
+    pub connected_projects: Vec<String>,
+    pub operation: Option<String>,
+}
+
+impl Fields {
+    fn from_status(s: Option<&VpcAccessConnectorStatus>) -> Self {
+        s.map_or_else(Self::default, |s| Self {
+            state: s.state.clone(),
+            resource_name: s.resource_name.clone(),
+            connected_projects: s.connected_projects.clone(),
+            operation: s.operation.clone(),
+        })
+    }
+}
+
+/// A write to Google.
+pub(super) enum Change {
+    /// Create the connector; once Google accepts, it is this object's.
+    Create {
+        name: String,
+        connector: Box<Connector>,
+        again: bool,
+    },
+    /// Delete the connector.
+    Delete(String),
+}
+
+/// What one pass does (and, after [`execute`], did).
+pub(super) struct Plan<O> {
+    pub ready: Option<Cond>,
+    pub change: Option<Change>,
+    pub outcome: O,
+    pub fields: Fields,
+    pub notes: Vec<Note>,
+}
+
+impl<O> Plan<O> {
+    fn new(obj: &VpcAccessConnector, outcome: O) -> Self {
+        Self {
+            ready: None,
+            change: None,
+            outcome,
+            fields: Fields::from_status(obj.status.as_ref()),
+            notes: vec![],
+        }
+    }
+}
+
+impl Plan<Outcome> {
+    fn stop(mut self, ready: Cond, error: Error) -> Self {
+        self.ready = Some(ready);
+        self.outcome = Outcome::Stop(error);
+        self
+    }
+}
+
+fn failed(e: &GcpError) -> (Cond, Error) {
+    (
+        Cond::fail(READY, reason_of(e.code), e.message.clone()),
+        e.clone().into(),
+    )
+}
+
+/// The plan of a pass over a live connector, or the next read it needs.
+pub(super) fn plan(input: &Input, obs: &Observed) -> Result<Plan<Outcome>, Read> {
+    let obj = input.obj;
+    let spec = &obj.spec;
+    let mut p = Plan::new(obj, Outcome::Progressing);
+    let Some(project) = input.project.as_deref() else {
+        let message = no_project_message(&obj.namespace().unwrap_or_default());
+        return Ok(p.stop(
+            Cond::fail(READY, INVALID_SPEC, &message),
+            Error::Spec {
+                reason: INVALID_SPEC,
+                message,
+            },
+        ));
+    };
+    let name = connector_name(obj, project);
+
+    // An operation this object started: wait for it without holding a worker.
+    let mut created = false;
+    if let Some(op) = p.fields.operation.clone() {
+        let read = obs
+            .operation
+            .as_ref()
+            .ok_or_else(|| Read::Operation(op.clone()))?;
+        match follow(read) {
+            Ok(Followed::Pending) => {
+                p.fields.state = Some(state::CREATING.to_owned());
+                p.ready = Some(Cond::unknown(
+                    READY,
+                    CREATING,
+                    format!("Google is creating connector {name} (operation {op})"),
+                ));
+                return Ok(p);
+            }
+            Ok(f) => {
+                p.fields.operation = None;
+                if let Some(error) = f.error() {
+                    // The connector may be left behind in state ERROR; the read below tells.
+                    p.notes.push(Note::warning(
+                        "CreateFailed",
+                        "Create",
+                        format!("Google could not create connector {name}: {error}"),
+                    ));
+                }
+                created = f == Followed::Done { error: None };
+            }
+            Err(e) => {
+                let (c, e) = failed(e);
+                return Ok(p.stop(c, e));
+            }
+        }
+    }
+
+    let ours = p.fields.resource_name.is_some();
+    let read = obs
+        .connector
+        .as_ref()
+        .ok_or_else(|| Read::Connector(name.clone()))?;
+    let actual = match read {
+        Err(e) => {
+            let (c, e) = failed(e);
+            return Ok(p.stop(c, e));
+        }
+        Ok(None) => {
+            p.change = Some(Change::Create {
+                name: name.clone(),
+                connector: Box::new(desired_connector(spec, project)),
+                again: ours,
+            });
+            p.fields.state = Some(state::CREATING.to_owned());
+            p.fields.connected_projects.clear();
+            p.ready = Some(Cond::unknown(
+                READY,
+                CREATING,
+                format!("Google is creating connector {name}"),
+            ));
+            return Ok(p);
+        }
+        Ok(Some(actual)) => actual,
+    };
+
+    if !ours {
+        if spec.adoption_policy == AdoptionPolicy::Never {
+            let message = format!(
+                "connector {name} exists and was not created by this object (connectors carry no labels, so runwarden cannot tell who made it); set spec.adoptionPolicy: Adopt to take it over"
+            );
+            p.fields.state = None;
+            return Ok(p.stop(
+                Cond::fail(READY, ALREADY_EXISTS, &message),
+                Error::Spec {
+                    reason: ALREADY_EXISTS,
+                    message,
+                },
+            ));
+        }
+        p.notes.push(Note::normal(
+            "Adopted",
+            "Adopt",
+            format!("Adopted existing connector {name} (adoptionPolicy: Adopt)"),
+        ));
+        p.fields.resource_name = Some(name.clone());
+    }
+
+    let (state, ready) = state_condition(actual, &name);
+    p.fields.state = Some(state.to_owned());
+    p.fields.connected_projects = actual.connected_projects.clone();
+    if created && state == state::READY {
+        p.notes.push(Note::normal(
+            "Created",
+            "Create",
+            format!("Created connector {name}"),
+        ));
+    }
+    let differences = differences(spec, actual);
+    if ready.is_true() && !differences.is_empty() {
+        // Google has no update for connectors: the only fix is another connector.
+        let message = format!(
+            "connector {name} does not match the spec and Google cannot update connectors: {}; create a new VpcAccessConnector instead",
+            differences.join("; ")
+        );
+        return Ok(p.stop(
+            Cond::fail(READY, SPEC_MISMATCH, &message),
+            Error::Spec {
+                reason: SPEC_MISMATCH,
+                message,
+            },
+        ));
+    }
+    p.outcome = match state {
+        state::READY => Outcome::InSync,
+        state::ERROR => Outcome::Stop(Error::Blocked {
+            reason: CONNECTOR_ERROR,
+            message: ready.message.clone(),
+        }),
+        // Creating by someone else's operation, or deleting behind our back.
+        _ => Outcome::Progressing,
+    };
+    p.ready = Some(ready);
+    Ok(p)
+}
+
+/// The plan of a pass over a connector being deleted, or the next read it needs.
+pub(super) fn plan_cleanup(input: &Input, obs: &Observed) -> Result<Plan<CleanupOutcome>, Read> {
+    let obj = input.obj;
+    let mut p = Plan::new(obj, CleanupOutcome::Done);
+    if !input.users.is_empty() {
+        let message = format!(
+            "deletion waits: still used by CloudRunService {} (egress.connectorRef); remove those references or delete those services first",
+            input.users.join(", ")
+        );
+        let previous = obj
+            .status
+            .as_ref()
+            .and_then(|s| conditions::find(&s.conditions, READY))
+            .map(|c| c.message.as_str());
+        if previous != Some(message.as_str()) {
+            p.notes.push(Note::warning(IN_USE, "Delete", &message));
+        }
+        p.ready = Some(Cond::fail(READY, IN_USE, message));
+        p.outcome = CleanupOutcome::Wait {
+            what: format!("services using the connector: {}", input.users.join(", ")),
+            after: Some(IN_USE_RECHECK),
+        };
+        return Ok(p);
+    }
+    if obj.spec.deletion_policy == DeletionPolicy::Abandon {
+        p.notes.push(Note::normal(
+            "Abandoned",
+            "Delete",
+            "left the connector in place (deletionPolicy: Abandon)",
+        ));
+        return Ok(p);
+    }
+    let Some(name) = p.fields.resource_name.clone() else {
+        // Never created nor adopted by this object: not ours to delete.
+        p.notes.push(Note::normal(
+            "LeftInPlace",
+            "Delete",
+            "this object created no connector: nothing deleted",
+        ));
+        return Ok(p);
+    };
+    let mut deleted = false;
+    if let Some(op) = p.fields.operation.clone() {
+        let read = obs
+            .operation
+            .as_ref()
+            .ok_or_else(|| Read::Operation(op.clone()))?;
+        match follow(read) {
+            Ok(Followed::Pending) => {
+                p.ready = Some(Cond::fail(
+                    READY,
+                    DELETING,
+                    format!("waiting for operation {op} before deleting connector {name}"),
+                ));
+                p.outcome = CleanupOutcome::wait(format!("operation {op}"));
+                return Ok(p);
+            }
+            Ok(f) => {
+                deleted = f == Followed::Done { error: None }
+                    && p.fields.state.as_deref() == Some(state::DELETING);
+                p.fields.operation = None;
+            }
+            Err(e) => {
+                let (c, e) = failed(e);
+                p.ready = Some(c);
+                p.outcome = CleanupOutcome::Stop(e);
+                return Ok(p);
+            }
+        }
+    }
+    let read = obs
+        .connector
+        .as_ref()
+        .ok_or_else(|| Read::Connector(name.clone()))?;
+    match read {
+        Err(e) => {
+            let (c, e) = failed(e);
+            p.ready = Some(c);
+            p.outcome = CleanupOutcome::Stop(e);
+        }
+        Ok(None) => {
+            if deleted {
+                p.notes.push(Note::normal(
+                    "Deleted",
+                    "Delete",
+                    format!("Deleted connector {name}"),
+                ));
+            }
+        }
+        Ok(Some(actual)) if actual.state == connector::State::Deleting => {
+            p.fields.state = Some(state::DELETING.to_owned());
+            p.ready = Some(Cond::fail(
+                READY,
+                DELETING,
+                format!("Google is deleting connector {name}"),
+            ));
+            p.outcome = CleanupOutcome::wait(format!("deletion of {name}"));
+        }
+        Ok(Some(_)) => p.change = Some(Change::Delete(name)),
+    }
+    Ok(p)
+}
+
+/// Makes the plan's create call.
+pub(super) async fn execute(mut p: Plan<Outcome>, gcp: &Gcp) -> Plan<Outcome> {
+    let Some(Change::Create {
+        name,
+        connector,
+        again,
+    }) = p.change.take()
+    else {
+        return p;
+    };
+    let (parent, id) = name
+        .rsplit_once("/connectors/")
+        .map(|(p, i)| (p.to_owned(), i.to_owned()))
+        .unwrap_or_default();
+    match gcp
+        .vpcaccess
+        .create_connector(&parent, &id, *connector)
+        .await
+    {
+        Ok(op) => {
+            info!(connector = %name, operation = %op.name, "creating connector");
+            p.notes.push(if again {
+                Note::normal(
+                    "Recreating",
+                    "Create",
+                    format!("Connector {name} disappeared from Google; creating it again"),
+                )
+            } else {
+                Note::normal("Creating", "Create", format!("Creating connector {name}"))
+            });
+            // From here on the connector is this object's (see the module docs).
+            p.fields.resource_name = Some(name.clone());
+            p.ready = Some(Cond::unknown(
+                READY,
+                CREATING,
+                format!(
+                    "Google is creating connector {name} (operation {})",
+                    op.name
+                ),
+            ));
+            p.fields.operation = Some(op.name);
+        }
+        Err(e) => {
+            p.fields.state = None;
+            let (c, e) = failed(&e);
+            p = p.stop(c, e);
+        }
+    }
+    p
+}
+
+/// Makes the cleanup plan's delete call.
+pub(super) async fn execute_cleanup(
+    mut p: Plan<CleanupOutcome>,
+    gcp: &Gcp,
+) -> Plan<CleanupOutcome> {
+    let Some(Change::Delete(name)) = p.change.take() else {
+        return p;
+    };
+    match gcp.vpcaccess.delete_connector(&name).await {
+        Ok(None) => {}
+        Ok(Some(op)) => {
+            info!(connector = %name, operation = %op.name, "deleting connector");
+            p.notes.push(Note::normal(
+                "Deleting",
+                "Delete",
+                format!("Deleting connector {name}"),
+            ));
+            p.fields.state = Some(state::DELETING.to_owned());
+            p.ready = Some(Cond::fail(
+                READY,
+                DELETING,
+                format!(
+                    "Google is deleting connector {name} (operation {})",
+                    op.name
+                ),
+            ));
+            p.fields.operation = Some(op.name);
+            p.outcome = CleanupOutcome::wait(format!("deletion of {name}"));
+        }
+        Err(e) => {
+            let (c, e) = failed(&e);
+            p.ready = Some(c);
+            p.outcome = CleanupOutcome::Stop(e);
+        }
+    }
+    p
+}
