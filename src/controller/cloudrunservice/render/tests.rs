@@ -2,6 +2,12 @@ use std::collections::HashMap;
 
 use google_cloud_run_v2::model::{self as run, IngressTraffic};
 
+use google_cloud_run_v2::model::{
+    ExecutionEnvironment, RevisionScaling, binary_authorization::BinauthzMethod,
+    vpc_access::NetworkInterface, vpc_access::VpcEgress,
+};
+use google_cloud_wkt::Duration;
+
 use super::*;
 use crate::api::v1alpha1::CloudRunServiceSpec;
 

@@ -1,0 +1,222 @@
+//! Containers: image, command, arguments, environment, port and resource limits.
+
+use std::collections::HashMap;
+
+use google_cloud_run_v2::model::{
+    self as run, EnvVar, EnvVarSource, SecretKeySelector, Service, env_var::Values,
+};
+
+use super::{Aspect, Resolved, Shape, or_unmanaged, template, template_mut};
+use crate::api::v1alpha1::{self as api, CloudRunService};
+
+/// Cloud Run's default CPU limit.
+pub const DEFAULT_CPU: &str = "1000m";
+/// Cloud Run's default memory limit.
+pub const DEFAULT_MEMORY: &str = "512Mi";
+/// Cloud Run's default container port.
+pub const DEFAULT_PORT: i32 = 8080;
+
+pub(super) const ASPECT: Aspect = Aspect {
+    name: "containers",
+    render,
+    shape,
+    update,
+};
+
+fn render(obj: &CloudRunService, _: &Resolved, svc: &mut Service) {
+    template_mut(svc).containers = obj.spec.containers.iter().map(container).collect();
+}
+
+fn container(c: &api::Container) -> run::Container {
+    let mut out = run::Container::new()
+        .set_name(c.name.clone().unwrap_or_default())
+        .set_image(&c.image)
+        .set_command(c.command.clone())
+        .set_args(c.args.clone())
+        .set_env(c.env.iter().map(|e| {
+            let var = EnvVar::new().set_name(&e.name);
+            match &e.secret_ref {
+                Some(s) => var.set_values(Some(Values::ValueSource(Box::new(
+                    EnvVarSource::new().set_secret_key_ref(
+                        SecretKeySelector::new()
+                            .set_secret(&s.secret)
+                            .set_version(&s.version),
+                    ),
+                )))),
+                None => var.set_values(Some(Values::Value(e.value.clone().unwrap_or_default()))),
+            }
+        }))
+        .set_ports(c.ports.iter().map(|p| {
+            run::ContainerPort::new()
+                .set_name(p.name.as_deref().unwrap_or("http1"))
+                .set_container_port(p.container_port)
+        }));
+    if let Some(r) = &c.resources {
+        let mut limits = HashMap::new();
+        if let Some(cpu) = &r.cpu {
+            limits.insert("cpu".to_owned(), cpu.clone());
+        }
+        if let Some(memory) = &r.memory {
+            limits.insert("memory".to_owned(), memory.clone());
+        }
+        out = out.set_resources(
+            run::ResourceRequirements::new()
+                .set_limits(limits)
+                .set_cpu_idle(true),
+        );
+    }
+    out
+}
+
+fn shape(svc: &Service, s: &mut Shape) {
+    for (i, c) in template(svc).containers.iter().enumerate() {
+        let key = |f: &str| format!("template.containers[{i}].{f}");
+        s.insert(key("name"), or_unmanaged(c.name.clone()));
+        s.insert(key("image"), c.image.clone());
+        s.insert(key("command"), format!("{:?}", c.command));
+        s.insert(key("args"), format!("{:?}", c.args));
+        s.insert(
+            key("env"),
+            format!("{:?}", c.env.iter().map(env_shape).collect::<Vec<_>>()),
+        );
+        let ports: Vec<_> = if c.ports.is_empty() {
+            // Cloud Run gives the first container port 8080 when none is set.
+            if i == 0 {
+                vec![format!("http1:{DEFAULT_PORT}")]
+            } else {
+                vec![]
+            }
+        } else {
+            c.ports
+                .iter()
+                .map(|p| {
+                    let name = if p.name.is_empty() { "http1" } else { &p.name };
+                    format!("{name}:{}", p.container_port)
+                })
+                .collect()
+        };
+        s.insert(key("ports"), format!("{ports:?}"));
+        let limits = c.resources.as_ref().map(|r| &r.limits);
+        let limit = |name: &str| limits.and_then(|l| l.get(name)).cloned();
+        s.insert(
+            key("resources.cpu"),
+            cpu_millis(&limit("cpu").unwrap_or_else(|| DEFAULT_CPU.to_owned())),
+        );
+        s.insert(
+            key("resources.memory"),
+            memory_mebibytes(&limit("memory").unwrap_or_else(|| DEFAULT_MEMORY.to_owned())),
+        );
+    }
+}
+
+/// Managed fields of each container replaced; what runwarden does not manage of a container
+/// Google has (probes, mounts...) is kept; extra containers Google has are dropped.
+fn update(out: &mut Service, desired: &Service) {
+    let want = template(desired).containers.clone();
+    let t = template_mut(out);
+    let old = std::mem::take(&mut t.containers);
+    t.containers = want
+        .into_iter()
+        .enumerate()
+        .map(|(i, w)| match old.get(i) {
+            Some(o) => {
+                let mut c = o.clone();
+                c.name = w.name;
+                c.image = w.image;
+                c.command = w.command;
+                c.args = w.args;
+                c.env = w.env;
+                c.ports = w.ports;
+                let mut resources = c.resources.take().unwrap_or_default();
+                resources.limits = w.resources.map(|r| r.limits).unwrap_or_default();
+                c.resources = Some(resources);
+                c
+            }
+            None => w,
+        })
+        .collect();
+}
+
+fn env_shape(e: &EnvVar) -> String {
+    match &e.values {
+        Some(Values::Value(v)) => format!("{}={v}", e.name),
+        Some(Values::ValueSource(src)) => match &src.secret_key_ref {
+            Some(s) => format!(
+                "{}=secret:{}:{}",
+                e.name,
+                s.secret,
+                if s.version.is_empty() {
+                    "latest"
+                } else {
+                    &s.version
+                }
+            ),
+            None => format!("{}=<empty source>", e.name),
+        },
+        Some(other) => format!("{}={other:?}", e.name),
+        None => format!("{}=", e.name),
+    }
+}
+
+/// `1`, `1.0`, `1000m` → `1000m`.
+fn cpu_millis(cpu: &str) -> String {
+    if let Some(m) = cpu.strip_suffix('m') {
+        return format!("{m}m");
+    }
+    match cpu.parse::<f64>() {
+        Ok(cores) => format!("{}m", (cores * 1000.0).round() as i64),
+        Err(_) => cpu.to_owned(),
+    }
+}
+
+/// `1Gi`, `1024Mi` → `1024Mi`; other units are kept as written.
+fn memory_mebibytes(memory: &str) -> String {
+    if let Some(g) = memory
+        .strip_suffix("Gi")
+        .and_then(|g| g.parse::<u64>().ok())
+    {
+        return format!("{}Mi", g * 1024);
+    }
+    memory.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities_are_compared_in_one_unit() {
+        for (cpu, want) in [
+            ("1", "1000m"),
+            ("1.0", "1000m"),
+            ("2", "2000m"),
+            ("500m", "500m"),
+        ] {
+            assert_eq!(cpu_millis(cpu), want, "{cpu}");
+        }
+        assert_eq!(memory_mebibytes("1Gi"), "1024Mi");
+        assert_eq!(memory_mebibytes("512Mi"), "512Mi");
+        assert_eq!(
+            memory_mebibytes("1G"),
+            "1G",
+            "other units are kept as written"
+        );
+    }
+
+    #[test]
+    fn a_secret_without_version_is_latest() {
+        let var = |version: &str| {
+            EnvVar::new()
+                .set_name("DB")
+                .set_values(Some(Values::ValueSource(Box::new(
+                    EnvVarSource::new().set_secret_key_ref(
+                        SecretKeySelector::new()
+                            .set_secret("db")
+                            .set_version(version),
+                    ),
+                ))))
+        };
+        assert_eq!(env_shape(&var("")), env_shape(&var("latest")));
+        assert_ne!(env_shape(&var("3")), env_shape(&var("latest")));
+    }
+}

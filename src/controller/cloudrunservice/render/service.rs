@@ -1,0 +1,137 @@
+//! Service-level fields: labels, ingress, the default URL, Binary Authorization.
+
+use std::collections::{BTreeMap, HashMap};
+
+use google_cloud_run_v2::model::{
+    BinaryAuthorization, IngressTraffic, Service, binary_authorization::BinauthzMethod,
+};
+
+use super::{Aspect, Resolved, Shape};
+use crate::api::v1alpha1::{CloudRunService, Ingress};
+use crate::api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, OWNER_LABEL};
+
+/// Label key prefixes Google reserves (and may set itself); never compared, never written.
+pub const RESERVED_LABEL_PREFIXES: [&str; 5] = [
+    "run.googleapis.com",
+    "cloud.googleapis.com",
+    "serving.knative.dev",
+    "autoscaling.knative.dev",
+    "goog",
+];
+
+pub(super) const ASPECT: Aspect = Aspect {
+    name: "service",
+    render,
+    shape,
+    update,
+};
+
+fn reserved(key: &str) -> bool {
+    RESERVED_LABEL_PREFIXES.iter().any(|p| key.starts_with(p))
+}
+
+fn render(obj: &CloudRunService, _: &Resolved, svc: &mut Service) {
+    let spec = &obj.spec;
+    let mut labels: HashMap<String, String> = spec
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    labels.insert(MANAGED_BY_LABEL.to_owned(), MANAGED_BY_VALUE.to_owned());
+    labels.insert(
+        OWNER_LABEL.to_owned(),
+        obj.metadata.uid.clone().unwrap_or_default(),
+    );
+    svc.labels = labels;
+    svc.ingress = match spec.ingress {
+        Ingress::Internal => IngressTraffic::InternalOnly,
+        Ingress::InternalAndCloudLoadBalancing => IngressTraffic::InternalLoadBalancer,
+        Ingress::All => IngressTraffic::All,
+    };
+    svc.default_uri_disabled = spec.default_uri_disabled;
+    svc.binary_authorization = spec.binary_authorization.as_ref().map(|b| {
+        let method = match (&b.policy, b.use_default) {
+            (Some(policy), _) => BinauthzMethod::Policy(policy.clone()),
+            (None, use_default) => BinauthzMethod::UseDefault(use_default.unwrap_or(true)),
+        };
+        BinaryAuthorization::new()
+            .set_binauthz_method(Some(method))
+            .set_breakglass_justification(b.breakglass_justification.clone().unwrap_or_default())
+    });
+}
+
+fn shape(svc: &Service, s: &mut Shape) {
+    let labels: BTreeMap<_, _> = svc.labels.iter().filter(|(k, _)| !reserved(k)).collect();
+    s.insert("labels".into(), format!("{labels:?}"));
+    let ingress = match svc.ingress {
+        IngressTraffic::Unspecified => IngressTraffic::All,
+        ref other => other.clone(),
+    };
+    s.insert("ingress".into(), format!("{ingress:?}"));
+    s.insert(
+        "defaultUriDisabled".into(),
+        svc.default_uri_disabled.to_string(),
+    );
+    s.insert(
+        "binaryAuthorization".into(),
+        binauthz_shape(svc.binary_authorization.as_ref()),
+    );
+}
+
+fn update(out: &mut Service, desired: &Service) {
+    out.labels = out
+        .labels
+        .iter()
+        .filter(|(k, _)| reserved(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .chain(desired.labels.clone())
+        .collect();
+    out.ingress = desired.ingress.clone();
+    out.default_uri_disabled = desired.default_uri_disabled;
+    out.binary_authorization = desired.binary_authorization.clone();
+}
+
+fn binauthz_shape(b: Option<&BinaryAuthorization>) -> String {
+    let Some(b) = b else { return "none".into() };
+    let method = match &b.binauthz_method {
+        None | Some(BinauthzMethod::UseDefault(false)) => "none".to_owned(),
+        Some(BinauthzMethod::UseDefault(true)) => "default".to_owned(),
+        Some(BinauthzMethod::Policy(p)) => format!("policy:{p}"),
+        Some(other) => format!("{other:?}"),
+    };
+    if b.breakglass_justification.is_empty() {
+        method
+    } else {
+        format!("{method}|breakglass:{}", b.breakglass_justification)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binary_authorization_off_and_absent_are_the_same_shape() {
+        let off =
+            BinaryAuthorization::new().set_binauthz_method(Some(BinauthzMethod::UseDefault(false)));
+        assert_eq!(binauthz_shape(None), binauthz_shape(Some(&off)));
+        let on = BinaryAuthorization::new()
+            .set_binauthz_method(Some(BinauthzMethod::UseDefault(true)))
+            .set_breakglass_justification("incident-42");
+        assert_eq!(binauthz_shape(Some(&on)), "default|breakglass:incident-42");
+    }
+
+    #[test]
+    fn google_labels_are_neither_compared_nor_dropped() {
+        let mut actual = Service::new()
+            .set_labels([("run.googleapis.com/satisfiesPzs", "true"), ("team", "old")]);
+        let desired = Service::new().set_labels([("team", "payments")]);
+        let mut a = Shape::new();
+        shape(&actual, &mut a);
+        assert_eq!(a["labels"], r#"{"team": "old"}"#);
+        update(&mut actual, &desired);
+        assert_eq!(actual.labels.len(), 2);
+        assert_eq!(actual.labels["team"], "payments");
+        assert_eq!(actual.labels["run.googleapis.com/satisfiesPzs"], "true");
+    }
+}
