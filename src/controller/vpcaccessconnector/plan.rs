@@ -467,3 +467,135 @@ pub(super) async fn execute_cleanup(
     }
     p
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::v1alpha1::VpcAccessConnectorSpec;
+
+    const NAME: &str = "projects/p1/locations/europe-west1/connectors/egress";
+
+    fn object(status: Option<VpcAccessConnectorStatus>, adopt: bool) -> VpcAccessConnector {
+        let spec: VpcAccessConnectorSpec = serde_json::from_value(serde_json::json!({
+            "region": "europe-west1", "network": "default", "ipCidrRange": "10.8.0.0/28",
+            "adoptionPolicy": if adopt { "Adopt" } else { "Never" },
+        }))
+        .unwrap();
+        let mut c = VpcAccessConnector::new("egress", spec);
+        c.metadata.namespace = Some("team".into());
+        c.status = status;
+        c
+    }
+
+    fn input<'a>(obj: &'a VpcAccessConnector, users: &[&str]) -> Input<'a> {
+        Input {
+            obj,
+            project: Some("p1".into()),
+            users: users.iter().map(|u| u.to_string()).collect(),
+        }
+    }
+
+    fn ready() -> Connector {
+        Connector::new()
+            .set_name(NAME)
+            .set_network("default")
+            .set_ip_cidr_range("10.8.0.0/28")
+            .set_state(connector::State::Ready)
+    }
+
+    fn observed(connector: Option<Connector>) -> Observed {
+        Observed {
+            connector: Some(Ok(connector)),
+            ..Default::default()
+        }
+    }
+
+    fn owned() -> Option<VpcAccessConnectorStatus> {
+        Some(VpcAccessConnectorStatus {
+            resource_name: Some(NAME.into()),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn a_connector_is_created_and_only_then_owned() {
+        let obj = object(None, false);
+        let p = plan(&input(&obj, &[]), &observed(None)).ok().unwrap();
+        assert!(
+            matches!(&p.change, Some(Change::Create { name, again: false, .. }) if name == NAME)
+        );
+        assert_eq!(
+            p.fields.resource_name, None,
+            "owned once Google accepts the create"
+        );
+        assert!(matches!(
+            plan(&input(&obj, &[]), &Observed::default()),
+            Err(Read::Connector(n)) if n == NAME
+        ));
+    }
+
+    #[test]
+    fn a_connector_this_object_did_not_create_is_refused_unless_adopted() {
+        let obj = object(None, false);
+        let p = plan(&input(&obj, &[]), &observed(Some(ready())))
+            .ok()
+            .unwrap();
+        assert!(p.change.is_none());
+        assert!(
+            matches!(&p.outcome, Outcome::Stop(e) if e.metric_label() == ALREADY_EXISTS && !e.is_transient())
+        );
+        let obj = object(None, true);
+        let p = plan(&input(&obj, &[]), &observed(Some(ready())))
+            .ok()
+            .unwrap();
+        assert_eq!(p.fields.resource_name.as_deref(), Some(NAME));
+        assert_eq!(p.notes[0].reason, "Adopted");
+        assert!(matches!(p.outcome, Outcome::InSync));
+    }
+
+    #[test]
+    fn a_differing_connector_cannot_be_updated() {
+        let obj = object(owned(), false);
+        let other = ready().set_ip_cidr_range("10.9.0.0/28");
+        let p = plan(&input(&obj, &[]), &observed(Some(other)))
+            .ok()
+            .unwrap();
+        assert!(matches!(&p.outcome, Outcome::Stop(e) if e.metric_label() == SPEC_MISMATCH));
+    }
+
+    #[test]
+    fn deletion_waits_for_the_services_using_it_and_deletes_only_its_own() {
+        let obj = object(owned(), false);
+        let p = plan_cleanup(&input(&obj, &["orders", "payments"]), &Observed::default())
+            .ok()
+            .unwrap();
+        assert!(p.change.is_none());
+        assert!(
+            p.ready
+                .as_ref()
+                .unwrap()
+                .message
+                .contains("orders, payments")
+        );
+        assert!(matches!(
+            p.outcome,
+            CleanupOutcome::Wait {
+                after: Some(IN_USE_RECHECK),
+                ..
+            }
+        ));
+        assert_eq!(p.notes[0].reason, IN_USE);
+
+        let p = plan_cleanup(&input(&obj, &[]), &observed(Some(ready())))
+            .ok()
+            .unwrap();
+        assert!(matches!(&p.change, Some(Change::Delete(n)) if n == NAME));
+
+        let never_created = object(None, false);
+        let p = plan_cleanup(&input(&never_created, &[]), &Observed::default())
+            .ok()
+            .unwrap();
+        assert!(p.change.is_none());
+        assert_eq!(p.notes[0].reason, "LeftInPlace");
+    }
+}
