@@ -268,8 +268,7 @@ async fn run_controller(args: ControllerArgs) -> Result<(), String> {
         lease.duration = args.lease_duration;
         lease.renew_every = args.lease_renew_period;
         info!(lease = %args.lease_name, %namespace, %identity, "leader election: waiting for the lease");
-        lease
-            .run_while_leading(parts, health, shutdown_signal())
+        controller::runner::run_elected(parts, health, lease, shutdown_signal())
             .await
             .map_err(|e| e.to_string())?;
     } else {

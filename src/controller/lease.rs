@@ -19,7 +19,6 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::{Health, Parts};
 use crate::metrics::Metrics;
 
 /// Why leading stopped.
@@ -31,6 +30,59 @@ pub enum LeaseError {
     /// The Kubernetes API refused a lease call.
     #[error("leader lease: {0}")]
     Kube(#[from] kube::Error),
+}
+
+/// Whether this replica leads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Waiting for the lease.
+    Standby,
+    /// Holding the lease: the controllers may act.
+    Leading,
+    /// The lease could not be renewed in time: stop acting at once.
+    Lost,
+}
+
+/// A campaign for the lease, as a value the runner reads.
+pub struct Leadership {
+    rx: watch::Receiver<Role>,
+    lease: Arc<Lease>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Leadership {
+    /// Waits until this replica leads; `false` when the campaign ended first (shutdown).
+    pub async fn leading(&mut self) -> bool {
+        matches!(
+            self.rx.wait_for(|r| *r != Role::Standby).await.map(|r| *r),
+            Ok(Role::Leading)
+        )
+    }
+
+    /// Resolves when the lease is lost.
+    pub fn lost(&self) -> impl Future<Output = ()> + Send + Sync + 'static {
+        let mut rx = self.rx.clone();
+        async move {
+            let _ = rx.wait_for(|r| *r == Role::Lost).await;
+        }
+    }
+
+    /// Ends the campaign after the controllers stopped: releases a lease still held, so a
+    /// standby takes over at once; fails when it was lost.
+    pub async fn end(self) -> Result<(), LeaseError> {
+        self.task.abort();
+        let role = *self.rx.borrow();
+        self.lease.metrics.set_leader(false);
+        match role {
+            Role::Lost => Err(LeaseError::Lost(self.lease.name.clone())),
+            Role::Standby => Ok(()),
+            Role::Leading => {
+                self.lease.release().await?;
+                info!(lease = %self.lease.name, "released the leader lease");
+                Ok(())
+            }
+        }
+    }
 }
 
 /// A leader election Lease.
@@ -69,24 +121,24 @@ impl Lease {
         }
     }
 
-    /// Waits for the lease, runs the controllers while holding it, and releases it on shutdown.
-    pub async fn run_while_leading(
-        self,
-        parts: Parts,
-        health: Health,
-        shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-    ) -> Result<(), LeaseError> {
-        let (stop_tx, mut stop_rx) = watch::channel(false);
-        tokio::spawn(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        });
-        // A standby is healthy and ready; it just does not act.
-        health.set_ready();
+    /// Campaigns for the lease in the background until `stop` turns true: the returned
+    /// [`Leadership`] says whether this replica leads, and turns `Lost` for good when the lease
+    /// could not be renewed in time (another replica may lead now).
+    pub fn campaign(self, stop: watch::Receiver<bool>) -> Leadership {
+        let (tx, rx) = watch::channel(Role::Standby);
+        let lease = Arc::new(self);
+        let task = {
+            let lease = lease.clone();
+            tokio::spawn(async move { lease.hold(stop, tx).await })
+        };
+        Leadership { rx, lease, task }
+    }
+
+    async fn hold(&self, mut stop: watch::Receiver<bool>, role: watch::Sender<Role>) {
         self.metrics.set_leader(false);
         let acquired_at = loop {
-            if *stop_rx.borrow() {
-                return Ok(());
+            if *stop.borrow() {
+                return;
             }
             let attempt = Instant::now();
             match self.try_acquire().await {
@@ -96,73 +148,37 @@ impl Lease {
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.renew_every) => {}
-                _ = stop_rx.changed() => return Ok(()),
+                _ = stop.changed() => return,
             }
         };
         info!(lease = %self.name, identity = %self.identity, "acquired the leader lease");
         self.metrics.set_leader(true);
-
-        let (lost_tx, lost_rx) = watch::channel(false);
-        let stop_controllers = {
-            let (mut stop_rx, mut lost_rx) = (stop_rx.clone(), lost_rx.clone());
-            async move {
-                tokio::select! {
-                    _ = stop_rx.wait_for(|s| *s) => {}
-                    _ = lost_rx.wait_for(|l| *l) => {}
-                }
+        let _ = role.send(Role::Leading);
+        // When the last successful renewal was sent: others see the lease expire no sooner
+        // than `duration` after it.
+        let mut renewed_at = acquired_at;
+        loop {
+            tokio::time::sleep(self.renew_every).await;
+            // Give up one renew period early, leaving time to stop the controllers.
+            let give_up_at = renewed_at + self.duration.saturating_sub(self.renew_every);
+            let attempt = Instant::now();
+            if attempt >= give_up_at {
+                warn!(lease = %self.name, "could not renew the leader lease in time");
+                break;
             }
-        };
-        let renewing = {
-            let this = self.clone_handle();
-            tokio::spawn(async move {
-                // When the last successful renewal was sent: others see the lease expire no
-                // sooner than `duration` after it.
-                let mut renewed_at = acquired_at;
-                loop {
-                    tokio::time::sleep(this.renew_every).await;
-                    // Give up one renew period early, leaving time to stop the controllers.
-                    let give_up_at = renewed_at + this.duration.saturating_sub(this.renew_every);
-                    let attempt = Instant::now();
-                    if attempt >= give_up_at {
-                        warn!(lease = %this.name, "could not renew the leader lease in time");
-                        break;
-                    }
-                    // A hung API call must not keep us leading past the deadline.
-                    match tokio::time::timeout_at(give_up_at, this.renew()).await {
-                        Ok(Ok(true)) => renewed_at = attempt,
-                        Ok(Ok(false)) => {
-                            warn!(lease = %this.name, "another replica holds the leader lease now");
-                            break;
-                        }
-                        Ok(Err(e)) => warn!(error = %e, "cannot renew the leader lease"),
-                        Err(_) => warn!(lease = %this.name, "renewing the leader lease timed out"),
-                    }
+            // A hung API call must not keep us leading past the deadline.
+            match tokio::time::timeout_at(give_up_at, self.renew()).await {
+                Ok(Ok(true)) => renewed_at = attempt,
+                Ok(Ok(false)) => {
+                    warn!(lease = %self.name, "another replica holds the leader lease now");
+                    break;
                 }
-                this.metrics.set_leader(false);
-                let _ = lost_tx.send(true);
-            })
-        };
-        super::run(parts, health, stop_controllers).await;
-        renewing.abort();
+                Ok(Err(e)) => warn!(error = %e, "cannot renew the leader lease"),
+                Err(_) => warn!(lease = %self.name, "renewing the leader lease timed out"),
+            }
+        }
         self.metrics.set_leader(false);
-        if *lost_rx.borrow() {
-            return Err(LeaseError::Lost(self.name.clone()));
-        }
-        self.release().await?;
-        info!(lease = %self.name, "released the leader lease");
-        Ok(())
-    }
-
-    fn clone_handle(&self) -> Self {
-        Self {
-            api: self.api.clone(),
-            name: self.name.clone(),
-            identity: self.identity.clone(),
-            metrics: self.metrics.clone(),
-            duration: self.duration,
-            renew_every: self.renew_every,
-            observed: Mutex::default(),
-        }
+        let _ = role.send(Role::Lost);
     }
 
     fn now() -> MicroTime {

@@ -49,6 +49,37 @@ pub struct Parts {
     pub metrics: Arc<Metrics>,
 }
 
+/// With leader election: a ready standby until this replica holds the lease, then the
+/// controllers until `shutdown` resolves or the lease is lost (then in-flight reconciles finish
+/// and the lease is released, or the error says it was lost).
+pub async fn run_elected(
+    parts: Parts,
+    health: Health,
+    lease: super::lease::Lease,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) -> Result<(), super::lease::LeaseError> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    // A standby is healthy and ready; it just does not act.
+    health.set_ready();
+    let mut leadership = lease.campaign(stop_rx.clone());
+    if leadership.leading().await {
+        let lost = leadership.lost();
+        let mut stop_rx = stop_rx;
+        let stopped = async move {
+            tokio::select! {
+                _ = stop_rx.wait_for(|s| *s) => {}
+                _ = lost => {}
+            }
+        };
+        run(parts, health, stopped).await;
+    }
+    leadership.end().await
+}
+
 /// Runs the controllers until `shutdown` resolves, then lets in-flight reconciles finish.
 pub async fn run(
     parts: Parts,
