@@ -1,8 +1,11 @@
 //! The Google Cloud APIs runwarden calls, each behind a small trait the controller owns.
 //!
 //! [`google`] implements them over the official google-cloud-rust clients; the same code path
-//! talks to Google or to the emulator, only the endpoint and credentials differ.
+//! talks to Google or to the emulator, only the endpoint and credentials differ. `fake` (tests
+//! and the `fake-gcp` feature) is an in-memory Google with a call log and injectable faults.
 
+#[cfg(any(test, feature = "fake-gcp"))]
+pub mod fake;
 pub mod google;
 
 use std::sync::Arc;
