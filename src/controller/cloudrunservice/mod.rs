@@ -83,13 +83,28 @@ pub fn error_policy(
 }
 
 async fn apply(obj: &CloudRunService, ctx: &Context) -> Result<Action> {
-    let input = input(obj, ctx);
-    let plan = observe_and_plan(&ctx.gcp, &ctx.project_numbers, |o| plan::plan(&input, o)).await;
-    let applied = act::execute(plan, &ctx.gcp).await;
+    let (status, applied) = pass(&input(obj, ctx), &ctx.gcp, &ctx.project_numbers).await;
     ctx.publish(obj, &applied.notes).await;
-    let status = status::compute(obj, &applied.conditions, applied.fields, &super::now());
     write_status(&ctx.client, obj, obj.status.as_ref(), &status).await?;
     applied.outcome.into_result(ctx)
+}
+
+/// One pass over a live object, without Kubernetes: observe and plan, act, and the status it
+/// leaves (to write when it differs from the stored one).
+pub async fn pass(
+    input: &Input<'_>,
+    gcp: &crate::gcp::Gcp,
+    numbers: &super::context::ProjectNumbers,
+) -> (crate::api::v1alpha1::CloudRunServiceStatus, act::Applied) {
+    let plan = observe_and_plan(gcp, numbers, |o| plan::plan(input, o)).await;
+    let applied = act::execute(plan, gcp).await;
+    let status = status::compute(
+        input.obj,
+        &applied.conditions,
+        applied.fields.clone(),
+        &super::now(),
+    );
+    (status, applied)
 }
 
 async fn cleanup(obj: &CloudRunService, ctx: &Context) -> Result<Action> {
@@ -109,6 +124,9 @@ async fn cleanup(obj: &CloudRunService, ctx: &Context) -> Result<Action> {
     }
     result
 }
+
+#[cfg(test)]
+mod driver_tests;
 
 /// What a pass knows about the object from the controller's caches.
 fn input<'a>(obj: &'a CloudRunService, ctx: &Context) -> Input<'a> {
