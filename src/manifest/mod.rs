@@ -69,7 +69,7 @@ use serde_json::{Map, Value};
 
 use crate::api::GROUP;
 use crate::api::v1alpha1::{CloudRunService, RunSecurityPolicy, VpcAccessConnector};
-use schema::{Validator, describe, quote, truncate};
+use schema::{Validator, describe, quote, truncate, unknown_field_message};
 
 /// The API version of runwarden's kinds.
 pub const API_VERSION: &str = "runwarden.dev/v1alpha1";
@@ -83,6 +83,24 @@ pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 const MAX_PROBLEMS_PER_DOCUMENT: usize = 50;
 /// Deepest directory recursion.
 const MAX_DIR_DEPTH: usize = 32;
+/// The fields of `metadata` (Kubernetes `ObjectMeta`); others are unknown fields.
+const OBJECT_META_FIELDS: [&str; 15] = [
+    "annotations",
+    "creationTimestamp",
+    "deletionGracePeriodSeconds",
+    "deletionTimestamp",
+    "finalizers",
+    "generateName",
+    "generation",
+    "labels",
+    "managedFields",
+    "name",
+    "namespace",
+    "ownerReferences",
+    "resourceVersion",
+    "selfLink",
+    "uid",
+];
 
 /// Everything read from the manifests, in file order.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -97,6 +115,61 @@ pub struct Manifests {
     pub namespaces: BTreeMap<String, NamespaceMeta>,
     /// Documents of kinds runwarden plan does not read.
     pub skipped: Vec<Note>,
+    /// Where each object (and Namespace) was read, for messages about it (policy violations,
+    /// the controller's validation): see [`Manifests::source`].
+    pub sources: BTreeMap<ObjectKey, Source>,
+}
+
+impl Manifests {
+    /// Where the object `kind` `namespace`/`name` was read (`namespace` is `None` for
+    /// cluster-scoped kinds and Namespaces).
+    pub fn source(&self, kind: &str, namespace: Option<&str>, name: &str) -> Option<&Source> {
+        self.sources.get(&ObjectKey {
+            kind: kind.to_owned(),
+            namespace: namespace.map(str::to_owned),
+            name: name.to_owned(),
+        })
+    }
+}
+
+/// Identifies an object read: kind, namespace (`None` when cluster-scoped) and name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey {
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+/// Where an object was read: file, 1-based document index, and `items[3]` inside a List.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Source {
+    pub file: String,
+    pub document: usize,
+    /// Empty, or `items[3]` inside a List.
+    pub path: String,
+}
+
+impl Source {
+    /// A problem about the field `path` (e.g. `spec.encryption.kmsKey`) of the object read here.
+    pub fn problem(&self, path: &str, message: impl Into<String>) -> Problem {
+        let path = match (self.path.is_empty(), path.is_empty()) {
+            (true, _) => path.to_owned(),
+            (false, true) => self.path.clone(),
+            (false, false) => format!("{}.{path}", self.path),
+        };
+        Problem::new(&self.file, self.document, &path, message)
+    }
+}
+
+impl fmt::Display for Source {
+    /// `examples/x.yaml#2`, or `list.yaml#1 items[3]`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{}", self.file, self.document)?;
+        if !self.path.is_empty() {
+            write!(f, " {}", self.path)?;
+        }
+        Ok(())
+    }
 }
 
 /// What a `Namespace` object contributes: its labels (for policy namespace selectors) and
@@ -228,7 +301,7 @@ pub fn plan_uid(namespace: Option<&str>, name: &str) -> String {
 }
 
 /// Which kind a runwarden object is, for messages and duplicate detection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     CloudRunService,
     VpcAccessConnector,
@@ -265,6 +338,14 @@ struct At<'a> {
 }
 
 impl At<'_> {
+    fn source(&self) -> Source {
+        Source {
+            file: self.file.to_owned(),
+            document: self.document,
+            path: self.prefix.trim_end_matches('.').to_owned(),
+        }
+    }
+
     fn problem(&self, path: &str, message: impl Into<String>) -> Problem {
         Problem::new(
             self.file,
@@ -291,10 +372,6 @@ struct Loader<'a> {
     default_namespace: &'a str,
     out: Manifests,
     problems: Vec<Problem>,
-    /// Objects seen, for duplicates: (kind, namespace, name) → `file#document`.
-    seen: BTreeMap<(Kind, String, String), String>,
-    /// Namespace objects seen: name → `file#document`.
-    seen_namespaces: BTreeMap<String, String>,
 }
 
 impl<'a> Loader<'a> {
@@ -304,8 +381,6 @@ impl<'a> Loader<'a> {
             default_namespace,
             out: Manifests::default(),
             problems: vec![],
-            seen: BTreeMap::new(),
-            seen_namespaces: BTreeMap::new(),
         }
     }
 
@@ -322,7 +397,7 @@ impl<'a> Loader<'a> {
         match std::fs::metadata(path) {
             Ok(m) if m.is_dir() => {
                 let mut files = vec![];
-                self.collect(path, 0, &mut files);
+                self.collect(path, &mut vec![], &mut files);
                 for file in files {
                     self.file(&file);
                 }
@@ -335,14 +410,20 @@ impl<'a> Loader<'a> {
     }
 
     /// Manifest files under `dir`, in name order, descending into subdirectories where they sort.
-    fn collect(&mut self, dir: &Path, depth: usize, files: &mut Vec<PathBuf>) {
+    /// `ancestors` are the canonical paths of the directories above, to stop at symlink loops.
+    fn collect(&mut self, dir: &Path, ancestors: &mut Vec<PathBuf>, files: &mut Vec<PathBuf>) {
         let name = dir.display().to_string();
-        if depth > MAX_DIR_DEPTH {
+        let canonical = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        if ancestors.contains(&canonical) {
+            // A symlink back to a directory being read: its files are read already.
+            return;
+        }
+        if ancestors.len() > MAX_DIR_DEPTH {
             self.problems.push(Problem::new(
                 &name,
                 0,
                 "",
-                format!("directories nested deeper than {MAX_DIR_DEPTH} levels (a symlink loop?)"),
+                format!("directories nested deeper than {MAX_DIR_DEPTH} levels"),
             ));
             return;
         }
@@ -368,9 +449,10 @@ impl<'a> Loader<'a> {
             }
         }
         paths.sort();
+        ancestors.push(canonical);
         for path in paths {
             match std::fs::metadata(&path) {
-                Ok(m) if m.is_dir() => self.collect(&path, depth + 1, files),
+                Ok(m) if m.is_dir() => self.collect(&path, ancestors, files),
                 Ok(m) if m.is_file() && is_manifest_name(&path) => files.push(path),
                 Ok(_) => {}
                 Err(e) => {
@@ -380,6 +462,7 @@ impl<'a> Loader<'a> {
                 }
             }
         }
+        ancestors.pop();
     }
 
     fn file(&mut self, path: &Path) {
@@ -589,6 +672,7 @@ impl<'a> Loader<'a> {
         };
         let empty = Map::new();
         let metadata = metadata.unwrap_or(&empty);
+        check_metadata_fields(at, metadata, &mut problems);
         let name = check_name(at, metadata, true, &mut problems);
         let labels = string_map(at, metadata, "labels", &mut problems);
         let annotations = string_map(at, metadata, "annotations", &mut problems);
@@ -601,10 +685,19 @@ impl<'a> Loader<'a> {
             labels,
             annotations,
         };
-        let here = format!("{}#{}", at.file, at.document);
+        let key = ObjectKey {
+            kind: "Namespace".into(),
+            namespace: None,
+            name: name.clone(),
+        };
         match self.out.namespaces.get(&name) {
             Some(existing) if *existing != meta => {
-                let first = self.seen_namespaces.get(&name).cloned().unwrap_or_default();
+                let first = self
+                    .out
+                    .sources
+                    .get(&key)
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
                 self.problems.push(at.problem(
                     "metadata.name",
                     format!(
@@ -614,7 +707,7 @@ impl<'a> Loader<'a> {
             }
             Some(_) => {}
             None => {
-                self.seen_namespaces.insert(name.clone(), here);
+                self.out.sources.insert(key, at.source());
                 self.out.namespaces.insert(name, meta);
             }
         }
@@ -639,6 +732,7 @@ impl<'a> Loader<'a> {
                 Map::new()
             }
         };
+        check_metadata_fields(at, &metadata, &mut problems);
         let name = check_name(at, &metadata, false, &mut problems);
         let namespace = if kind.namespaced() {
             match metadata.get("namespace") {
@@ -683,9 +777,12 @@ impl<'a> Loader<'a> {
         }
         map.insert("metadata".into(), Value::Object(metadata));
 
-        let here = format!("{}#{}", at.file, at.document);
-        let key = (kind, namespace.clone().unwrap_or_default(), name.clone());
-        if let Some(first) = self.seen.get(&key) {
+        let key = ObjectKey {
+            kind: kind.name().to_owned(),
+            namespace: namespace.clone(),
+            name: name.clone(),
+        };
+        if let Some(first) = self.out.sources.get(&key) {
             let what = match &namespace {
                 Some(ns) => format!("{ns}/{name}"),
                 None => name,
@@ -699,7 +796,7 @@ impl<'a> Loader<'a> {
         let value = Value::Object(std::mem::take(map));
         match serde_json::from_value::<T>(value) {
             Ok(obj) => {
-                self.seen.insert(key, here);
+                self.out.sources.insert(key, at.source());
                 Some(obj)
             }
             Err(e) => {
@@ -708,6 +805,18 @@ impl<'a> Loader<'a> {
                     .push(at.problem("", format!("cannot be read as a {}: {e}", kind.name())));
                 None
             }
+        }
+    }
+}
+
+/// `metadata` holds only `ObjectMeta` fields (`lables` would otherwise be dropped unnoticed).
+fn check_metadata_fields(at: At<'_>, metadata: &Map<String, Value>, problems: &mut Vec<Problem>) {
+    for key in metadata.keys() {
+        if !OBJECT_META_FIELDS.contains(&key.as_str()) {
+            problems.push(at.problem(
+                &format!("metadata.{}", truncate(key, 80)),
+                unknown_field_message(key, OBJECT_META_FIELDS.into_iter()),
+            ));
         }
     }
 }

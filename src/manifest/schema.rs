@@ -420,14 +420,19 @@ fn unknown_field(
     key: &str,
     known: Option<&BTreeMap<String, JSONSchemaProps>>,
 ) -> Violation {
-    let hint = known
-        .and_then(|k| suggest(key, k.keys().map(String::as_str)))
-        .map(|s| format!("; did you mean {s:?}?"))
-        .unwrap_or_default();
+    let known = known.into_iter().flat_map(|k| k.keys().map(String::as_str));
     Violation {
         path,
-        message: format!("unknown field (the API server would refuse or drop it){hint}"),
+        message: unknown_field_message(key, known),
     }
+}
+
+/// The message for an unknown field `key`, with the closest of the `known` ones if one is close.
+pub(super) fn unknown_field_message<'a>(key: &str, known: impl Iterator<Item = &'a str>) -> String {
+    let hint = suggest(key, known)
+        .map(|s| format!("; did you mean {s:?}?"))
+        .unwrap_or_default();
+    format!("unknown field (the API server would refuse or drop it){hint}")
 }
 
 fn type_error(path: String, expected: &str, got: &Value) -> Violation {

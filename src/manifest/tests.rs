@@ -990,3 +990,61 @@ fn yaml_token_soup_and_mutated_manifests_never_panic() {
         "only {problems} of 300 mutations were problems"
     );
 }
+
+#[test]
+fn unknown_metadata_fields_are_reported() {
+    let p = problems(&SERVICE.replace(
+        "metadata: {name: api}",
+        "metadata: {name: api, lables: {team: a}}",
+    ));
+    assert_eq!(
+        p,
+        [
+            "t.yaml#1: metadata.lables: unknown field (the API server would refuse or drop it); did you mean \"labels\"?"
+        ]
+    );
+    let p = problems("apiVersion: v1\nkind: Namespace\nmetadata: {name: p, annotation: {a: b}}\n");
+    assert_problem(&p, "metadata.annotation: unknown field");
+    assert_problem(&p, "did you mean \"annotations\"?");
+}
+
+#[test]
+fn sources_say_where_each_object_was_read() {
+    let text = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: payments}}\n---\n{SERVICE}---\napiVersion: v1\nkind: List\nitems:\n- apiVersion: runwarden.dev/v1alpha1\n  kind: RunSecurityPolicy\n  metadata: {{name: baseline}}\n  spec: {{}}\n"
+    );
+    let m = load_reader("all.yaml", text.as_bytes(), "payments").unwrap();
+    let svc = m
+        .source("CloudRunService", Some("payments"), "api")
+        .unwrap();
+    assert_eq!(svc.to_string(), "all.yaml#2");
+    assert_eq!(
+        svc.problem("spec.encryption.kmsKey", "wrong location")
+            .to_string(),
+        "all.yaml#2: spec.encryption.kmsKey: wrong location"
+    );
+    let pol = m.source("RunSecurityPolicy", None, "baseline").unwrap();
+    assert_eq!(pol.to_string(), "all.yaml#3 items[0]");
+    assert_eq!(
+        pol.problem("spec", "x").to_string(),
+        "all.yaml#3: items[0].spec: x"
+    );
+    assert_eq!(pol.problem("", "x").to_string(), "all.yaml#3: items[0]: x");
+    assert_eq!(m.source("Namespace", None, "payments").unwrap().document, 1);
+    assert!(m.source("CloudRunService", None, "api").is_none());
+    assert_eq!(m.sources.len(), 3);
+}
+
+#[cfg(unix)]
+#[test]
+fn symlink_loops_in_directories_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir(root.join("sub")).unwrap();
+    std::fs::write(root.join("sub/a.yaml"), SERVICE).unwrap();
+    // Two loops: without a guard, 2^32 walks.
+    std::os::unix::fs::symlink(root, root.join("sub/loop1")).unwrap();
+    std::os::unix::fs::symlink(root.join("sub"), root.join("sub/loop2")).unwrap();
+    let m = load(&[root.to_path_buf()], "default").unwrap();
+    assert_eq!(m.services.len(), 1);
+}
