@@ -12,7 +12,8 @@
 //! |---|---|
 //! | syntax: YAML/JSON, UTF-8, nesting (at most 64 levels), size (16 MiB per file) | here |
 //! | `apiVersion` is `runwarden.dev/v1alpha1` for runwarden's kinds, `v1` for `Namespace` | here |
-//! | `metadata.name` present and a DNS subdomain; `metadata.namespace` a DNS label | here |
+//! | `metadata.name` present and a DNS subdomain (a DNS label for `Namespace`); `metadata.namespace` a DNS label; `metadata` has only `ObjectMeta` fields; labels and annotations are strings | here |
+//! | one object per kind, namespace and name across all inputs (a `Namespace` may repeat if identical) | here |
 //! | the CRD's structural schema on everything but `status`: types, `enum`, `required`, `minLength`/`maxLength`, `minItems`/`maxItems`, `minimum`/`maximum`, `minProperties`/`maxProperties`, `pattern`, `additionalProperties`, unknown fields | here (`schema.rs`) |
 //! | the CRD's CEL rules (`x-kubernetes-validations`), e.g. "exactly one of `useDefault` or `policy`" | **not here**: the controller's `controller::cloudrunservice::validate` repeats them and the plan engine calls it |
 //! | `RunSecurityPolicy` evaluation, Google state | not here: the plan engine |
@@ -46,6 +47,11 @@
 //! (0 when the problem concerns the whole file, e.g. it cannot be read) and a field path such as
 //! `spec.containers[0].image` (prefixed with `items[3].` inside a List; map keys in brackets:
 //! `spec.labels[team]`). No input makes [`load`] panic; every failure is a `Problem`.
+//! [`Manifests::sources`] keeps the same location for every object read, so later steps (the
+//! controller's validation, policy evaluation) can point at the file too ([`Source::problem`]).
+//!
+//! Problems are collected across all inputs (at most 50 per document), so one run shows them all.
+//! A YAML syntax error ends the reading of its file: later documents cannot be found reliably.
 #![cfg_attr(
     not(test),
     deny(
@@ -631,8 +637,8 @@ impl<'a> Loader<'a> {
             file: at.file.to_owned(),
             document: at.document,
             path: at.prefix.trim_end_matches('.').to_owned(),
-            api_version,
-            kind,
+            api_version: truncate(&api_version, 253),
+            kind: truncate(&kind, 253),
         });
     }
 
