@@ -7,6 +7,7 @@ pub mod controller;
 pub mod crd;
 pub mod error;
 pub mod gcp;
+pub mod manifest;
 pub mod metrics;
 
 pub use error::{Error, Result};
