@@ -57,6 +57,8 @@ pub const IN_USE: &str = "InUse";
 pub const SPEC_MISMATCH: &str = "SpecMismatch";
 /// Google reports the connector broken.
 pub const CONNECTOR_ERROR: &str = "ConnectorError";
+/// Google differs from the spec and runwarden does not write (`managementPolicy: Observe`).
+pub const DRIFTED: &str = "Drifted";
 /// The thing is not configured (counts as True).
 pub const NOT_CONFIGURED: &str = "NotConfigured";
 

@@ -138,6 +138,43 @@ pub struct CloudRunServiceSpec {
     #[x_kube(validation = Rule::new("self.all(k, k.size() <= 63 && !k.startsWith('run.googleapis.com') && !k.startsWith('cloud.googleapis.com') && !k.startsWith('serving.knative.dev') && !k.startsWith('autoscaling.knative.dev') && !k.startsWith('goog') && k != 'managed-by' && k != 'runwarden-owner')").message("spec.labels: keys must be at most 63 characters and must not use Google-reserved prefixes (run.googleapis.com, cloud.googleapis.com, serving.knative.dev, autoscaling.knative.dev, goog) or runwarden's own keys (managed-by, runwarden-owner)"))]
     #[x_kube(validation = Rule::new("self.all(k, self[k].size() <= 63)").message("spec.labels: values must be at most 63 characters"))]
     pub labels: BTreeMap<String, String>,
+
+    /// `Manage` (default): runwarden makes Google match this spec. `Observe`: runwarden only
+    /// reads — no create, patch, delete or IAM write — and reports in `status.drift` and the
+    /// `Ready` condition (reason `Drifted`) where Google differs. A safe first step to bring an
+    /// existing service under management before switching to `Manage`.
+    #[serde(default)]
+    pub management_policy: ManagementPolicy,
+
+    /// Aspects set on create and then left to whoever changes them in Google (a CI pipeline
+    /// rolling images, a progressive-delivery tool moving traffic); everything else is still
+    /// enforced.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 3))]
+    pub ignore_drift: Vec<DriftAspect>,
+}
+
+/// Whether runwarden writes to Google.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub enum ManagementPolicy {
+    /// Create, update and delete in Google to match the spec.
+    #[default]
+    Manage,
+    /// Never write to Google; report what differs.
+    Observe,
+}
+
+/// An aspect of a service whose changes made in Google are kept.
+#[derive(
+    Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq, PartialOrd, Ord,
+)]
+pub enum DriftAspect {
+    /// Container images (`template.containers[*].image`).
+    Image,
+    /// Traffic split.
+    Traffic,
+    /// Instance scaling bounds (`template.scaling`).
+    Scaling,
 }
 
 /// What happens in Google when the custom resource is deleted.
@@ -470,6 +507,12 @@ pub struct CloudRunServiceStatus {
     /// Name of a long-running Google operation in flight; cleared when it is done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation: Option<String>,
+    /// The managed field paths where Google differed from the spec at the last pass (e.g.
+    /// `ingress`, `template.containers[0].image`, `access.invokers`): corrected in `Manage`, left
+    /// as they are (until fixed in Google or in the spec) in `Observe`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 256)))]
+    pub drift: Vec<String>,
 }
 
 impl CloudRunService {

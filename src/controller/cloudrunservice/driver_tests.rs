@@ -241,3 +241,95 @@ async fn google_errors_become_the_reasons_users_see() {
         );
     }
 }
+
+/// Changes the service in Google behind runwarden's back, as the console or a CI job would.
+fn console(google: &FakeGcp, edit: impl FnOnce(&mut google_cloud_run_v2::model::Service)) {
+    let mut svc = google.service(NAME).expect("the service exists");
+    edit(&mut svc);
+    google.put_service(svc);
+}
+
+const ROLLED: &str = "europe-docker.pkg.dev/p1/apps/api@sha256:2222222222222222222222222222222222222222222222222222222222222222";
+
+#[tokio::test]
+async fn observe_reports_drift_and_never_writes() {
+    // Someone else's service, as it runs today.
+    let mut owner =
+        World::new(serde_json::json!({"access": {"invokers": ["group:fe@example.com"]}}));
+    owner.obj.metadata.uid = Some("another-tool".into());
+    owner.pass().await;
+    owner.pass().await;
+
+    let mut w = World::new(serde_json::json!({
+        "managementPolicy": "Observe",
+        "access": {"invokers": ["group:fe@example.com"]},
+    }));
+    w.google = owner.google.clone();
+    let writes = |p: &Pass| {
+        p.calls
+            .iter()
+            .filter(|c| !c.ends_with(".get") && !c.ends_with("getIamPolicy"))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let p = w.pass().await;
+    assert!(writes(&p).is_empty(), "{:?}", p.calls);
+    assert_eq!(
+        w.condition("Ready").0,
+        status::TRUE,
+        "Google matches the spec"
+    );
+
+    console(&w.google, |s| {
+        s.template.as_mut().unwrap().containers[0].image = ROLLED.into();
+        s.ingress = google_cloud_run_v2::model::IngressTraffic::All;
+    });
+    let p = w.pass().await;
+    assert!(writes(&p).is_empty(), "{:?}", p.calls);
+    assert_eq!(
+        w.condition("Ready"),
+        (status::FALSE.into(), "Drifted".into())
+    );
+    assert_eq!(
+        w.obj.status.as_ref().unwrap().drift,
+        ["ingress", "template.containers[0].image"]
+    );
+    assert_eq!(
+        w.google.service(NAME).unwrap().template.unwrap().containers[0].image,
+        ROLLED
+    );
+}
+
+#[tokio::test]
+async fn ignored_image_drift_is_kept_while_other_drift_is_corrected() {
+    let mut w = World::new(serde_json::json!({"ignoreDrift": ["Image"]}));
+    w.pass().await;
+    w.pass().await;
+    assert_eq!(w.condition("Ready").0, status::TRUE);
+    console(&w.google, |s| {
+        s.template.as_mut().unwrap().containers[0].image = ROLLED.into();
+        s.ingress = google_cloud_run_v2::model::IngressTraffic::All;
+    });
+    let p = w.pass().await;
+    assert!(
+        p.calls.contains(&"run.services.patch".to_owned()),
+        "{:?}",
+        p.calls
+    );
+    assert_eq!(p.events, ["DriftCorrected", "Updated"]);
+    assert_eq!(w.obj.status.as_ref().unwrap().drift, ["ingress"]);
+    let svc = w.google.service(NAME).unwrap();
+    assert_eq!(
+        svc.ingress,
+        google_cloud_run_v2::model::IngressTraffic::InternalOnly
+    );
+    assert_eq!(
+        svc.template.unwrap().containers[0].image,
+        ROLLED,
+        "the rolled image stays"
+    );
+    w.pass().await;
+    let p = w.pass().await;
+    assert_eq!(p.outcome, "InSync");
+    assert!(w.obj.status.as_ref().unwrap().drift.is_empty());
+}

@@ -10,11 +10,12 @@ use kube::ResourceExt;
 
 use super::observe::{Observed, Read, need};
 use super::render::{self, Resolved};
-use super::{ACCESS_READY, SERVICE_READY, encryption, network, validate};
-use crate::api::OWNER_LABEL;
+use super::{ACCESS_READY, ENCRYPTION_READY, SERVICE_READY, encryption, network, validate};
 use crate::api::v1alpha1::{
-    AdoptionPolicy, CloudRunService, CloudRunServiceStatus, DeletionPolicy,
+    AdoptionPolicy, CloudRunService, CloudRunServiceStatus, DeletionPolicy, DriftAspect,
+    ManagementPolicy,
 };
+use crate::api::{MANAGED_BY_LABEL, OWNER_LABEL};
 use crate::controller::conditions::Cond;
 use crate::controller::iam::{self, ALL_USERS, INVOKER_ROLE};
 use crate::controller::operation::{Followed, follow};
@@ -49,6 +50,8 @@ pub struct Fields {
     pub service_agent: Option<String>,
     /// A Google operation in flight.
     pub operation: Option<String>,
+    /// Managed field paths that differed from the spec at this pass.
+    pub drift: Vec<String>,
 }
 
 impl Fields {
@@ -59,6 +62,7 @@ impl Fields {
             latest_ready_revision: s.latest_ready_revision.clone(),
             service_agent: s.service_agent.clone(),
             operation: s.operation.clone(),
+            drift: s.drift.clone(),
         })
     }
 }
@@ -199,7 +203,20 @@ pub fn plan(input: &Input, obs: &Observed) -> Result<Plan, Read> {
     };
     let key = encryption::plan(spec, project, obs)?;
     p.fields.service_agent = key.agent;
+    let observe = spec.management_policy == ManagementPolicy::Observe;
+    let mut drift = vec![];
     match key.result {
+        Ok((_, Some(Change::GrantKey { key, member, .. }))) if observe => {
+            drift.push(GRANT_DRIFT.to_owned());
+            p.set(Cond::fail(
+                ENCRYPTION_READY,
+                DRIFTED,
+                format!(
+                    "{member} does not hold {} on {key} (Observe: runwarden grants nothing)",
+                    encryption::KMS_ROLE
+                ),
+            ));
+        }
         Ok((c, grant)) => {
             p.set(c);
             p.changes.extend(grant);
@@ -244,6 +261,23 @@ pub fn plan(input: &Input, obs: &Observed) -> Result<Plan, Read> {
     let actual = match need(&obs.service, || Read::Service(name.clone()))? {
         Err(e) => return Ok(p.google_failed(SERVICE_READY, e)),
         Ok(Some(actual)) => actual,
+        Ok(None) if observe => {
+            p.fields.drift = vec!["service".to_owned()];
+            p.set(Cond::fail(
+                SERVICE_READY,
+                DRIFTED,
+                format!(
+                    "Cloud Run service {name} does not exist (Observe: runwarden creates nothing)"
+                ),
+            ));
+            p.set(Cond::unknown(
+                ACCESS_READY,
+                PENDING,
+                "set once the service exists",
+            ));
+            p.outcome = Outcome::InSync;
+            return Ok(p);
+        }
         Ok(None) => {
             let mut service = desired;
             service.name.clear();
@@ -269,7 +303,8 @@ pub fn plan(input: &Input, obs: &Observed) -> Result<Plan, Read> {
     let uid = obj.metadata.uid.as_deref().unwrap_or_default();
     let owner = actual.labels.get(OWNER_LABEL).map(String::as_str);
     let ours = owner == Some(uid);
-    if !ours && spec.adoption_policy == AdoptionPolicy::Never {
+    // Observe writes nothing, so it may look at a service it does not own.
+    if !ours && !observe && spec.adoption_policy == AdoptionPolicy::Never {
         let message = format!(
             "Cloud Run service {name} exists and was not created by this object (its {OWNER_LABEL} label is {}); set spec.adoptionPolicy: Adopt to take it over",
             owner.map_or("absent".to_owned(), |o| format!("{o:?}"))
@@ -293,7 +328,47 @@ pub fn plan(input: &Input, obs: &Observed) -> Result<Plan, Read> {
         ));
     }
 
+    let mut desired = desired;
+    if observe {
+        // Observe does not take the service over: its ownership labels are not compared.
+        for key in [MANAGED_BY_LABEL, OWNER_LABEL] {
+            match actual.labels.get(key) {
+                Some(v) => desired.labels.insert(key.to_owned(), v.clone()),
+                None => desired.labels.remove(key),
+            };
+        }
+    }
     let mut changed = render::changes(&desired, actual);
+    changed.retain(|path| !ignored(&spec.ignore_drift, path));
+    drift.extend(changed.iter().cloned());
+    if observe {
+        if !changed.is_empty() {
+            p.set(Cond::fail(
+                SERVICE_READY,
+                DRIFTED,
+                format!(
+                    "Google differs from the spec at {} (Observe: runwarden changes nothing)",
+                    changed.join(", ")
+                ),
+            ));
+        } else {
+            p.set(service_condition(actual, None));
+        }
+        let mut p = invokers(p, obj, &name, obs)?;
+        if let Some(Change::SetInvokers { add, remove, .. }) = p.changes.pop() {
+            drift.push(INVOKERS_DRIFT.to_owned());
+            p.set(Cond::fail(
+                ACCESS_READY,
+                DRIFTED,
+                format!("{INVOKER_ROLE} differs from spec.access: would add [{}], remove [{}] (Observe: runwarden changes nothing)", add.join(", "), remove.join(", ")),
+            ));
+        }
+        p.fields.drift = drift;
+        if !matches!(p.outcome, Outcome::Stop(_)) {
+            p.outcome = Outcome::InSync;
+        }
+        return Ok(p);
+    }
     // CMEK recovery: Cloud Run does not retry a rollout of this very template that failed on
     // the key (ENCRYPTION_KEY_*). The key has just been found usable and granted, so send the
     // same template again: Cloud Run rolls it out anew. Not in the pass that saw our own
@@ -307,35 +382,103 @@ pub fn plan(input: &Input, obs: &Observed) -> Result<Plan, Read> {
             RECONCILING,
             format!("Cloud Run is deploying changes to {}", changed.join(", ")),
         ));
+        let mut update = render::update_from(actual, &desired);
+        keep_ignored(&spec.ignore_drift, actual, &mut update);
         p.changes.push(Change::Update {
-            service: render::update_from(actual, &desired),
+            service: update,
             changed,
             adopt: !ours,
         });
-        return invokers(p, obj, &name, obs);
+    } else {
+        let service = service_condition(actual, operation_error.as_deref());
+        p.set(service.clone());
+        // A failed deploy can heal outside the spec (a grant, a re-enabled key, an image
+        // pushed later): look again with backoff, writing nothing while nothing changed.
+        p.outcome = match service.status {
+            crate::api::v1alpha1::status::TRUE => Outcome::InSync,
+            crate::api::v1alpha1::status::UNKNOWN => Outcome::Progressing,
+            _ => Outcome::Stop(Error::Blocked {
+                reason: if service.reason == REVISION_FAILED {
+                    REVISION_FAILED
+                } else {
+                    DEPLOY_FAILED
+                },
+                message: service.message,
+            }),
+        };
     }
-
-    let service = service_condition(actual, operation_error.as_deref());
-    p.set(service.clone());
     let mut p = invokers(p, obj, &name, obs)?;
-    if matches!(p.outcome, Outcome::Stop(_)) {
-        return Ok(p);
+    if p.changes
+        .iter()
+        .any(|c| matches!(c, Change::SetInvokers { .. }))
+    {
+        drift.push(INVOKERS_DRIFT.to_owned());
     }
-    p.outcome = match service.status {
-        crate::api::v1alpha1::status::TRUE => Outcome::InSync,
-        crate::api::v1alpha1::status::UNKNOWN => Outcome::Progressing,
-        // A failed deploy can heal outside the spec (a grant, a re-enabled key, an image pushed
-        // later): look again with backoff, writing nothing while nothing changed.
-        _ => Outcome::Stop(Error::Blocked {
-            reason: if service.reason == REVISION_FAILED {
-                REVISION_FAILED
-            } else {
-                DEPLOY_FAILED
-            },
-            message: service.message,
-        }),
-    };
+    // Drift is a difference Google came to have after runwarden had made it match this very
+    // spec: not a spec change rolling out, nor the first write of a new or adopted service.
+    drift.retain(|path| {
+        let type_ = if path == INVOKERS_DRIFT {
+            ACCESS_READY
+        } else if path == GRANT_DRIFT {
+            ENCRYPTION_READY
+        } else {
+            SERVICE_READY
+        };
+        held(obj, type_)
+    });
+    p.fields.drift = drift;
+    if !p.fields.drift.is_empty() {
+        p.notes.push(Note::normal(
+            "DriftCorrected",
+            "Update",
+            format!(
+                "Google differed from the spec at {}: set back",
+                p.fields.drift.join(", ")
+            ),
+        ));
+    }
     Ok(p)
+}
+
+/// The drift path of invoker members.
+pub const INVOKERS_DRIFT: &str = "access.invokers";
+/// The drift path of the service agent's grant on the key.
+pub const GRANT_DRIFT: &str = "encryption.grantServiceAgent";
+
+/// Whether the last pass left condition `type_` True for the object's current generation.
+fn held(obj: &CloudRunService, type_: &str) -> bool {
+    obj.status.as_ref().is_some_and(|s| {
+        s.observed_generation == obj.metadata.generation
+            && crate::controller::conditions::find(&s.conditions, type_)
+                .is_some_and(|c| c.status == crate::api::v1alpha1::status::TRUE)
+    })
+}
+
+/// Whether `path` belongs to an aspect the spec leaves to others after create.
+pub fn ignored(aspects: &[DriftAspect], path: &str) -> bool {
+    aspects.iter().any(|a| match a {
+        DriftAspect::Image => path.starts_with("template.containers[") && path.ends_with("].image"),
+        DriftAspect::Scaling => path.starts_with("template.scaling."),
+        DriftAspect::Traffic => path.starts_with("traffic"),
+    })
+}
+
+/// Puts Google's values of the ignored aspects back into an update.
+fn keep_ignored(aspects: &[DriftAspect], actual: &Service, update: &mut Service) {
+    let (Some(have), Some(out)) = (actual.template.as_ref(), update.template.as_mut()) else {
+        return;
+    };
+    for aspect in aspects {
+        match aspect {
+            DriftAspect::Image => {
+                for (c, h) in out.containers.iter_mut().zip(&have.containers) {
+                    c.image = h.image.clone();
+                }
+            }
+            DriftAspect::Scaling => out.scaling = have.scaling.clone(),
+            DriftAspect::Traffic => update.traffic = actual.traffic.clone(),
+        }
+    }
 }
 
 /// The members `roles/run.invoker` must hold.

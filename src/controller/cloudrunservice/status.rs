@@ -31,5 +31,6 @@ pub fn compute(
         latest_ready_revision: fields.latest_ready_revision,
         service_agent: fields.service_agent,
         operation: fields.operation,
+        drift: fields.drift,
     }
 }
