@@ -9,6 +9,7 @@ pub mod error;
 pub mod gcp;
 pub mod manifest;
 pub mod metrics;
+pub mod plan;
 
 pub use error::{Error, Result};
 pub mod http;

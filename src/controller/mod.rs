@@ -181,10 +181,22 @@ pub async fn observe_and_plan<O: Observation, P>(
     numbers: &context::ProjectNumbers,
     plan: impl Fn(&O) -> Result<P, O::Read>,
 ) -> P {
-    let mut observed = O::default();
+    observe_and_plan_from(O::default(), gcp, numbers, plan)
+        .await
+        .0
+}
+
+/// [`observe_and_plan`] starting from what is already `observed`; returns the plan and every
+/// observation it was made from.
+pub async fn observe_and_plan_from<O: Observation, P>(
+    mut observed: O,
+    gcp: &crate::gcp::Gcp,
+    numbers: &context::ProjectNumbers,
+    plan: impl Fn(&O) -> Result<P, O::Read>,
+) -> (P, O) {
     loop {
         match plan(&observed) {
-            Ok(plan) => return plan,
+            Ok(plan) => return (plan, observed),
             Err(next) => observed.read(next, gcp, numbers).await,
         }
     }

@@ -149,6 +149,28 @@ fn input<'a>(obj: &'a CloudRunService, ctx: &Context) -> Input<'a> {
     }
 }
 
+/// `PolicyCompliant` of a service: how the RunSecurityPolicies whose namespace selector
+/// matches its namespace judge its spec and resolved project.
+pub fn policy_condition(
+    _obj: &CloudRunService,
+    _namespace_labels: &std::collections::BTreeMap<String, String>,
+    _project: Option<&str>,
+    policies: &[crate::api::v1alpha1::RunSecurityPolicy],
+) -> Cond {
+    if !policies.is_empty() {
+        return Cond::unknown(
+            POLICY_COMPLIANT,
+            "NotEvaluated",
+            "RunSecurityPolicy evaluation is not built yet",
+        );
+    }
+    Cond::ok(
+        POLICY_COMPLIANT,
+        reasons::NO_POLICY,
+        "no RunSecurityPolicy applies to this namespace",
+    )
+}
+
 /// Whether the object's Cloud Run service is Ready for its current generation.
 pub fn is_ready(obj: &CloudRunService) -> Option<bool> {
     let status = obj.status.as_ref()?;

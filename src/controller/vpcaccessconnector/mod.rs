@@ -28,7 +28,7 @@
 //! and a Warning event name those services; it looks again every few seconds and whenever one
 //! of them changes.
 
-mod plan;
+pub mod plan;
 
 use std::sync::Arc;
 use std::time::Duration;

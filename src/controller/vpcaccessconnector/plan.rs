@@ -21,7 +21,7 @@ use crate::error::{Error, reason_of};
 use crate::gcp::{Gcp, GcpError, GcpResult};
 
 /// What a pass knows without calling Google.
-pub(super) struct Input<'a> {
+pub struct Input<'a> {
     /// The object.
     pub obj: &'a VpcAccessConnector,
     /// Its project, resolved; `None` when none is set.
@@ -31,7 +31,7 @@ pub(super) struct Input<'a> {
 }
 
 /// A fact about Google a plan can ask for.
-pub(super) enum Read {
+pub enum Read {
     /// A VPC Access operation.
     Operation(String),
     /// The connector.
@@ -40,9 +40,11 @@ pub(super) enum Read {
 
 /// What a pass has read; `None` = not read.
 #[derive(Default)]
-pub(super) struct Observed {
-    operation: Option<GcpResult<Operation>>,
-    connector: Option<GcpResult<Option<Connector>>>,
+pub struct Observed {
+    /// The operation in `status.operation`.
+    pub operation: Option<GcpResult<Operation>>,
+    /// The connector.
+    pub connector: Option<GcpResult<Option<Connector>>>,
 }
 
 impl Observation for Observed {
@@ -69,10 +71,14 @@ impl Observation for Observed {
 
 /// The status fields besides conditions.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub(super) struct Fields {
+pub struct Fields {
+    /// `status.state`.
     pub state: Option<String>,
+    /// The connector this object owns.
     pub resource_name: Option<String>,
+    /// Projects whose services use the connector.
     pub connected_projects: Vec<String>,
+    /// A Google operation in flight.
     pub operation: Option<String>,
 }
 
@@ -88,11 +94,14 @@ impl Fields {
 }
 
 /// A write to Google.
-pub(super) enum Change {
+pub enum Change {
     /// Create the connector; once Google accepts, it is this object's.
     Create {
+        /// Full name.
         name: String,
+        /// The connector to create.
         connector: Box<Connector>,
+        /// Whether it existed once (created by this object) and disappeared.
         again: bool,
     },
     /// Delete the connector.
@@ -100,11 +109,16 @@ pub(super) enum Change {
 }
 
 /// What one pass does (and, after [`execute`], did).
-pub(super) struct Plan<O> {
+pub struct Plan<O> {
+    /// `Ready`, when the pass decided it.
     pub ready: Option<Cond>,
+    /// The write to make.
     pub change: Option<Change>,
+    /// What happens after it.
     pub outcome: O,
+    /// Status fields.
     pub fields: Fields,
+    /// Events to publish.
     pub notes: Vec<Note>,
 }
 
@@ -136,7 +150,7 @@ fn failed(e: &GcpError) -> (Cond, Error) {
 }
 
 /// The plan of a pass over a live connector, or the next read it needs.
-pub(super) fn plan(input: &Input, obs: &Observed) -> Result<Plan<Outcome>, Read> {
+pub fn plan(input: &Input, obs: &Observed) -> Result<Plan<Outcome>, Read> {
     let obj = input.obj;
     let spec = &obj.spec;
     let mut p = Plan::new(obj, Outcome::Progressing);
@@ -277,7 +291,7 @@ pub(super) fn plan(input: &Input, obs: &Observed) -> Result<Plan<Outcome>, Read>
 }
 
 /// The plan of a pass over a connector being deleted, or the next read it needs.
-pub(super) fn plan_cleanup(input: &Input, obs: &Observed) -> Result<Plan<CleanupOutcome>, Read> {
+pub fn plan_cleanup(input: &Input, obs: &Observed) -> Result<Plan<CleanupOutcome>, Read> {
     let obj = input.obj;
     let mut p = Plan::new(obj, CleanupOutcome::Done);
     if !input.users.is_empty() {
@@ -380,7 +394,7 @@ pub(super) fn plan_cleanup(input: &Input, obs: &Observed) -> Result<Plan<Cleanup
 }
 
 /// Makes the plan's create call.
-pub(super) async fn execute(mut p: Plan<Outcome>, gcp: &Gcp) -> Plan<Outcome> {
+pub async fn execute(mut p: Plan<Outcome>, gcp: &Gcp) -> Plan<Outcome> {
     let Some(Change::Create {
         name,
         connector,
@@ -431,10 +445,7 @@ pub(super) async fn execute(mut p: Plan<Outcome>, gcp: &Gcp) -> Plan<Outcome> {
 }
 
 /// Makes the cleanup plan's delete call.
-pub(super) async fn execute_cleanup(
-    mut p: Plan<CleanupOutcome>,
-    gcp: &Gcp,
-) -> Plan<CleanupOutcome> {
+pub async fn execute_cleanup(mut p: Plan<CleanupOutcome>, gcp: &Gcp) -> Plan<CleanupOutcome> {
     let Some(Change::Delete(name)) = p.change.take() else {
         return p;
     };

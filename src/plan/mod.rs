@@ -1,0 +1,523 @@
+//! `runwarden plan`: what a reconcile of each manifest would do, without a cluster and without
+//! writing to Google.
+//!
+//! The manifests are read and checked against the CRD schemas ([`crate::manifest`]); each
+//! CloudRunService is then validated with the controller's own rules, judged by the
+//! RunSecurityPolicies among the manifests, and planned by **the controller's pure plan** over
+//! Google's answers to the same reads the controller makes (read-only: no write is ever made).
+//! There is no second diff engine: what `plan` prints is what the controller would execute.
+//!
+//! Exit codes follow Terraform's `-detailed-exitcode`: 0 nothing to change, 2 changes to make
+//! (or objects that will wait for something outside the manifests, e.g. a KMS key that does not
+//! exist yet), 1 invalid input, a policy violation, or a Google error.
+//!
+//! What differs from a reconcile, and why:
+//! - objects have no uid outside a cluster: a Google service labelled `managed-by: runwarden`
+//!   is taken to be the object's own (a note says so), any other is judged as the controller
+//!   would (`AlreadyExists` unless `adoptionPolicy: Adopt`);
+//! - a VpcAccessConnector among the manifests counts as Ready for the services that reference
+//!   it (it is planned itself, above them).
+
+mod output;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+pub use output::{render_json, render_text};
+
+use crate::api::v1alpha1::{CloudRunService, VpcAccessConnector};
+use crate::api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, OWNER_LABEL, PROJECT_ANNOTATION};
+use crate::controller::cloudrunservice::observe::Observed;
+use crate::controller::cloudrunservice::plan::{self as service_plan, Change, Input};
+use crate::controller::cloudrunservice::render;
+use crate::controller::conditions::Cond;
+use crate::controller::context::{ProjectNumbers, resolve_project};
+use crate::controller::vpcaccessconnector::{self, plan as connector_plan};
+use crate::controller::{Outcome, observe_and_plan_from};
+use crate::error::Error;
+use crate::gcp::Gcp;
+use crate::manifest::Manifests;
+
+/// What a reconcile would do with one object.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectPlan {
+    /// `CloudRunService` or `VpcAccessConnector`.
+    pub kind: &'static str,
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Where it was read, `file#document`.
+    pub source: String,
+    /// The Google resource, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// The verdict.
+    pub action: Verdict,
+    /// The writes a reconcile would make, in order.
+    pub calls: Vec<Call>,
+    /// Why it cannot proceed, or what it waits for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The message that goes with `reason`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Managed field paths where Google differs from the spec.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<String>,
+    /// Remarks (assumptions, audit violations).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// The verdict on one object.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "camelCase")]
+pub enum Verdict {
+    /// Google matches the spec: no call.
+    InSync,
+    /// The resource would be created.
+    Create,
+    /// The resource (or its IAM policy, or its key's) would be changed.
+    Update,
+    /// `managementPolicy: Observe`: Google differs, and runwarden would not write.
+    Drifted,
+    /// The reconcile would wait for something outside the manifests (a key, a connector).
+    Waits,
+    /// The spec cannot work as written (including a Google resource it may not take over).
+    Invalid,
+    /// An `Enforce` RunSecurityPolicy forbids it.
+    Violation,
+    /// Google refused a read.
+    Error,
+}
+
+/// One write to Google.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Call {
+    /// `{api}.{method}`, e.g. `run.services.create`.
+    pub method: &'static str,
+    /// The resource written.
+    pub resource: String,
+    /// Changed fields (create: every managed field).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldChange>,
+    /// IAM members added.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub add: Vec<String>,
+    /// IAM members removed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<String>,
+    /// The IAM role, for policy writes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+}
+
+/// A managed field that changes, as canonical values (defaults folded in).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct FieldChange {
+    /// The field path, e.g. `template.containers[0].image`.
+    pub path: String,
+    /// Google's value (absent on create).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// The spec's value.
+    pub to: String,
+}
+
+/// The plan of every object.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct Report {
+    /// Connectors first (services depend on them), then services, each sorted by namespace
+    /// and name.
+    pub objects: Vec<ObjectPlan>,
+    /// Documents that were skipped, and other remarks.
+    pub notes: Vec<String>,
+}
+
+impl Report {
+    /// 0 nothing to change, 2 changes to make (or waits), 1 anything invalid, forbidden or
+    /// failed.
+    pub fn exit_code(&self) -> u8 {
+        let worst = self.objects.iter().map(|o| o.action).max();
+        match worst {
+            None | Some(Verdict::InSync) => 0,
+            Some(Verdict::Invalid | Verdict::Violation | Verdict::Error) => 1,
+            Some(_) => 2,
+        }
+    }
+}
+
+/// How each object's project and policies are found.
+pub struct Settings {
+    /// Project of objects that name none and whose Namespace has no annotation.
+    pub default_project: Option<String>,
+}
+
+/// Plans every object of `manifests` against `gcp`, reading only.
+pub async fn plan(manifests: &Manifests, gcp: &Gcp, settings: &Settings) -> Report {
+    let numbers = ProjectNumbers::default();
+    let mut report = Report {
+        notes: manifests.skipped.iter().map(ToString::to_string).collect(),
+        ..Default::default()
+    };
+    let project_of = |spec_project: Option<&str>, namespace: &str| {
+        resolve_project(
+            spec_project,
+            manifests
+                .namespaces
+                .get(namespace)
+                .and_then(|ns| ns.annotations.get(PROJECT_ANNOTATION).cloned())
+                .filter(|p| !p.is_empty()),
+            settings.default_project.as_deref(),
+        )
+    };
+    let mut connectors: Vec<&VpcAccessConnector> = manifests.connectors.iter().collect();
+    connectors.sort_by_key(|c| (c.metadata.namespace.clone(), c.metadata.name.clone()));
+    for connector in connectors {
+        let namespace = connector.metadata.namespace.clone().unwrap_or_default();
+        let project = project_of(connector.spec.project_id.as_deref(), &namespace);
+        report
+            .objects
+            .push(plan_connector(manifests, connector, project, gcp, &numbers).await);
+    }
+    let mut services: Vec<&CloudRunService> = manifests.services.iter().collect();
+    services.sort_by_key(|s| (s.metadata.namespace.clone(), s.metadata.name.clone()));
+    for service in services {
+        let namespace = service.metadata.namespace.clone().unwrap_or_default();
+        let project = project_of(service.spec.project_id.as_deref(), &namespace);
+        let connector = service
+            .spec
+            .egress
+            .as_ref()
+            .and_then(|e| e.connector_ref.as_ref())
+            .and_then(|r| {
+                manifests.connectors.iter().find(|c| {
+                    c.metadata.namespace.as_deref() == Some(namespace.as_str())
+                        && c.metadata.name.as_deref() == Some(r.name.as_str())
+                })
+            })
+            .map(|c| as_ready(c, project_of(c.spec.project_id.as_deref(), &namespace)));
+        let policy = policy_condition(manifests, service, project.as_deref());
+        report.objects.push(
+            plan_service(
+                manifests, service, project, connector, policy, gcp, &numbers,
+            )
+            .await,
+        );
+    }
+    report
+}
+
+/// `PolicyCompliant` for a service from the RunSecurityPolicies among the manifests.
+fn policy_condition(manifests: &Manifests, obj: &CloudRunService, project: Option<&str>) -> Cond {
+    let namespace = obj.metadata.namespace.clone().unwrap_or_default();
+    let labels = manifests
+        .namespaces
+        .get(&namespace)
+        .map(|ns| ns.labels.clone())
+        .unwrap_or_default();
+    crate::controller::cloudrunservice::policy_condition(obj, &labels, project, &manifests.policies)
+}
+
+/// A connector of the manifests as the services that use it will see it once it exists.
+fn as_ready(c: &VpcAccessConnector, project: Option<String>) -> VpcAccessConnector {
+    use crate::api::v1alpha1::{Condition, VpcAccessConnectorStatus, status};
+    let mut ready = c.clone();
+    ready.status = Some(VpcAccessConnectorStatus {
+        state: Some(vpcaccessconnector::state::READY.to_owned()),
+        resource_name: Some(vpcaccessconnector::connector_name(
+            c,
+            project.as_deref().unwrap_or("PROJECT"),
+        )),
+        observed_generation: c.metadata.generation,
+        conditions: vec![Condition {
+            type_: vpcaccessconnector::READY.to_owned(),
+            status: status::TRUE.to_owned(),
+            reason: "Ready".to_owned(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    ready
+}
+
+fn source(manifests: &Manifests, kind: &str, namespace: &str, name: &str) -> String {
+    manifests
+        .source(kind, Some(namespace), name)
+        .map(ToString::to_string)
+        .unwrap_or_default()
+}
+
+async fn plan_service(
+    manifests: &Manifests,
+    obj: &CloudRunService,
+    project: Option<String>,
+    connector: Option<VpcAccessConnector>,
+    policy: Cond,
+    gcp: &Gcp,
+    numbers: &ProjectNumbers,
+) -> ObjectPlan {
+    let namespace = obj.metadata.namespace.clone().unwrap_or_default();
+    let name = obj.metadata.name.clone().unwrap_or_default();
+    let mut out = ObjectPlan {
+        kind: "CloudRunService",
+        source: source(manifests, "CloudRunService", &namespace, &name),
+        namespace,
+        name,
+        resource: None,
+        action: Verdict::InSync,
+        calls: vec![],
+        reason: None,
+        message: None,
+        drift: vec![],
+        notes: vec![],
+    };
+    if policy.reason == crate::controller::reasons::AUDIT_VIOLATION {
+        out.notes.push(format!("audit: {}", policy.message));
+    }
+    // Outside a cluster the object has no uid: a service runwarden manages is taken as its own.
+    let mut obj = obj.clone();
+    let mut seed = Observed::default();
+    if let Some(project) = &project {
+        let name = render::service_name(&obj, project);
+        let read = gcp.run.get_service(&name).await;
+        if let Ok(Some(svc)) = &read
+            && svc.labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
+            && let Some(owner) = svc.labels.get(OWNER_LABEL)
+        {
+            out.notes.push(format!(
+                "{name} is managed by runwarden (owner uid {owner}): taken to be this object's"
+            ));
+            obj.metadata.uid = Some(owner.clone());
+        }
+        seed.service = Some(read);
+    }
+    let input = Input {
+        obj: &obj,
+        project,
+        connector,
+        policy,
+    };
+    let (plan, observed) =
+        observe_and_plan_from(seed, gcp, numbers, |o| service_plan::plan(&input, o)).await;
+    out.resource = plan.fields.resource_name.clone();
+    out.drift = plan.fields.drift.clone();
+    let actual = observed.service.and_then(Result::ok).flatten();
+    for change in &plan.changes {
+        out.calls.push(service_call(change, actual.as_ref()));
+    }
+    out.action = verdict(&plan.outcome, &out.calls, &plan.conditions);
+    if let Outcome::Stop(e) = &plan.outcome {
+        out.reason = Some(e.metric_label().to_owned());
+        out.message = Some(message_of(e));
+    } else if out.action == Verdict::Drifted
+        && let Some(c) = plan.conditions.iter().find(|c| !c.is_true())
+    {
+        out.reason = Some(c.reason.clone());
+        out.message = Some(c.message.clone());
+    }
+    out
+}
+
+fn message_of(e: &Error) -> String {
+    match e {
+        Error::Spec { message, .. } | Error::Blocked { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn verdict(outcome: &Outcome, calls: &[Call], conditions: &[Cond]) -> Verdict {
+    use crate::controller::reasons::{DRIFTED, VIOLATION};
+    match outcome {
+        Outcome::Stop(Error::Spec { reason, .. }) if *reason == VIOLATION => Verdict::Violation,
+        Outcome::Stop(Error::Spec { .. }) => Verdict::Invalid,
+        Outcome::Stop(Error::Blocked { .. }) => Verdict::Waits,
+        Outcome::Stop(Error::Gcp(e))
+            if !e.is_transient() && e.code != crate::gcp::Code::PermissionDenied =>
+        {
+            Verdict::Invalid
+        }
+        Outcome::Stop(_) => Verdict::Error,
+        _ if calls.iter().any(|c| c.method.ends_with(".create")) => Verdict::Create,
+        _ if !calls.is_empty() => Verdict::Update,
+        _ if conditions.iter().any(|c| c.reason == DRIFTED) => Verdict::Drifted,
+        _ => Verdict::InSync,
+    }
+}
+
+/// The call a planned change makes, with its field-level diff.
+fn service_call(change: &Change, actual: Option<&google_cloud_run_v2::model::Service>) -> Call {
+    let call = |method, resource: &str| Call {
+        method,
+        resource: resource.to_owned(),
+        fields: vec![],
+        add: vec![],
+        remove: vec![],
+        role: None,
+    };
+    match change {
+        Change::GrantKey { key, member, .. } => Call {
+            add: vec![member.clone()],
+            role: Some(crate::controller::cloudrunservice::encryption::KMS_ROLE.to_owned()),
+            ..call("kms.cryptoKeys.setIamPolicy", key)
+        },
+        Change::Create {
+            parent,
+            id,
+            service,
+        } => {
+            let name = format!("{parent}/services/{id}");
+            let mut named = service.clone();
+            named.name = name.clone();
+            let fields = render::shape(&named)
+                .into_iter()
+                .filter(|(_, v)| !v.is_empty() && v != "<unmanaged>")
+                .map(|(path, to)| FieldChange {
+                    path,
+                    from: None,
+                    to,
+                })
+                .collect();
+            Call {
+                fields,
+                ..call("run.services.create", &name)
+            }
+        }
+        Change::Update {
+            service, changed, ..
+        } => {
+            let want = render::shape(service);
+            let have = actual.map(render::shape).unwrap_or_default();
+            let fields = changed
+                .iter()
+                .map(|path| FieldChange {
+                    path: path.clone(),
+                    from: have.get(path).cloned(),
+                    to: want.get(path).cloned().unwrap_or_else(|| path.clone()),
+                })
+                .collect();
+            Call {
+                fields,
+                ..call("run.services.patch", &service.name)
+            }
+        }
+        Change::SetInvokers {
+            resource,
+            add,
+            remove,
+            ..
+        } => Call {
+            add: add.clone(),
+            remove: remove.clone(),
+            role: Some(crate::controller::iam::INVOKER_ROLE.to_owned()),
+            ..call("run.services.setIamPolicy", resource)
+        },
+    }
+}
+
+async fn plan_connector(
+    manifests: &Manifests,
+    obj: &VpcAccessConnector,
+    project: Option<String>,
+    gcp: &Gcp,
+    numbers: &ProjectNumbers,
+) -> ObjectPlan {
+    let namespace = obj.metadata.namespace.clone().unwrap_or_default();
+    let name = obj.metadata.name.clone().unwrap_or_default();
+    let mut out = ObjectPlan {
+        kind: "VpcAccessConnector",
+        source: source(manifests, "VpcAccessConnector", &namespace, &name),
+        namespace,
+        name,
+        resource: project
+            .as_deref()
+            .map(|p| vpcaccessconnector::connector_name(obj, p)),
+        action: Verdict::InSync,
+        calls: vec![],
+        reason: None,
+        message: None,
+        drift: vec![],
+        notes: vec![],
+    };
+    // Outside a cluster nothing records ownership: a connector that exists is taken as this
+    // object's (a note says so), so the plan shows what Google has against the spec.
+    let mut obj = obj.clone();
+    if let Some(resource) = &out.resource
+        && let Ok(Some(_)) = gcp.vpcaccess.get_connector(resource).await
+    {
+        out.notes.push(format!(
+            "{resource} exists: taken to be this object's (connectors carry no labels; a cluster records ownership in status.resourceName)"
+        ));
+        obj.status = Some(crate::api::v1alpha1::VpcAccessConnectorStatus {
+            resource_name: Some(resource.clone()),
+            ..Default::default()
+        });
+    }
+    let input = connector_plan::Input {
+        obj: &obj,
+        project,
+        users: vec![],
+    };
+    let (plan, _) = observe_and_plan_from(connector_plan::Observed::default(), gcp, numbers, |o| {
+        connector_plan::plan(&input, o)
+    })
+    .await;
+    if let Some(connector_plan::Change::Create {
+        name, connector, ..
+    }) = &plan.change
+    {
+        let fields = [
+            ("network", connector.network.clone()),
+            ("ipCidrRange", connector.ip_cidr_range.clone()),
+            (
+                "subnet",
+                connector
+                    .subnet
+                    .as_ref()
+                    .map(|s| format!("{}/{}", s.project_id, s.name))
+                    .unwrap_or_default(),
+            ),
+            ("machineType", connector.machine_type.clone()),
+            ("minInstances", connector.min_instances.to_string()),
+            ("maxInstances", connector.max_instances.to_string()),
+        ]
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty() && v != "0")
+        .map(|(path, to)| FieldChange {
+            path: path.to_owned(),
+            from: None,
+            to,
+        })
+        .collect();
+        out.calls.push(Call {
+            method: "vpcaccess.connectors.create",
+            resource: name.clone(),
+            fields,
+            add: vec![],
+            remove: vec![],
+            role: None,
+        });
+    }
+    out.action = verdict(&plan.outcome, &out.calls, &[]);
+    if let Outcome::Stop(e) = &plan.outcome {
+        out.reason = Some(e.metric_label().to_owned());
+        out.message = Some(message_of(e));
+    }
+    out
+}
+
+/// Every distinct verdict of a report, counted.
+pub fn summary(report: &Report) -> BTreeMap<Verdict, usize> {
+    let mut out = BTreeMap::new();
+    for o in &report.objects {
+        *out.entry(o.action).or_default() += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;
