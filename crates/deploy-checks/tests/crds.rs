@@ -13,7 +13,7 @@ fn crd_copies_are_byte_identical_to_the_committed_crds() {
         committed.display()
     );
     for copy in [
-        "helm/runwarden/crds/runwarden.dev.yaml",
+        "helm/runwarden/files/crds.yaml",
         "deploy/base/crds.yaml",
     ] {
         common::assert_same_bytes(CRDS, copy);
