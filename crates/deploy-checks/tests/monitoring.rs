@@ -221,7 +221,10 @@ fn chart_prometheus_rule_carries_the_same_rules() {
                 .lines()
                 .find(|l| l.contains(&format!("replace {default:?}")))
                 .unwrap_or_else(|| panic!("the chart does not replace {default:?} in the alerts"));
-            assert!(line.contains(value), "{default:?} must become {value}: {line}");
+            assert!(
+                line.contains(value),
+                "{default:?} must become {value}: {line}"
+            );
         }
     }
     assert!(
