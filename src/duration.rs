@@ -116,7 +116,10 @@ mod tests {
     /// every example it gives parses; samples the pattern refuses, the parser refuses too.
     #[test]
     fn the_chart_schema_and_the_parser_agree() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/helm/runwarden/values.schema.json");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/helm/runwarden/values.schema.json"
+        );
         let schema: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(path).expect("values.schema.json"))
                 .expect("JSON");
@@ -136,10 +139,15 @@ mod tests {
             .map(|e| e.as_str().expect("string example"))
             .collect();
         assert!(examples.contains(&"1m30s"), "examples: {examples:?}");
-        let samples = ["10m", "90s", "90", "1m30s", "1h30m", "500ms", "1.5h", "2h0m0s"];
+        let samples = [
+            "10m", "90s", "90", "1m30s", "1h30m", "500ms", "1.5h", "2h0m0s",
+        ];
         for s in examples.iter().chain(&samples) {
             assert!(re.is_match(s), "schema refuses {s:?}");
-            assert!(parse_duration(s).is_ok(), "binary refuses {s:?}, which the schema allows");
+            assert!(
+                parse_duration(s).is_ok(),
+                "binary refuses {s:?}, which the schema allows"
+            );
         }
         for s in ["1m30", "10x", "1d", "m", "-1s", "1 m", ".5s", "10M"] {
             assert!(!re.is_match(s), "schema accepts {s:?}");

@@ -336,7 +336,14 @@ mod tests {
         let older = at("2025-12-31T12:00:00Z"); // a day
         let fresh = at("2026-01-01T11:55:00Z"); // 5 minutes
         let exactly = at("2026-01-01T11:45:00Z"); // 15 minutes: not yet
-        let objects = [Some(&old), None, Some(&fresh), Some(&older), Some(&exactly), None];
+        let objects = [
+            Some(&old),
+            None,
+            Some(&fresh),
+            Some(&older),
+            Some(&exactly),
+            None,
+        ];
         assert_eq!(
             stuck_deletions(objects.iter().copied(), now, STUCK_DELETION_AFTER),
             2
@@ -369,6 +376,9 @@ mod tests {
             text.contains("runwarden_deletions_stuck{kind=\"VpcAccessConnector\"} 0"),
             "{text}"
         );
-        assert!(text.contains("# TYPE runwarden_deletions_stuck gauge"), "{text}");
+        assert!(
+            text.contains("# TYPE runwarden_deletions_stuck gauge"),
+            "{text}"
+        );
     }
 }

@@ -73,14 +73,13 @@ pub fn skip(area: &str, check: &str, reason: &str) {
     use std::io::Write;
     let _ = std::io::stderr()
         .write_all(format!("\n*** SKIPPED {area} check {check}: {reason} ***\n\n").as_bytes());
-    if let Some(path) = std::env::var_os("RUNWARDEN_SKIP_LOG").filter(|p| !p.is_empty()) {
-        if let Ok(mut f) = std::fs::OpenOptions::new()
+    if let Some(path) = std::env::var_os("RUNWARDEN_SKIP_LOG").filter(|p| !p.is_empty())
+        && let Ok(mut f) = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
-        {
-            let _ = writeln!(f, "{area}\t{check}\t{reason}");
-        }
+    {
+        let _ = writeln!(f, "{area}\t{check}\t{reason}");
     }
 }
 
