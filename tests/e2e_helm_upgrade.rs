@@ -99,6 +99,7 @@ fn helm_upgrade_from_the_previous_chart_updates_the_crds_and_keeps_objects() {
         envtest::skip("helm_upgrade_from_the_previous_chart_updates_the_crds_and_keeps_objects");
         return;
     };
+    let plane = &plane;
     let dir = tempfile::tempdir().expect("temp dir");
     let old_chart = match previous_chart(dir.path()) {
         Ok(c) => c,
