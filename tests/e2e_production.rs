@@ -110,7 +110,11 @@ fn server_dry_run(plane: &ControlPlane, what: &str, manifests: &str) -> String {
 #[test]
 fn shipped_manifests_pass_a_server_side_dry_run() {
     let Some(plane) = envtest::shared() else {
-        envtest::skip("shipped_manifests_pass_a_server_side_dry_run");
+        envtest::skip_check(
+            "chart",
+            "server-side dry run of deploy/ and the chart",
+            &envtest::no_plane(),
+        );
         return;
     };
     let deploy = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy");

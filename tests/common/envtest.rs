@@ -80,14 +80,15 @@ pub fn shared() -> Option<&'static ControlPlane> {
 
 /// Prints the loud skip message used by every test that needs a control plane.
 pub fn skip(test: &str) {
-    skip_check(
-        "end-to-end",
-        test,
-        &format!(
-            "no kube-apiserver/etcd in {} or on PATH (set KUBEBUILDER_ASSETS)",
-            assets_dir().display()
-        ),
-    );
+    skip_check("end-to-end", test, &no_plane());
+}
+
+/// Why there is no control plane.
+pub fn no_plane() -> String {
+    format!(
+        "no kube-apiserver/etcd in {} or on PATH (set KUBEBUILDER_ASSETS)",
+        assets_dir().display()
+    )
 }
 
 /// Says loudly that a check did not run: on the real stderr, past the test harness's capture,
