@@ -4,12 +4,14 @@
 FROM rust:1.95-bookworm AS builder
 WORKDIR /src
 COPY . .
+# --no-default-features leaves out the built-in Google Cloud emulator (`runwarden emulator`,
+# `--gcp-endpoint embedded`), which production never runs.
 # The registry, git and target caches survive between builds, so only changed crates recompile.
 # target/ is a cache mount (not part of the image layer), hence the copy out of it.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p runwarden \
+    cargo build --release --locked -p runwarden --no-default-features \
  && cp /src/target/release/runwarden /runwarden
 
 # glibc + libgcc for the dynamically linked binary (aws-lc is compiled in); no shell.

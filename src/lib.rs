@@ -5,6 +5,7 @@
 pub mod api;
 pub mod controller;
 pub mod crd;
+pub mod duration;
 pub mod error;
 pub mod gcp;
 pub mod manifest;

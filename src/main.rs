@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use runwarden::controller::{self, Health, Parts};
+use runwarden::duration::parse_duration;
 use runwarden::{gcp, http, metrics::Metrics};
 use tracing::{error, info};
 
@@ -29,6 +30,7 @@ enum Command {
     /// Print every CustomResourceDefinition as one multi-document YAML.
     Crd,
     /// Serve the local Google Cloud emulator until SIGTERM.
+    #[cfg(feature = "emulator")]
     Emulator(EmulatorArgs),
 }
 
@@ -63,7 +65,8 @@ struct ControllerArgs {
         default_value = "runwarden-controller"
     )]
     lease_name: String,
-    /// Namespace of the leader election Lease (default: $POD_NAMESPACE).
+    /// Namespace of the leader election Lease (default: $POD_NAMESPACE, else the namespace of
+    /// the kubeconfig's current context, `default` when it names none).
     #[arg(long, env = "RUNWARDEN_LEASE_NAMESPACE")]
     lease_namespace: Option<String>,
     /// How long the leader lease holds without renewal; a standby takes over this long after
@@ -88,6 +91,7 @@ struct ControllerArgs {
     emulator_operation_delay: Duration,
 }
 
+#[cfg(feature = "emulator")]
 #[derive(clap::Args)]
 struct EmulatorArgs {
     /// Address to listen on.
@@ -128,6 +132,7 @@ fn main() -> ExitCode {
             Command::Crd => runwarden::crd::to_yaml()
                 .map(|yaml| print!("{yaml}"))
                 .map_err(|e| e.to_string()),
+            #[cfg(feature = "emulator")]
             Command::Emulator(args) => emulator(args).await,
             Command::Controller(args) => run_controller(*args).await,
         }
@@ -158,6 +163,7 @@ fn init_logging(format: LogFormat, filter: &str) {
     }
 }
 
+#[cfg(feature = "emulator")]
 async fn emulator(args: EmulatorArgs) -> Result<(), String> {
     init_logging(args.log_format, "info");
     let listener = tokio::net::TcpListener::bind(&args.listen)
@@ -183,14 +189,8 @@ async fn run_controller(args: ControllerArgs) -> Result<(), String> {
 
     let (endpoint, credentials, _embedded) = match args.gcp_endpoint.as_deref() {
         Some("embedded") => {
-            let config = runwarden_emulator::Config {
-                operation_delay: args.emulator_operation_delay,
-            };
-            let emu = runwarden_emulator::Emulator::start("127.0.0.1:0", config)
-                .await
-                .map_err(|e| format!("cannot start the embedded emulator: {e}"))?;
-            info!(endpoint = %emu.endpoint(), "embedded Google Cloud emulator started");
-            (Some(emu.endpoint()), anonymous(), Some(emu))
+            let emu = embedded_emulator(args.emulator_operation_delay).await?;
+            (Some(emu.endpoint.clone()), anonymous(), Some(emu))
         }
         Some(url) => (
             Some(url.trim_end_matches('/').to_owned()),
@@ -259,10 +259,17 @@ async fn run_controller(args: ControllerArgs) -> Result<(), String> {
         metrics: metrics.clone(),
     };
     if args.leader_election {
-        let namespace = args
-            .lease_namespace
-            .or_else(|| std::env::var("POD_NAMESPACE").ok())
-            .ok_or("--leader-election needs --lease-namespace or $POD_NAMESPACE")?;
+        let namespace = match args.lease_namespace {
+            Some(ns) => ns,
+            None => lease_namespace(
+                None,
+                std::env::var("POD_NAMESPACE").ok(),
+                kube::Config::infer()
+                    .await
+                    .ok()
+                    .map(|c| c.default_namespace),
+            )?,
+        };
         let mut lease =
             controller::lease::Lease::new(client, &namespace, &args.lease_name, &identity, metrics);
         lease.duration = args.lease_duration;
@@ -277,6 +284,51 @@ async fn run_controller(args: ControllerArgs) -> Result<(), String> {
     }
     info!("stopped");
     Ok(())
+}
+
+/// The in-process emulator of `--gcp-endpoint embedded`; stops when dropped.
+struct Embedded {
+    endpoint: String,
+    #[cfg(feature = "emulator")]
+    _emulator: runwarden_emulator::Emulator,
+}
+
+#[cfg(feature = "emulator")]
+async fn embedded_emulator(operation_delay: Duration) -> Result<Embedded, String> {
+    let config = runwarden_emulator::Config { operation_delay };
+    let emu = runwarden_emulator::Emulator::start("127.0.0.1:0", config)
+        .await
+        .map_err(|e| format!("cannot start the embedded emulator: {e}"))?;
+    info!(endpoint = %emu.endpoint(), "embedded Google Cloud emulator started");
+    Ok(Embedded {
+        endpoint: emu.endpoint(),
+        _emulator: emu,
+    })
+}
+
+#[cfg(not(feature = "emulator"))]
+async fn embedded_emulator(_operation_delay: Duration) -> Result<Embedded, String> {
+    Err(NO_EMULATOR.to_owned())
+}
+
+/// What `--gcp-endpoint embedded` says in a build without the `emulator` feature.
+#[cfg(not(feature = "emulator"))]
+const NO_EMULATOR: &str = "--gcp-endpoint embedded: this build of runwarden has no emulator (built without the `emulator` cargo feature, as the container image is); use --gcp-endpoint URL of a running `runwarden emulator`, or unset it for Google";
+
+/// The namespace of the leader election Lease: `--lease-namespace`, else `$POD_NAMESPACE`
+/// (set by the chart from the downward API), else the kubeconfig's (or in-cluster) namespace.
+fn lease_namespace(
+    flag: Option<String>,
+    pod_namespace: Option<String>,
+    kubeconfig_namespace: Option<String>,
+) -> Result<String, String> {
+    [flag, pod_namespace, kubeconfig_namespace]
+        .into_iter()
+        .flatten()
+        .find(|ns| !ns.trim().is_empty())
+        .ok_or_else(|| {
+            "--leader-election: no namespace for the Lease: set --lease-namespace or $POD_NAMESPACE, or a namespace in the kubeconfig context".to_owned()
+        })
 }
 
 fn anonymous() -> google_cloud_auth::credentials::Credentials {
@@ -328,36 +380,36 @@ fn check_lease_timing(duration: Duration, renew: Duration) -> Result<(), String>
     Ok(())
 }
 
-/// `500ms`, `30s`, `10m`, `1h` (a bare number is seconds).
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (number, unit) = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map_or((s, "s"), |i| s.split_at(i));
-    let n: f64 = number
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 30s, 10m or 1h"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn durations_parse_like_kubernetes_flags() {
-        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
-        assert!(parse_duration("10x").is_err());
-        assert!(parse_duration("m").is_err());
+    fn lease_namespace_falls_back_to_the_pod_then_the_kubeconfig() {
+        let s = |v: &str| Some(v.to_owned());
+        assert_eq!(
+            lease_namespace(s("flag"), s("pod"), s("kube")),
+            Ok("flag".into())
+        );
+        assert_eq!(lease_namespace(None, s("pod"), s("kube")), Ok("pod".into()));
+        assert_eq!(
+            lease_namespace(None, None, s("team-a")),
+            Ok("team-a".into()),
+            "outside a pod, the kubeconfig context's namespace"
+        );
+        assert_eq!(
+            lease_namespace(None, s(""), s("default")),
+            Ok("default".into()),
+            "an empty POD_NAMESPACE is no namespace"
+        );
+        assert!(lease_namespace(None, None, None).is_err());
+    }
+
+    #[cfg(not(feature = "emulator"))]
+    #[tokio::test]
+    async fn embedded_without_the_emulator_feature_says_so() {
+        let err = embedded_emulator(Duration::ZERO).await.err().unwrap();
+        assert!(err.contains("no emulator"), "{err}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
@@ -80,6 +81,7 @@ pub struct Metrics {
     gcp_requests: Family<GcpLabels, Counter>,
     gcp_duration: Family<GcpMethodLabels, Histogram, Buckets>,
     managed: Family<ReadyLabels, Gauge>,
+    deletions_stuck: Family<KindLabels, Gauge>,
     leader: Gauge,
 }
 
@@ -92,6 +94,7 @@ impl Default for Metrics {
         let gcp_requests = Family::<GcpLabels, Counter>::default();
         let gcp_duration = Family::new_with_constructor(Buckets(request_buckets));
         let managed = Family::<ReadyLabels, Gauge>::default();
+        let deletions_stuck = Family::<KindLabels, Gauge>::default();
         let leader = Gauge::default();
         registry.register(
             "reconciles",
@@ -124,6 +127,11 @@ impl Default for Metrics {
             managed.clone(),
         );
         registry.register(
+            "deletions_stuck",
+            "Objects being deleted (deletionTimestamp set) for longer than the stuck threshold, by kind",
+            deletions_stuck.clone(),
+        );
+        registry.register(
             "leader",
             "1 when this replica holds the leader lease",
             leader.clone(),
@@ -136,6 +144,7 @@ impl Default for Metrics {
             gcp_requests,
             gcp_duration,
             managed,
+            deletions_stuck,
             leader,
         }
     }
@@ -192,6 +201,16 @@ impl Metrics {
         }
     }
 
+    /// Sets the number of objects of `kind` whose deletion has waited longer than the stuck
+    /// threshold (see [`stuck_deletions`]).
+    pub fn set_deletions_stuck(&self, kind: &str, n: i64) {
+        self.deletions_stuck
+            .get_or_create(&KindLabels {
+                kind: kind.to_owned(),
+            })
+            .set(n);
+    }
+
     /// Marks whether this replica leads.
     pub fn set_leader(&self, leading: bool) {
         self.leader.set(i64::from(leading));
@@ -221,6 +240,30 @@ impl Metrics {
         }
         out
     }
+}
+
+/// How long a deletion may wait behind the `runwarden.dev/cleanup` finalizer before it counts
+/// in `runwarden_deletions_stuck` (Google's delete operations take minutes, not tens of them).
+pub const STUCK_DELETION_AFTER: Duration = Duration::from_secs(15 * 60);
+
+/// Of the objects whose `metadata.deletionTimestamp`s are given (`None`: not being deleted), how
+/// many have been waiting for longer than `older_than` at `now`. For `runwarden_deletions_stuck`.
+pub fn stuck_deletions<'a>(
+    deletion_timestamps: impl Iterator<Item = Option<&'a Time>>,
+    now: jiff::Timestamp,
+    older_than: Duration,
+) -> i64 {
+    let Ok(older_than) = jiff::SignedDuration::try_from(older_than) else {
+        return 0;
+    };
+    let Ok(cutoff) = now.checked_sub(older_than) else {
+        return 0;
+    };
+    let stuck = deletion_timestamps
+        .flatten()
+        .filter(|t| t.0 < cutoff)
+        .count();
+    i64::try_from(stuck).unwrap_or(i64::MAX)
 }
 
 /// `process_*` metrics of this process from /proc (empty elsewhere). Assumes the usual Linux
@@ -276,4 +319,66 @@ pub fn resident_memory_bytes() -> Option<u64> {
         .parse::<u64>()
         .ok()
         .map(|p| p * 4096)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> Time {
+        Time(s.parse().expect("RFC 3339"))
+    }
+
+    #[test]
+    fn only_deletions_older_than_the_threshold_are_stuck() {
+        let now: jiff::Timestamp = "2026-01-01T12:00:00Z".parse().unwrap();
+        let old = at("2026-01-01T11:40:00Z"); // 20 minutes
+        let older = at("2025-12-31T12:00:00Z"); // a day
+        let fresh = at("2026-01-01T11:55:00Z"); // 5 minutes
+        let exactly = at("2026-01-01T11:45:00Z"); // 15 minutes: not yet
+        let objects = [
+            Some(&old),
+            None,
+            Some(&fresh),
+            Some(&older),
+            Some(&exactly),
+            None,
+        ];
+        assert_eq!(
+            stuck_deletions(objects.iter().copied(), now, STUCK_DELETION_AFTER),
+            2
+        );
+        assert_eq!(
+            stuck_deletions(objects.iter().copied(), now, Duration::from_secs(60)),
+            4
+        );
+        assert_eq!(
+            stuck_deletions([None, None].into_iter(), now, Duration::ZERO),
+            0
+        );
+        assert_eq!(
+            stuck_deletions(std::iter::empty(), now, STUCK_DELETION_AFTER),
+            0
+        );
+    }
+
+    #[test]
+    fn the_stuck_deletions_gauge_is_exported_by_kind() {
+        let m = Metrics::default();
+        m.set_deletions_stuck("CloudRunService", 3);
+        m.set_deletions_stuck("VpcAccessConnector", 0);
+        let text = m.encode();
+        assert!(
+            text.contains("runwarden_deletions_stuck{kind=\"CloudRunService\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("runwarden_deletions_stuck{kind=\"VpcAccessConnector\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE runwarden_deletions_stuck gauge"),
+            "{text}"
+        );
+    }
 }

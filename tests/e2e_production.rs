@@ -110,7 +110,11 @@ fn server_dry_run(plane: &ControlPlane, what: &str, manifests: &str) -> String {
 #[test]
 fn shipped_manifests_pass_a_server_side_dry_run() {
     let Some(plane) = envtest::shared() else {
-        envtest::skip("shipped_manifests_pass_a_server_side_dry_run");
+        envtest::skip_check(
+            "chart",
+            "server-side dry run of deploy/ and the chart",
+            &envtest::no_plane(),
+        );
         return;
     };
     let deploy = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy");
@@ -122,57 +126,42 @@ fn shipped_manifests_pass_a_server_side_dry_run() {
         "{applied}"
     );
 
-    // The Helm chart, rendered offline when a renderer is here: `helm` on PATH, else the
-    // `helm-python-sdk` package in $RUNWARDEN_HELM_PYTHON (default /tmp/helmpk/venv/bin/python).
-    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/helm/runwarden");
-    let Some((renderer, rendered)) = render_chart(chart) else {
-        eprintln!(
-            "\n*** SKIPPED the Helm part of shipped_manifests_pass_a_server_side_dry_run: neither `helm` on PATH nor Python with helm-python-sdk (set RUNWARDEN_HELM_PYTHON; e.g. python3 -m venv /tmp/helmpk/venv && /tmp/helmpk/venv/bin/pip install helm-python-sdk). The kustomize manifests were checked. ***\n"
+    // The Helm chart, rendered by Helm's Go SDK (helm-python-sdk, see
+    // crates/deploy-checks/helm_sdk.py), CRDs included: they are templates of the chart.
+    let Some(rendered) = render_chart() else {
+        envtest::skip_check(
+            "chart",
+            "helm chart server-side dry run",
+            "no helm-python-sdk (set RUNWARDEN_HELM_PYTHON; .ci/run installs it from PyPI); the kustomize manifests were checked",
         );
         return;
     };
-    // Helm applies crds/ itself; they are the same files as deploy/'s (tests/crd.rs).
-    server_dry_run(plane, &format!("helm chart ({renderer})"), &rendered);
+    let applied = server_dry_run(plane, "helm chart", &rendered);
+    assert!(
+        applied.contains("customresourcedefinition.apiextensions.k8s.io/cloudrunservices.runwarden.dev serverside-applied"),
+        "the chart's CRDs: {applied}"
+    );
 }
 
-/// The chart's templates rendered as `helm template runwarden -n runwarden-system` would.
-fn render_chart(chart: &str) -> Option<(String, String)> {
-    if let Ok(out) = Command::new("helm")
+/// The Python that has helm-python-sdk: `$RUNWARDEN_HELM_PYTHON`, default
+/// `/tmp/helmpk/venv/bin/python` (where `.ci/run` installs it).
+fn helm_python() -> String {
+    std::env::var("RUNWARDEN_HELM_PYTHON").unwrap_or_else(|_| "/tmp/helmpk/venv/bin/python".into())
+}
+
+/// The chart rendered as `helm template runwarden -n runwarden-system` would; `None` without
+/// helm-python-sdk.
+fn render_chart() -> Option<String> {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new(helm_python())
+        .arg(format!("{root}/crates/deploy-checks/helm_sdk.py"))
         .args([
-            "template",
+            "render",
+            &format!("{root}/helm/runwarden"),
             "runwarden",
-            chart,
-            "--namespace",
             "runwarden-system",
+            "{}",
         ])
-        .output()
-    {
-        assert!(
-            out.status.success(),
-            "helm template: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        return Some((
-            "helm template".into(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        ));
-    }
-    let python = std::env::var("RUNWARDEN_HELM_PYTHON")
-        .unwrap_or_else(|_| "/tmp/helmpk/venv/bin/python".into());
-    let script = r#"
-import sys
-try:
-    import helm_python as helm
-except ImportError:
-    sys.exit(3)
-with helm.Chart.load(sys.argv[1]) as chart:
-    out = chart.render(None, name="runwarden", namespace="runwarden-system", is_install=True)
-for path in sorted(out):
-    if out[path].strip() and not path.endswith(".txt"):
-        print("---\n# Source: " + path + "\n" + out[path].strip())
-"#;
-    let out = Command::new(&python)
-        .args(["-c", script, chart])
         .output()
         .ok()?;
     if out.status.code() == Some(3) {
@@ -183,10 +172,7 @@ for path in sorted(out):
         "rendering the chart with helm-python-sdk failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    Some((
-        format!("helm-python-sdk via {python}"),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    ))
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// One `runwarden controller --leader-election` process.

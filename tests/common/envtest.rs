@@ -80,13 +80,45 @@ pub fn shared() -> Option<&'static ControlPlane> {
 
 /// Prints the loud skip message used by every test that needs a control plane.
 pub fn skip(test: &str) {
-    eprintln!(
-        "\n*** SKIPPED {test}: no kube-apiserver/etcd in {} (set KUBEBUILDER_ASSETS). This test needs a real Kubernetes API server. ***\n",
+    skip_check("end-to-end", test, &no_plane());
+}
+
+/// Why there is no control plane.
+pub fn no_plane() -> String {
+    format!(
+        "no kube-apiserver/etcd in {} or on PATH (set KUBEBUILDER_ASSETS)",
         assets_dir().display()
-    );
+    )
+}
+
+/// Says loudly that a check did not run: on the real stderr, past the test harness's capture,
+/// and, when `$RUNWARDEN_SKIP_LOG` names a file, as a line `area<TAB>check<TAB>reason` appended
+/// to it, which `.ci/run` prints in its summary. `area` is `end-to-end`, `chart` or `image`.
+pub fn skip_check(area: &str, check: &str, reason: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr()
+        .write_all(format!("\n*** SKIPPED {area} check {check}: {reason} ***\n\n").as_bytes());
+    if let Some(path) = std::env::var_os("RUNWARDEN_SKIP_LOG").filter(|p| !p.is_empty())
+        && let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+    {
+        let _ = writeln!(f, "{area}\t{check}\t{reason}");
+    }
+}
+
+/// A control plane of its own, without runwarden's CRDs (e.g. to install an older chart), or
+/// `None` when the binaries are missing. Stopped when dropped.
+pub fn bare() -> Option<ControlPlane> {
+    start_plane(false)
 }
 
 fn start() -> Option<ControlPlane> {
+    start_plane(true)
+}
+
+fn start_plane(install_crds: bool) -> Option<ControlPlane> {
     let apiserver = find_binary("kube-apiserver")?;
     let etcd = find_binary("etcd")?;
     let started = Instant::now();
@@ -205,6 +237,9 @@ fn start() -> Option<ControlPlane> {
         _dir: dir,
         _children: vec![etcd_child, api_child],
     };
+    if !install_crds {
+        return Some(plane);
+    }
     plane.kubectl(&[
         "apply",
         "--server-side",

@@ -12,10 +12,7 @@ fn crd_copies_are_byte_identical_to_the_committed_crds() {
         "{} is missing: commit the output of `runwarden crd` there",
         committed.display()
     );
-    for copy in [
-        "helm/runwarden/crds/runwarden.dev.yaml",
-        "deploy/base/crds.yaml",
-    ] {
+    for copy in ["helm/runwarden/files/crds.yaml", "deploy/base/crds.yaml"] {
         common::assert_same_bytes(CRDS, copy);
     }
 }

@@ -293,7 +293,7 @@ fn chart_app_version_matches_the_crate_and_the_plain_manifests() {
     let dockerfile = common::read("Dockerfile");
     for needle in [
         "FROM rust:1.95-bookworm AS builder",
-        "cargo build --release --locked -p runwarden",
+        "cargo build --release --locked -p runwarden --no-default-features",
         "FROM gcr.io/distroless/cc-debian12:nonroot",
         "USER 65532",
         r#"ENTRYPOINT ["/runwarden"]"#,

@@ -31,8 +31,7 @@ use super::Condition;
     printcolumn(
         name = "Reason",
         type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
-        priority = 1
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
     ),
     printcolumn(name = "URL", type_ = "string", json_path = ".status.uri"),
     printcolumn(name = "Ingress", type_ = "string", json_path = ".spec.ingress"),
@@ -490,7 +489,10 @@ pub struct CloudRunServiceStatus {
     pub observed_generation: Option<i64>,
     /// `Ready`, `ServiceReady`, `NetworkReady`, `EncryptionReady`, `AccessReady`, `PolicyCompliant`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16))]
+    #[schemars(
+        length(max = 16),
+        extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"])
+    )]
     pub conditions: Vec<Condition>,
     /// The service's URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -94,7 +94,10 @@ pub struct RunSecurityPolicyStatus {
     pub observed_generation: Option<i64>,
     /// Conditions of the policy.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16))]
+    #[schemars(
+        length(max = 16),
+        extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"])
+    )]
     pub conditions: Vec<Condition>,
 }
 

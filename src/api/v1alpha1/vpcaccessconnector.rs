@@ -26,6 +26,11 @@ use super::{AdoptionPolicy, Condition, DeletionPolicy};
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
     printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
     printcolumn(name = "Region", type_ = "string", json_path = ".spec.region"),
     printcolumn(
@@ -136,7 +141,10 @@ pub struct VpcAccessConnectorStatus {
     pub observed_generation: Option<i64>,
     /// `Ready`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16))]
+    #[schemars(
+        length(max = 16),
+        extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"])
+    )]
     pub conditions: Vec<Condition>,
     /// Name of a long-running Google operation in flight; cleared when it is done.
     #[serde(default, skip_serializing_if = "Option::is_none")]

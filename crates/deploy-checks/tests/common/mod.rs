@@ -64,3 +64,49 @@ pub fn assert_same_bytes(a_rel: &str, b_rel: &str) {
         );
     }
 }
+
+/// Says loudly that a check did not run: on the real stderr (past the test harness's output
+/// capture) and, when `$RUNWARDEN_SKIP_LOG` names a file, as a line `area<TAB>check<TAB>reason`
+/// appended to it, which `.ci/run` prints in its summary. `area` is `end-to-end`, `chart` or
+/// `image`.
+pub fn skip(area: &str, check: &str, reason: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr()
+        .write_all(format!("\n*** SKIPPED {area} check {check}: {reason} ***\n\n").as_bytes());
+    if let Some(path) = std::env::var_os("RUNWARDEN_SKIP_LOG").filter(|p| !p.is_empty())
+        && let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+    {
+        let _ = writeln!(f, "{area}\t{check}\t{reason}");
+    }
+}
+
+/// The Python that has helm-python-sdk: `$RUNWARDEN_HELM_PYTHON`, default
+/// `/tmp/helmpk/venv/bin/python` (where `.ci/run` installs it).
+pub fn helm_python() -> String {
+    std::env::var("RUNWARDEN_HELM_PYTHON").unwrap_or_else(|_| "/tmp/helmpk/venv/bin/python".into())
+}
+
+/// Runs `helm_sdk.py` with `args`: `None` when helm-python-sdk is not installed, else
+/// `(success, stdout, stderr)`.
+pub fn helm(args: &[&str]) -> Option<(bool, String, String)> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("helm_sdk.py");
+    let out = std::process::Command::new(helm_python())
+        .arg(script)
+        .args(args)
+        .output()
+        .ok()?;
+    if out.status.code() == Some(3) {
+        return None;
+    }
+    Some((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// Why Helm checks skip when [`helm`] answers `None`.
+pub const NO_HELM: &str = "no helm-python-sdk (set RUNWARDEN_HELM_PYTHON to a Python that has it; .ci/run installs it from PyPI)";
