@@ -29,9 +29,42 @@ enum Command {
     Controller(Box<ControllerArgs>),
     /// Print every CustomResourceDefinition as one multi-document YAML.
     Crd,
+    /// Show what a reconcile would do with manifests, without a cluster and without writing to
+    /// Google. Exit code 0: in sync; 2: changes to make; 1: invalid input, a policy violation or
+    /// a Google error.
+    Plan(PlanArgs),
     /// Serve the local Google Cloud emulator until SIGTERM.
     #[cfg(feature = "emulator")]
     Emulator(EmulatorArgs),
+}
+
+#[derive(clap::Args)]
+struct PlanArgs {
+    /// Manifests to read: files, directories (recursively: *.yaml, *.yml, *.json), or `-` for
+    /// stdin. CloudRunService, VpcAccessConnector, RunSecurityPolicy and Namespace objects are
+    /// read; other kinds are skipped with a note.
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    files: Vec<std::path::PathBuf>,
+    /// Which Google to read: `embedded` (an empty in-process emulator), a URL (e.g. a running
+    /// `runwarden emulator`), or `google` (Google's APIs with Application Default Credentials).
+    /// Only reads are ever made.
+    #[arg(long, default_value = "embedded")]
+    gcp_endpoint: String,
+    /// Namespace of objects that name none.
+    #[arg(short = 'n', long, default_value = "default")]
+    namespace: String,
+    /// Project of objects that name none and whose Namespace has no runwarden.dev/project-id.
+    #[arg(long)]
+    default_project: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = PlanOutput::Text)]
+    output: PlanOutput,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PlanOutput {
+    Text,
+    Json,
 }
 
 #[derive(clap::Args)]
@@ -135,10 +168,12 @@ fn main() -> ExitCode {
             #[cfg(feature = "emulator")]
             Command::Emulator(args) => emulator(args).await,
             Command::Controller(args) => run_controller(*args).await,
+            Command::Plan(args) => return plan(args).await,
         }
+        .map(|()| ExitCode::SUCCESS)
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(message) => {
             error!("{message}");
             eprintln!("runwarden: {message}");
@@ -177,6 +212,52 @@ async fn emulator(args: EmulatorArgs) -> Result<(), String> {
     runwarden_emulator::serve(listener, config, shutdown_signal())
         .await
         .map_err(|e| e.to_string())
+}
+
+/// `runwarden plan`: read the manifests, plan each object against Google (read-only), print.
+async fn plan(args: PlanArgs) -> Result<ExitCode, String> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let manifests = match runwarden::manifest::load(&args.files, &args.namespace) {
+        Ok(m) => m,
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            eprintln!(
+                "runwarden plan: {} problem(s) in the manifests",
+                problems.len()
+            );
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let (endpoint, credentials, _embedded) = match args.gcp_endpoint.as_str() {
+        "embedded" => {
+            let emu = embedded_emulator(Duration::ZERO).await?;
+            (Some(emu.endpoint.clone()), anonymous(), Some(emu))
+        }
+        "google" => (None, google_credentials().await?, None),
+        url => (
+            Some(url.trim_end_matches('/').to_owned()),
+            anonymous(),
+            None,
+        ),
+    };
+    let gcp = gcp::google::connect(
+        endpoint.as_deref(),
+        credentials,
+        Arc::new(Metrics::default()),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let settings = runwarden::plan::Settings {
+        default_project: args.default_project,
+    };
+    let report = runwarden::plan::plan(&manifests, &gcp, &settings).await;
+    match args.output {
+        PlanOutput::Text => print!("{}", runwarden::plan::render_text(&report)),
+        PlanOutput::Json => println!("{}", runwarden::plan::render_json(&report)),
+    }
+    Ok(ExitCode::from(report.exit_code()))
 }
 
 async fn run_controller(args: ControllerArgs) -> Result<(), String> {

@@ -311,6 +311,18 @@ async fn plan_service(
         out.calls.push(service_call(change, actual.as_ref()));
     }
     out.action = verdict(&plan.outcome, &out.calls, &plan.conditions);
+    // A created service's invokers are set by the pass after Google's operation finishes.
+    let members = service_plan::invoker_members(&obj);
+    if out.action == Verdict::Create && !members.is_empty() {
+        out.calls.push(Call {
+            method: "run.services.setIamPolicy",
+            resource: plan.fields.resource_name.clone().unwrap_or_default(),
+            fields: vec![],
+            add: members.into_iter().collect(),
+            remove: vec![],
+            role: Some(crate::controller::iam::INVOKER_ROLE.to_owned()),
+        });
+    }
     if let Outcome::Stop(e) = &plan.outcome {
         out.reason = Some(e.metric_label().to_owned());
         out.message = Some(message_of(e));
@@ -375,7 +387,12 @@ fn service_call(change: &Change, actual: Option<&google_cloud_run_v2::model::Ser
             named.name = name.clone();
             let fields = render::shape(&named)
                 .into_iter()
-                .filter(|(_, v)| !v.is_empty() && v != "<unmanaged>")
+                .filter(|(path, v)| {
+                    !(v.is_empty()
+                        || v == "<unmanaged>"
+                        || v == "[]"
+                        || path == "template.vpcAccess.networkInterfaces" && v == "0")
+                })
                 .map(|(path, to)| FieldChange {
                     path,
                     from: None,

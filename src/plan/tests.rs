@@ -81,13 +81,15 @@ async fn a_new_service_is_a_create_with_every_managed_field() {
         Some(NAME),
         "project from the Namespace annotation"
     );
-    assert_eq!(
-        o.calls.len(),
-        1,
-        "invokers are set once the service exists: {:?}",
-        o.calls
-    );
     let create = &o.calls[0];
+    assert_eq!(
+        (o.calls[1].method, o.calls[1].add.as_slice()),
+        (
+            "run.services.setIamPolicy",
+            &["group:fe@example.com".to_owned()][..]
+        ),
+        "then, once the service exists, its invokers"
+    );
     assert_eq!(create.method, "run.services.create");
     let field = |p: &str| {
         create

@@ -183,6 +183,7 @@ pub fn plan(input: &Input, obs: &Observed) -> Result<Plan, Read> {
         return Ok(p.stop(c, e));
     }
     let mut p = p;
+    p.fields.resource_name = Some(render::service_name(obj, project));
     p.set(input.policy.clone());
     if input.policy.reason == VIOLATION {
         let message = input.policy.message.clone();
