@@ -606,6 +606,8 @@ mod tests {
         for (kind, root) in &v.roots {
             visit(root, kind, &mut out);
         }
+        // `status` is never validated here (the loader drops it).
+        out.retain(|p| !p.contains(".status."));
         assert!(out.is_empty(), "unchecked schema keywords: {out:#?}");
     }
 
