@@ -8,6 +8,7 @@ pub mod crd;
 pub mod error;
 pub mod gcp;
 pub mod metrics;
+pub mod policy;
 
 pub use error::{Error, Result};
 pub mod http;

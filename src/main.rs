@@ -26,10 +26,24 @@ struct Cli {
 enum Command {
     /// Run the reconciling controller.
     Controller(Box<ControllerArgs>),
-    /// Print every CustomResourceDefinition as one multi-document YAML.
-    Crd,
+    /// Print every CustomResourceDefinition, then the guardrails' ValidatingAdmissionPolicies and
+    /// their bindings, as one multi-document YAML (`crds/runwarden.dev.yaml` + `crds/admission.yaml`).
+    Crd(CrdArgs),
     /// Serve the local Google Cloud emulator until SIGTERM.
     Emulator(EmulatorArgs),
+}
+
+#[derive(clap::Args)]
+struct CrdArgs {
+    /// Print only one part: `crds` (crds/runwarden.dev.yaml) or `admission` (crds/admission.yaml).
+    #[arg(long, value_enum)]
+    only: Option<CrdPart>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CrdPart {
+    Crds,
+    Admission,
 }
 
 #[derive(clap::Args)]
@@ -125,9 +139,13 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Crd => runwarden::crd::to_yaml()
-                .map(|yaml| print!("{yaml}"))
-                .map_err(|e| e.to_string()),
+            Command::Crd(args) => match args.only {
+                None => runwarden::crd::to_yaml(),
+                Some(CrdPart::Crds) => runwarden::crd::crds_yaml(),
+                Some(CrdPart::Admission) => runwarden::crd::admission_yaml(),
+            }
+            .map(|yaml| print!("{yaml}"))
+            .map_err(|e| e.to_string()),
             Command::Emulator(args) => emulator(args).await,
             Command::Controller(args) => run_controller(*args).await,
         }

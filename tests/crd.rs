@@ -5,19 +5,42 @@ mod common;
 
 #[test]
 fn committed_crds_match_the_types() {
-    let generated = runwarden::crd::to_yaml().expect("CRDs serialize");
     let root = env!("CARGO_MANIFEST_DIR");
-    for copy in [
-        "crds/runwarden.dev.yaml",
-        "helm/runwarden/crds/runwarden.dev.yaml",
-        "deploy/base/crds.yaml",
+    let crds = runwarden::crd::crds_yaml().expect("CRDs serialize");
+    let admission = runwarden::crd::admission_yaml().expect("admission policies serialize");
+    for (generated, copies, part) in [
+        (
+            &crds,
+            [
+                "crds/runwarden.dev.yaml",
+                "helm/runwarden/crds/runwarden.dev.yaml",
+                "deploy/base/crds.yaml",
+            ],
+            "crds",
+        ),
+        (
+            &admission,
+            [
+                "crds/admission.yaml",
+                "helm/runwarden/crds/admission.yaml",
+                "deploy/admission/admission.yaml",
+            ],
+            "admission",
+        ),
     ] {
-        let committed = std::fs::read_to_string(format!("{root}/{copy}")).unwrap_or_default();
-        assert!(
-            committed == generated,
-            "{copy} is stale: run `cargo run -q -- crd > crds/runwarden.dev.yaml` and copy it to the chart and deploy/base"
-        );
+        for copy in copies {
+            let committed = std::fs::read_to_string(format!("{root}/{copy}")).unwrap_or_default();
+            assert!(
+                &committed == generated,
+                "{copy} is stale: run `cargo run -q -- crd --only {part} > {copy}`"
+            );
+        }
     }
+    // `runwarden crd` prints both, CRDs first.
+    assert_eq!(
+        runwarden::crd::to_yaml().unwrap(),
+        format!("{crds}{admission}")
+    );
 }
 
 #[test]
