@@ -146,6 +146,63 @@ fn the_evaluator_judges_every_case_as_the_table_says() {
     }
 }
 
+/// The documented baseline parses and admits a service built the way it asks.
+#[test]
+fn the_example_production_baseline_admits_a_well_built_service() {
+    let text = include_str!("../examples/policies/production-baseline.yaml");
+    let policies: Vec<RunSecurityPolicy> = serde_yaml::Deserializer::from_str(text)
+        .map(|d| RunSecurityPolicy::deserialize(d).expect("a RunSecurityPolicy"))
+        .collect();
+    assert_eq!(policies.len(), 2);
+    let spec: CloudRunServiceSpec = serde_json::from_value(serde_json::json!({
+        "projectId": "shop-prod-1234",
+        "region": "europe-west1",
+        "ingress": "InternalAndCloudLoadBalancing",
+        "serviceAccount": "shop-api@shop-prod-1234.iam.gserviceaccount.com",
+        "binaryAuthorization": {"useDefault": true},
+        "egress": {"directVpc": {"network": "prod"}},
+        "encryption": {"kmsKey": "projects/security-kms-prod/locations/europe-west1/keyRings/run/cryptoKeys/shop"},
+        "containers": [{"image": "europe-docker.pkg.dev/company-prod-artifacts/shop/api@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}],
+    }))
+    .unwrap();
+    let prod = BTreeMap::from([("env".to_owned(), "prod".to_owned())]);
+    let subject = Subject {
+        spec: &spec,
+        namespace: "shop",
+        namespace_labels: &prod,
+        project: spec.project_id.as_deref(),
+    };
+    let eval = policy::evaluate(&subject, &policies);
+    assert_eq!(eval.matched, ["production-baseline"]);
+    assert_eq!(eval.verdict(), Verdict::Compliant);
+    let mut public = spec.clone();
+    public.access.allow_unauthenticated = true;
+    let subject = Subject {
+        spec: &public,
+        ..subject
+    };
+    assert_eq!(
+        policy::evaluate(&subject, &policies).verdict().reason(),
+        "Violation"
+    );
+    // An exempt namespace is not matched.
+    let exempt = BTreeMap::from([
+        ("env".to_owned(), "prod".to_owned()),
+        (
+            "runwarden.dev/guardrails-exempt".to_owned(),
+            "migration".to_owned(),
+        ),
+    ]);
+    let subject = Subject {
+        namespace_labels: &exempt,
+        ..subject
+    };
+    assert_eq!(
+        policy::evaluate(&subject, &policies).verdict(),
+        Verdict::NoPolicy
+    );
+}
+
 // ---- the real API server -------------------------------------------------------------------
 
 /// Tests in this binary share one API server and cluster-scoped policies: one at a time.
@@ -566,6 +623,21 @@ fn a_fixed_spec_passes_and_bad_policies_are_refused_by_the_schema() {
             run.stderr
         );
     }
+
+    // The documented examples are valid policies.
+    must(
+        plane,
+        &[
+            "create",
+            "--dry-run=server",
+            "-f",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/examples/policies/production-baseline.yaml"
+            ),
+        ],
+        None,
+    );
 
     // A violating service becomes admissible once fixed.
     let ns = "gr-fix";
