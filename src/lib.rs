@@ -11,6 +11,7 @@ pub mod gcp;
 pub mod manifest;
 pub mod metrics;
 pub mod plan;
+pub mod policy;
 
 pub use error::{Error, Result};
 pub mod http;

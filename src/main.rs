@@ -27,8 +27,9 @@ struct Cli {
 enum Command {
     /// Run the reconciling controller.
     Controller(Box<ControllerArgs>),
-    /// Print every CustomResourceDefinition as one multi-document YAML.
-    Crd,
+    /// Print every CustomResourceDefinition, then the guardrails' ValidatingAdmissionPolicies and
+    /// their bindings, as one multi-document YAML (`crds/runwarden.dev.yaml` + `crds/admission.yaml`).
+    Crd(CrdArgs),
     /// Show what a reconcile would do with manifests, without a cluster and without writing to
     /// Google. Exit code 0: in sync; 2: changes to make; 1: invalid input, a policy violation or
     /// a Google error.
@@ -65,6 +66,19 @@ struct PlanArgs {
 enum PlanOutput {
     Text,
     Json,
+}
+
+#[derive(clap::Args)]
+struct CrdArgs {
+    /// Print only one part: `crds` (crds/runwarden.dev.yaml) or `admission` (crds/admission.yaml).
+    #[arg(long, value_enum)]
+    only: Option<CrdPart>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CrdPart {
+    Crds,
+    Admission,
 }
 
 #[derive(clap::Args)]
@@ -162,9 +176,13 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Crd => runwarden::crd::to_yaml()
-                .map(|yaml| print!("{yaml}"))
-                .map_err(|e| e.to_string()),
+            Command::Crd(args) => match args.only {
+                None => runwarden::crd::to_yaml(),
+                Some(CrdPart::Crds) => runwarden::crd::crds_yaml(),
+                Some(CrdPart::Admission) => runwarden::crd::admission_yaml(),
+            }
+            .map(|yaml| print!("{yaml}"))
+            .map_err(|e| e.to_string()),
             #[cfg(feature = "emulator")]
             Command::Emulator(args) => emulator(args).await,
             Command::Controller(args) => run_controller(*args).await,

@@ -5,19 +5,42 @@ mod common;
 
 #[test]
 fn committed_crds_match_the_types() {
-    let generated = runwarden::crd::to_yaml().expect("CRDs serialize");
     let root = env!("CARGO_MANIFEST_DIR");
-    for copy in [
-        "crds/runwarden.dev.yaml",
-        "helm/runwarden/files/crds.yaml",
-        "deploy/base/crds.yaml",
+    let crds = runwarden::crd::crds_yaml().expect("CRDs serialize");
+    let admission = runwarden::crd::admission_yaml().expect("admission policies serialize");
+    for (generated, copies, part) in [
+        (
+            &crds,
+            [
+                "crds/runwarden.dev.yaml",
+                "helm/runwarden/files/crds.yaml",
+                "deploy/base/crds.yaml",
+            ],
+            "crds",
+        ),
+        (
+            &admission,
+            [
+                "crds/admission.yaml",
+                "helm/runwarden/files/admission.yaml",
+                "deploy/admission/admission.yaml",
+            ],
+            "admission",
+        ),
     ] {
-        let committed = std::fs::read_to_string(format!("{root}/{copy}")).unwrap_or_default();
-        assert!(
-            committed == generated,
-            "{copy} is stale: run `cargo run -q -- crd > crds/runwarden.dev.yaml` and copy it to the chart and deploy/base"
-        );
+        for copy in copies {
+            let committed = std::fs::read_to_string(format!("{root}/{copy}")).unwrap_or_default();
+            assert!(
+                &committed == generated,
+                "{copy} is stale: run `cargo run -q -- crd --only {part} > {copy}`"
+            );
+        }
     }
+    // `runwarden crd` prints both, CRDs first.
+    assert_eq!(
+        runwarden::crd::to_yaml().unwrap(),
+        format!("{crds}{admission}")
+    );
 }
 
 #[test]
@@ -137,61 +160,4 @@ fn the_api_server_refuses_invalid_specs_with_the_field_named() {
         "default",
         "--wait=false",
     ]);
-}
-
-/// `kubectl get crsvc` / `vpcconn` show why an object is not Ready without `-o wide`.
-#[test]
-fn the_ready_reason_is_a_default_column() {
-    for crd in runwarden::crd::all()
-        .iter()
-        .filter(|c| c.spec.names.kind != "RunSecurityPolicy")
-    {
-        let columns = crd.spec.versions[0]
-            .additional_printer_columns
-            .clone()
-            .unwrap_or_default();
-        let reason = columns
-            .iter()
-            .find(|c| c.name == "Reason")
-            .unwrap_or_else(|| panic!("{} has no Reason column", crd.spec.names.kind));
-        assert_eq!(
-            reason.json_path,
-            ".status.conditions[?(@.type==\"Ready\")].reason"
-        );
-        assert_eq!(
-            reason.priority.unwrap_or(0),
-            0,
-            "{}: Reason only shows with -o wide",
-            crd.spec.names.kind
-        );
-    }
-}
-
-/// `status.conditions` is a map keyed by `type` (as `metav1.Condition` lists are), so server-side
-/// apply merges conditions by type instead of replacing the list, and a duplicate type is refused.
-#[test]
-fn conditions_are_a_map_list_keyed_by_type() {
-    for crd in runwarden::crd::all() {
-        let kind = &crd.spec.names.kind;
-        let schema = serde_json::to_value(&crd.spec.versions[0].schema).unwrap();
-        let conditions =
-            &schema["openAPIV3Schema"]["properties"]["status"]["properties"]["conditions"];
-        assert_eq!(
-            conditions["x-kubernetes-list-type"], "map",
-            "{kind}: {conditions}"
-        );
-        assert_eq!(
-            conditions["x-kubernetes-list-map-keys"],
-            serde_json::json!(["type"]),
-            "{kind}"
-        );
-        let required = conditions["items"]["required"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        assert!(
-            required.contains(&"type".into()),
-            "{kind}: a list-map key must be required: {required:?}"
-        );
-    }
 }

@@ -54,9 +54,13 @@ impl Cond {
 }
 
 /// The `Ready` condition over sub-conditions given in causal order: True when all are, else the
-/// first one that is not, with its reason and message.
+/// first one that is not, with its reason and message. An `Audit` policy's violation
+/// (`AuditViolation`) reports without blocking: the service is deployed and serves.
 pub fn ready(subs: &[Cond]) -> Cond {
-    match subs.iter().find(|c| !c.is_true()) {
+    match subs
+        .iter()
+        .find(|c| !c.is_true() && c.reason != super::reasons::AUDIT_VIOLATION)
+    {
         None => Cond::ok("Ready", "Ready", "all conditions are satisfied"),
         Some(first) => Cond {
             type_: "Ready",
@@ -164,6 +168,15 @@ mod tests {
         );
         assert_eq!(r.message, "NetworkReady: connector c is Creating");
         assert!(ready(&subs[..1]).is_true());
+        let audited = [Cond::fail(
+            "PolicyCompliant",
+            "AuditViolation",
+            "requireCmek",
+        )];
+        assert!(
+            ready(&audited).is_true(),
+            "an audit finding does not block Ready"
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! What every reconcile shares: settings, clients, caches, the event recorder and backoff state.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use tracing::warn;
 
 use super::iam;
 use crate::api::PROJECT_ANNOTATION;
-use crate::api::v1alpha1::{CloudRunService, VpcAccessConnector};
+use crate::api::v1alpha1::{CloudRunService, RunSecurityPolicy, VpcAccessConnector};
 use crate::gcp::{Gcp, GcpResult, ProjectsApi};
 use crate::metrics::Metrics;
 
@@ -59,6 +59,8 @@ pub struct Caches {
     pub services: Store<DeserializeGuard<CloudRunService>>,
     /// Every watched VpcAccessConnector.
     pub connectors: Store<DeserializeGuard<VpcAccessConnector>>,
+    /// Every RunSecurityPolicy.
+    pub policies: Store<DeserializeGuard<RunSecurityPolicy>>,
 }
 
 impl Caches {
@@ -68,6 +70,24 @@ impl Caches {
             .get(&ObjectRef::new(namespace))
             .and_then(|ns| ns.annotations().get(key).cloned())
             .filter(|v| !v.is_empty())
+    }
+
+    /// The labels of a namespace (empty when it is not cached).
+    pub fn namespace_labels(&self, namespace: &str) -> BTreeMap<String, String> {
+        self.namespaces
+            .get(&ObjectRef::new(namespace))
+            .map(|ns| ns.labels().clone())
+            .unwrap_or_default()
+    }
+
+    /// The well-formed RunSecurityPolicies (a malformed one is refused by its CRD schema; one
+    /// that still fails to parse is reported on its own status by its controller).
+    pub fn policies(&self) -> Vec<RunSecurityPolicy> {
+        self.policies
+            .state()
+            .iter()
+            .filter_map(|g| g.0.as_ref().ok().cloned())
+            .collect()
     }
 
     /// A VpcAccessConnector of the cache, if it exists and is well-formed.

@@ -18,6 +18,7 @@ pub mod lease;
 pub mod operation;
 pub mod reasons;
 pub mod runner;
+pub mod runsecuritypolicy;
 pub mod vpcaccessconnector;
 
 pub use context::{Config, Context};

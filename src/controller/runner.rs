@@ -1,5 +1,6 @@
 //! Runs the controllers: the watches, their caches, readiness and the managed-objects gauge.
 
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,11 +11,10 @@ use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
-use tracing::warn;
 
 use super::context::Caches;
-use super::{Config, Context, cloudrunservice, vpcaccessconnector};
-use crate::api::v1alpha1::{CloudRunService, VpcAccessConnector};
+use super::{Config, Context, cloudrunservice, runsecuritypolicy, vpcaccessconnector};
+use crate::api::v1alpha1::{CloudRunService, RunSecurityPolicy, VpcAccessConnector};
 use crate::gcp::Gcp;
 use crate::metrics::Metrics;
 
@@ -81,14 +81,26 @@ pub async fn run_elected(
 }
 
 /// Runs the controllers until `shutdown` resolves, then lets in-flight reconciles finish.
+///
+/// The caches a pass reads (namespaces, connectors, policies) are filled by the same watch
+/// streams that trigger the services they concern, so a service woken by a change always sees
+/// that change in the cache.
 pub async fn run(
     parts: Parts,
     health: Health,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = parts.client.clone();
+    let watch_namespace = parts.config.watch_namespace.clone();
+    let controller_config =
+        kube::runtime::controller::Config::default().concurrency(parts.config.concurrency);
+    // The controllers stop on the same signal.
+    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+    let stopped = || shutdown.clone();
+
+    // Namespaces (metadata only): labels select policies, an annotation names the project.
     let (namespaces, ns_writer) = reflector::store();
-    let ns_events = reflector(
+    let namespace_changes = reflector(
         ns_writer,
         watcher(
             Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
@@ -96,29 +108,35 @@ pub async fn run(
         ),
     )
     .default_backoff()
-    .for_each(|event| {
-        if let Err(e) = event {
-            warn!(error = %e, "namespace watch failed; retrying");
-        }
-        std::future::ready(())
-    });
-    let ns_task = tokio::spawn(ns_events);
-
-    fn scoped<K>(client: &Client, namespace: Option<&String>) -> Api<K>
-    where
-        K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>,
-    {
-        match namespace {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        }
-    }
-    let watch_namespace = parts.config.watch_namespace.clone();
-    let controller_config =
-        kube::runtime::controller::Config::default().concurrency(parts.config.concurrency);
-    // Both controllers stop on the same signal.
-    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
-    let stopped = || shutdown.clone();
+    .touched_objects()
+    .predicate_filter(
+        |ns: &PartialObjectMeta<Namespace>| {
+            let mut h = std::hash::DefaultHasher::new();
+            (ns.labels(), ns.annotations()).hash(&mut h);
+            Some(h.finish())
+        },
+        Default::default(),
+    );
+    let (policies_cache, policy_writer) = reflector::store();
+    let policy_changes = reflector(
+        policy_writer,
+        watcher(
+            Api::<DeserializeGuard<RunSecurityPolicy>>::all(client.clone()),
+            watcher::Config::default().any_semantic(),
+        ),
+    )
+    .default_backoff()
+    .touched_objects();
+    let (connectors_cache, connector_writer) = reflector::store();
+    let connector_changes = reflector(
+        connector_writer,
+        watcher(
+            scoped::<DeserializeGuard<VpcAccessConnector>>(&client, watch_namespace.as_ref()),
+            watcher::Config::default().any_semantic(),
+        ),
+    )
+    .default_backoff()
+    .touched_objects();
 
     let connectors = Controller::new(
         scoped::<DeserializeGuard<VpcAccessConnector>>(&client, watch_namespace.as_ref()),
@@ -130,18 +148,25 @@ pub async fn run(
         scoped::<DeserializeGuard<CloudRunService>>(&client, watch_namespace.as_ref()),
         watcher::Config::default().any_semantic(),
     )
+    .with_config(controller_config.clone())
+    .graceful_shutdown_on(stopped());
+    let policies = Controller::new(
+        Api::<DeserializeGuard<RunSecurityPolicy>>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
     .with_config(controller_config)
     .graceful_shutdown_on(stopped());
     let caches = Caches {
-        namespaces: namespaces.clone(),
+        namespaces,
         services: services.store(),
-        connectors: connectors.store(),
+        connectors: connectors_cache,
+        policies: policies_cache,
     };
 
     // Connectors: reconciled on their own changes, and, while one is being deleted, on changes
     // of the services that reference it (its deletion waits for them).
     let connectors = {
-        let store = caches.connectors.clone();
+        let store = connectors.store();
         connectors.watches(
             scoped::<DeserializeGuard<CloudRunService>>(&client, watch_namespace.as_ref()),
             watcher::Config::default().any_semantic(),
@@ -162,23 +187,51 @@ pub async fn run(
         )
     };
 
-    // Services: reconciled on their own changes, and on every change of a connector they
-    // reference, so one that waits for its connector deploys as soon as it is Ready.
+    // Services: reconciled on their own changes; on every change of a connector they
+    // reference, so one that waits for its connector deploys as soon as it is Ready; on a
+    // change of a RunSecurityPolicy that concerns them, and of their namespace's labels or
+    // annotations, so guardrails and project changes apply within seconds.
+    let in_namespace = |store: Store<DeserializeGuard<CloudRunService>>, namespace: String| {
+        store
+            .state()
+            .into_iter()
+            .filter(|s| s.namespace().as_deref() == Some(namespace.as_str()))
+            .map(|s| ObjectRef::from_obj(s.as_ref()))
+            .collect::<Vec<_>>()
+    };
     let services = {
         let store = caches.services.clone();
-        services.watches(
-            scoped::<DeserializeGuard<VpcAccessConnector>>(&client, watch_namespace.as_ref()),
-            watcher::Config::default().any_semantic(),
-            move |connector| {
-                let (ns, name) = (connector.namespace(), connector.name_any());
-                store
-                    .state()
-                    .into_iter()
-                    .filter(|s| s.namespace() == ns && vpcaccessconnector::references(s, &name))
-                    .map(|s| ObjectRef::from_obj(s.as_ref()))
-                    .collect::<Vec<_>>()
-            },
-        )
+        services.watches_stream(connector_changes, move |connector| {
+            let name = connector.name_any();
+            in_namespace(store.clone(), connector.namespace().unwrap_or_default())
+                .into_iter()
+                .filter(|r| {
+                    store
+                        .get(r)
+                        .is_some_and(|s| vpcaccessconnector::references(&s, &name))
+                })
+                .collect::<Vec<_>>()
+        })
+    };
+    let services = {
+        let store = caches.services.clone();
+        services.watches_stream(namespace_changes, move |ns| {
+            in_namespace(store.clone(), ns.name_any())
+        })
+    };
+    let services = {
+        let (store, namespaces) = (caches.services.clone(), caches.namespaces.clone());
+        services.watches_stream(policy_changes, move |policy| {
+            let Ok(p) = &policy.0 else {
+                return vec![];
+            };
+            runsecuritypolicy::affected_services(p, &store.state(), |ns| {
+                namespaces
+                    .get(&ObjectRef::new(ns))
+                    .map(|m| m.labels().clone())
+                    .unwrap_or_default()
+            })
+        })
     };
 
     let ready_task = {
@@ -189,7 +242,8 @@ pub async fn run(
             let services = synced(&caches.services).await;
             let connectors = synced(&caches.connectors).await;
             let ns = synced(&caches.namespaces).await;
-            if services && connectors && ns {
+            let policies = synced(&caches.policies).await;
+            if services && connectors && ns && policies {
                 health.set_ready();
                 tracing::info!("watches synced; ready");
             }
@@ -232,12 +286,30 @@ pub async fn run(
             .run(
                 vpcaccessconnector::reconcile,
                 vpcaccessconnector::error_policy,
+                ctx.clone(),
+            )
+            .for_each(|_| std::future::ready(())),
+        policies
+            .run(
+                runsecuritypolicy::reconcile,
+                runsecuritypolicy::error_policy,
                 ctx,
             )
             .for_each(|_| std::future::ready(())),
     );
-    for task in [ns_task, ready_task, gauge_task] {
+    for task in [ready_task, gauge_task] {
         task.abort();
+    }
+}
+
+/// An `Api` over one namespace, or all.
+fn scoped<K>(client: &Client, namespace: Option<&String>) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
     }
 }
 

@@ -1,3 +1,6 @@
+// kube-derive takes one `printcolumn(...)` per column; clippy reads the repeats as duplicates.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -6,8 +9,10 @@ use serde::{Deserialize, Serialize};
 use super::{Condition, Ingress};
 
 /// Cluster-wide guardrails for CloudRunServices, like organization policies in Google Cloud. A
-/// CloudRunService in a namespace matched by an `Enforce` policy that it violates is not deployed.
-/// A namespace matched by no policy is unrestricted.
+/// CloudRunService in a namespace matched by an `Enforce` policy that it violates is refused at
+/// admission (ValidatingAdmissionPolicy) and never deployed by the controller; `Audit` policies
+/// answer with a warning and a `PolicyCompliant=False` condition. A namespace matched by no policy
+/// is unrestricted. Every rule left empty or false is not checked.
 #[derive(CustomResource, Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[kube(
     group = "runwarden.dev",
@@ -25,6 +30,21 @@ use super::{Condition, Ingress};
         json_path = ".spec.enforcement"
     ),
     printcolumn(
+        name = "Matched",
+        type_ = "integer",
+        json_path = ".status.matchedServices"
+    ),
+    printcolumn(
+        name = "Violating",
+        type_ = "integer",
+        json_path = ".status.violatingServices"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
@@ -39,7 +59,8 @@ pub struct RunSecurityPolicySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "label_selector_schema")]
     pub namespace_selector: Option<LabelSelector>,
-    /// Projects services may be deployed to.
+    /// Projects services may be deployed to: the resolved project (`spec.projectId`, else the
+    /// namespace annotation `runwarden.dev/project-id`, else the controller's `--default-project`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 256), inner(length(max = 30)))]
     pub allowed_projects: Vec<String>,
@@ -51,16 +72,17 @@ pub struct RunSecurityPolicySpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 3))]
     pub allowed_ingress: Vec<Ingress>,
-    /// Forbid `access.allowUnauthenticated`.
+    /// Forbid `access.allowUnauthenticated` (and `access.invokerIamDisabled`).
     #[serde(default)]
     pub forbid_unauthenticated: bool,
     /// Require `encryption.kmsKey`.
     #[serde(default)]
     pub require_cmek: bool,
-    /// Require `binaryAuthorization`.
+    /// Require `binaryAuthorization` enforcing a policy (`useDefault: true` or `policy`).
     #[serde(default)]
     pub require_binary_authorization: bool,
-    /// Require this egress routing (`AllTraffic`) when egress is configured.
+    /// Require egress through a VPC with this routing (`AllTraffic`): a service without
+    /// `egress` violates it too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub require_egress_routing: Option<super::EgressRouting>,
     /// Require a dedicated service account: not empty, not the Compute Engine default account.
@@ -70,9 +92,14 @@ pub struct RunSecurityPolicySpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64), inner(length(min = 1, max = 512)))]
     pub allowed_image_registries: Vec<String>,
-    /// Require images pinned by digest (`@sha256:`).
+    /// Require every container image pinned by digest (`...@sha256:` and 64 hex digits).
     #[serde(default)]
     pub require_image_digest: bool,
+    /// Projects whose Cloud KMS keys `encryption.kmsKey` may name, like Google's
+    /// `constraints/gcp.restrictCmekCryptoKeyProjects`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256), inner(length(max = 30)))]
+    pub allowed_kms_key_projects: Vec<String>,
 }
 
 /// How a policy acts on violations.
@@ -99,6 +126,12 @@ pub struct RunSecurityPolicyStatus {
         extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"])
     )]
     pub conditions: Vec<Condition>,
+    /// CloudRunServices in the namespaces this policy selects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matched_services: Option<i64>,
+    /// Matched CloudRunServices that violate at least one of its rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub violating_services: Option<i64>,
 }
 
 fn label_selector_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
@@ -117,8 +150,12 @@ fn label_selector_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema 
                 "items": {
                     "type": "object",
                     "required": ["key", "operator"],
+                    "x-kubernetes-validations": [{
+                        "rule": "self.operator in ['In', 'NotIn'] ? (has(self.values) && size(self.values) > 0) : (!has(self.values) || size(self.values) == 0)",
+                        "message": "spec.namespaceSelector.matchExpressions: In and NotIn need values; Exists and DoesNotExist take none"
+                    }],
                     "properties": {
-                        "key": {"type": "string", "maxLength": 317},
+                        "key": {"type": "string", "minLength": 1, "maxLength": 317},
                         "operator": {"type": "string", "enum": ["In", "NotIn", "Exists", "DoesNotExist"]},
                         "values": {"type": "array", "maxItems": 64, "items": {"type": "string", "maxLength": 63}}
                     }

@@ -137,38 +137,54 @@ fn input<'a>(obj: &'a CloudRunService, ctx: &Context) -> Input<'a> {
         .as_ref()
         .and_then(|e| e.connector_ref.as_ref())
         .and_then(|r| ctx.caches.connector(&namespace, &r.name));
+    let project = ctx.project_for(obj.spec.project_id.as_deref(), &namespace);
+    let policy = policy_condition(
+        obj,
+        &ctx.caches.namespace_labels(&namespace),
+        project.as_deref(),
+        &ctx.caches.policies(),
+    );
     Input {
         obj,
-        project: ctx.project_for(obj.spec.project_id.as_deref(), &namespace),
+        project,
         connector,
-        policy: Cond::ok(
-            POLICY_COMPLIANT,
-            reasons::NO_POLICY,
-            "no RunSecurityPolicy applies to this namespace",
-        ),
+        policy,
     }
 }
 
 /// `PolicyCompliant` of a service: how the RunSecurityPolicies whose namespace selector
-/// matches its namespace judge its spec and resolved project.
+/// matches its namespace judge its spec and resolved project (see [`crate::policy`]). A policy
+/// that cannot be evaluated (an invalid selector) counts as violated: guardrails fail closed.
 pub fn policy_condition(
-    _obj: &CloudRunService,
-    _namespace_labels: &std::collections::BTreeMap<String, String>,
-    _project: Option<&str>,
+    obj: &CloudRunService,
+    namespace_labels: &std::collections::BTreeMap<String, String>,
+    project: Option<&str>,
     policies: &[crate::api::v1alpha1::RunSecurityPolicy],
 ) -> Cond {
-    if !policies.is_empty() {
-        return Cond::unknown(
+    use crate::policy::{Subject, Verdict, evaluate};
+    let namespace = obj.namespace().unwrap_or_default();
+    let subject = Subject {
+        spec: &obj.spec,
+        namespace: &namespace,
+        namespace_labels,
+        project,
+    };
+    match evaluate(&subject, policies).verdict() {
+        Verdict::NoPolicy => Cond::ok(
             POLICY_COMPLIANT,
-            "NotEvaluated",
-            "RunSecurityPolicy evaluation is not built yet",
-        );
+            reasons::NO_POLICY,
+            "no RunSecurityPolicy applies to this namespace",
+        ),
+        Verdict::Compliant => Cond::ok(
+            POLICY_COMPLIANT,
+            reasons::COMPLIANT,
+            "every RunSecurityPolicy that applies to this namespace passes",
+        ),
+        Verdict::Violation { message } => Cond::fail(POLICY_COMPLIANT, reasons::VIOLATION, message),
+        Verdict::AuditViolation { message } => {
+            Cond::fail(POLICY_COMPLIANT, reasons::AUDIT_VIOLATION, message)
+        }
     }
-    Cond::ok(
-        POLICY_COMPLIANT,
-        reasons::NO_POLICY,
-        "no RunSecurityPolicy applies to this namespace",
-    )
 }
 
 /// Whether the object's Cloud Run service is Ready for its current generation.
