@@ -6,7 +6,8 @@ use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::error::{Code, GError};
-use crate::{Fault, Shared, lock, util};
+use crate::shared::{Fault, Shared, lock};
+use crate::util;
 
 fn err(e: GError) -> (StatusCode, Value) {
     (e.code.http(), e.body())

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::enums;
 use crate::error::{Code, GError, GResult};
 use crate::iam::Policy;
-use crate::router::{Req, object_body};
+use crate::request::Req;
 use crate::state::{KeyRec, State};
 use crate::util::{self, str_of};
 
@@ -97,7 +97,7 @@ pub(crate) fn handle(st: &mut State, key: &str, req: &Req) -> GResult<Value> {
                 .crypto_keys
                 .get_mut(&name)
                 .ok_or_else(|| key_not_found(&name))?;
-            let out = rec.policy.set(&object_body(req)?, &mut seq)?;
+            let out = rec.policy.set(&req.object_body()?, &mut seq)?;
             st.etag_seq = seq;
             Ok(out)
         }
@@ -299,7 +299,7 @@ fn create_key(st: &mut State, req: &Req, ring: &str) -> GResult<Value> {
             format!("CryptoKey {name} already exists."),
         ));
     }
-    let mut key = object_body(req)?;
+    let mut key = req.object_body()?;
     enums::decode(&mut key, enums::CRYPTO_KEY, "crypto_key")?;
     util::prune(&mut key);
     let purpose = str_of(&key, "purpose").to_string();
@@ -355,7 +355,7 @@ fn patch_key(st: &mut State, req: &Req, name: &str) -> GResult<Value> {
         .crypto_keys
         .get_mut(name)
         .ok_or_else(|| key_not_found(name))?;
-    let mut body = object_body(req)?;
+    let mut body = req.object_body()?;
     enums::decode(&mut body, enums::CRYPTO_KEY, "crypto_key")?;
     let Some(mask) = util::query_mask(&req.query, "updateMask").filter(|m| !m.is_empty()) else {
         return Err(GError::invalid_field(
@@ -415,7 +415,7 @@ fn patch_key(st: &mut State, req: &Req, name: &str) -> GResult<Value> {
 }
 
 fn patch_version(v: &mut Value, req: &Req) -> GResult<()> {
-    let mut body = object_body(req)?;
+    let mut body = req.object_body()?;
     enums::decode(&mut body, enums::KEY_VERSION, "crypto_key_version")?;
     let Some(mask) = util::query_mask(&req.query, "updateMask").filter(|m| !m.is_empty()) else {
         return Err(GError::invalid_field(

@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use crate::enums;
 use crate::error::{GError, GResult};
-use crate::router::Req;
+use crate::request::Req;
 use crate::state::State;
 
 /// Resource Manager answers 403 for a project that does not exist or that the caller cannot see.

@@ -9,34 +9,12 @@ use axum::body::Body;
 use axum::extract::{Query, Request, State as AxState};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::error::{Code, GError, GResult};
-use crate::{Shared, lock, util};
-
-/// A parsed API request, handed to the API modules.
-pub(crate) struct Req {
-    /// Path segments after the version (`projects`, `p`, `locations`, ...), verb removed.
-    pub(crate) segs: Vec<String>,
-    pub(crate) query: Vec<(String, String)>,
-    pub(crate) body: Value,
-    /// Print enums as numbers.
-    pub(crate) int: bool,
-    /// Operation delay for operations started by this request.
-    pub(crate) delay: Duration,
-}
-
-impl Req {
-    pub(crate) fn seg(&self, i: usize) -> &str {
-        self.segs.get(i).map(String::as_str).unwrap_or("")
-    }
-    pub(crate) fn q(&self, key: &str) -> Option<&str> {
-        util::query_param(&self.query, key)
-    }
-    pub(crate) fn q_bool(&self, key: &str) -> bool {
-        util::query_bool(&self.query, key)
-    }
-}
+use crate::request::Req;
+use crate::shared::{Shared, lock};
+use crate::util;
 
 /// The router: every path goes to [`handle`].
 pub(crate) fn app(shared: Arc<Shared>) -> Router {
@@ -425,15 +403,4 @@ fn denied(resolved: &Resolved, req: &Req) -> GError {
             resolved.permission
         ),
     )
-}
-
-/// A JSON object body, or INVALID_ARGUMENT.
-pub(crate) fn object_body(req: &Req) -> GResult<Value> {
-    match &req.body {
-        Value::Null => Ok(json!({})),
-        Value::Object(_) => Ok(req.body.clone()),
-        other => Err(GError::invalid(format!(
-            "Invalid JSON payload received. Expected an object, got {other}."
-        ))),
-    }
 }

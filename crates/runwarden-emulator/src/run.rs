@@ -5,7 +5,7 @@ use serde_json::{Map, Value, json};
 use crate::enums;
 use crate::error::{Code, GError, GResult};
 use crate::iam::Policy;
-use crate::router::{Req, object_body};
+use crate::request::Req;
 use crate::state::{Api, OpKind, Project, ServiceRec, State};
 use crate::util::{self, get_path, str_of};
 
@@ -75,7 +75,7 @@ pub(crate) fn handle(st: &mut State, key: &str, req: &Req) -> GResult<Value> {
             let (name, _) = service_name(st, req)?;
             let mut seq = st.etag_seq;
             let rec = st.services.get_mut(&name).ok_or_else(|| not_found(&name))?;
-            let body = object_body(req)?;
+            let body = req.object_body()?;
             let out = rec.policy.set(&body, &mut seq)?;
             st.etag_seq = seq;
             Ok(out)
@@ -301,7 +301,7 @@ fn generation(svc: &Value) -> i64 {
 /// A request's Service body: enums normalized (Google's wording names `service.<field>`),
 /// proto3 defaults dropped.
 fn input_service(req: &Req) -> GResult<Value> {
-    let mut body = object_body(req)?;
+    let mut body = req.object_body()?;
     enums::decode(&mut body, enums::SERVICE, "service")?;
     util::prune(&mut body);
     Ok(body)

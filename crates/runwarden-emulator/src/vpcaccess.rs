@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use crate::enums;
 use crate::error::{Code, GError, GResult};
-use crate::router::{Req, object_body};
+use crate::request::Req;
 use crate::state::{Api, OpKind, State};
 use crate::util::{self, str_of};
 
@@ -177,7 +177,7 @@ fn create(st: &mut State, req: &Req, parent: &str) -> GResult<Value> {
             format!("Invalid connector ID '{id}': it must match ^[a-z][-a-z0-9]{{0,23}}[a-z0-9]$."),
         ));
     }
-    let mut body = object_body(req)?;
+    let mut body = req.object_body()?;
     enums::decode(&mut body, enums::CONNECTOR, "connector")?;
     util::prune(&mut body);
     let network = str_of(&body, "network").to_string();
