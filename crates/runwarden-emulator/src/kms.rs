@@ -201,14 +201,7 @@ fn out(mut v: Value, schema: enums::Schema, int: bool) -> Value {
 }
 
 fn list_response(key: &str, items: &[Value], req: &Req) -> GResult<Value> {
-    let (page, next) = util::paginate(items, &req.query, 1000)?;
-    let mut v = json!({});
-    if !page.is_empty() {
-        v[key] = Value::Array(page);
-    }
-    if let Some(n) = next {
-        v["nextPageToken"] = json!(n);
-    }
+    let mut v = util::list_page(key, items, &req.query, 1000)?;
     if !items.is_empty() {
         v["totalSize"] = json!(items.len());
     }

@@ -18,11 +18,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod completion;
 mod controls;
 pub mod enums;
 pub mod error;
 pub mod iam;
 mod kms;
+mod operations;
 mod request;
 mod resourcemanager;
 mod router;

@@ -368,7 +368,7 @@ async fn dispatch(shared: &Arc<Shared>, req: Request) -> Response {
             }
             Ok(p) if p.denied() => Err(denied(&resolved, &req)),
             Ok(_) => {
-                st.tick();
+                crate::completion::complete_due_operations(&mut st);
                 match resolved.api {
                     "run" => crate::run::handle(&mut st, resolved.key, &req),
                     "vpcaccess" => crate::vpcaccess::handle(&mut st, resolved.key, &req),

@@ -5,11 +5,10 @@ use serde_json::{Map, Value, json};
 use crate::enums;
 use crate::error::{Code, GError, GResult};
 use crate::iam::Policy;
+use crate::operations::{self, RUN_SERVICE_TYPE, service_any};
 use crate::request::Req;
 use crate::state::{Api, OpKind, Project, ServiceRec, State};
 use crate::util::{self, get_path, str_of};
-
-const SERVICE_TYPE: &str = "type.googleapis.com/google.cloud.run.v2.Service";
 
 /// Label and annotation key prefixes reserved by Google.
 pub const RESERVED_PREFIXES: [&str; 4] = [
@@ -45,15 +44,6 @@ const KMS_ROLES: [&str; 1] = ["roles/cloudkms.cryptoKeyEncrypterDecrypter"];
 
 /// Who the emulator records as `creator` / `lastModifier` (callers are anonymous).
 const CALLER: &str = "emulator@runwarden.dev";
-
-/// A Service with its `@type`, as operations carry it.
-pub fn with_type(svc: &Value) -> Value {
-    let mut v = svc.clone();
-    if let Some(o) = v.as_object_mut() {
-        o.insert("@type".into(), json!(SERVICE_TYPE));
-    }
-    v
-}
 
 pub(crate) fn handle(st: &mut State, key: &str, req: &Req) -> GResult<Value> {
     match key {
@@ -92,14 +82,7 @@ pub(crate) fn handle(st: &mut State, key: &str, req: &Req) -> GResult<Value> {
         }
         "run.operations.get" | "run.operations.wait" => {
             let name = canonical_path(st, req)?;
-            let op = st
-                .operations
-                .get(&name)
-                .filter(|o| o.api == Api::Run)
-                .ok_or_else(|| op_not_found(&name))?;
-            let mut v = st.render_op(op);
-            crate::state::encode_op(&mut v, req.int);
-            Ok(v)
+            operations::get(st, Api::Run, &name, req.int)
         }
         "run.operations.delete" => {
             let name = canonical_path(st, req)?;
@@ -108,34 +91,12 @@ pub(crate) fn handle(st: &mut State, key: &str, req: &Req) -> GResult<Value> {
                     st.operations.remove(&name);
                     Ok(json!({}))
                 }
-                _ => Err(op_not_found(&name)),
+                _ => Err(operations::not_found(&name)),
             }
         }
         "run.operations.list" => {
-            let prefix = format!("{}/operations/", canonical_path(st, req)?);
-            let mut ops: Vec<_> = st
-                .operations
-                .values()
-                .filter(|o| o.api == Api::Run && o.name.starts_with(&prefix))
-                .collect();
-            ops.sort_by_key(|o| o.seq);
-            let rendered: Vec<Value> = ops
-                .iter()
-                .map(|o| {
-                    let mut v = st.render_op(o);
-                    crate::state::encode_op(&mut v, req.int);
-                    v
-                })
-                .collect();
-            let (page, next) = util::paginate(&rendered, &req.query, 100)?;
-            let mut v = json!({});
-            if !page.is_empty() {
-                v["operations"] = Value::Array(page);
-            }
-            if let Some(n) = next {
-                v["nextPageToken"] = json!(n);
-            }
-            Ok(v)
+            let parent = canonical_path(st, req)?;
+            operations::list(st, Api::Run, &parent, req)
         }
         _ => Err(GError::new(
             Code::Unimplemented,
@@ -159,10 +120,6 @@ fn out(svc: &Value, int: bool) -> Value {
     let mut v = svc.clone();
     enums::encode(&mut v, enums::SERVICE, int);
     v
-}
-
-fn op_not_found(name: &str) -> GError {
-    GError::not_found(format!("Operation '{name}' not found."))
 }
 
 /// Google's NOT_FOUND wording for a Cloud Run service.
@@ -864,9 +821,9 @@ fn create_named(
     o.insert("etag".into(), json!(etag));
     let parent = format!("projects/{}/locations/{region}", project.id);
     if req.q_bool("validateOnly") {
-        let v = with_type(&svc);
-        let op = st.finished_op(Api::Run, &parent, v.clone(), Ok(v));
-        return render(st, &op, req);
+        let v = service_any(&svc);
+        let op = operations::start_done(st, Api::Run, &parent, v.clone(), Ok(v));
+        return operations::get(st, Api::Run, &op, req.int);
     }
     o.insert("reconciling".into(), json!(true));
     o.insert(
@@ -874,7 +831,7 @@ fn create_named(
         json!({"type": "Ready", "state": "CONDITION_RECONCILING"}),
     );
     let revision = format!("{sid}-00001-{}", util::random_alnum(3));
-    let mut metadata = with_type(&svc);
+    let mut metadata = service_any(&svc);
     metadata["terminalCondition"] = json!({"state": "CONDITION_PENDING"});
     st.services.insert(
         name.to_string(),
@@ -886,7 +843,8 @@ fn create_named(
             last_failed: false,
         },
     );
-    let op = st.start_op(
+    let op = operations::start(
+        st,
         Api::Run,
         &parent,
         req.delay,
@@ -900,16 +858,6 @@ fn create_named(
     render_initial(st, &op, req)
 }
 
-fn render(st: &State, op: &str, req: &Req) -> GResult<Value> {
-    let op = st
-        .operations
-        .get(op)
-        .ok_or_else(|| GError::new(Code::Internal, "operation vanished"))?;
-    let mut v = st.render_op(op);
-    crate::state::encode_op(&mut v, req.int);
-    Ok(v)
-}
-
 /// The response to the mutating call itself: not done yet, metadata as recorded at submission.
 fn render_initial(st: &State, op: &str, req: &Req) -> GResult<Value> {
     let op = st
@@ -917,7 +865,7 @@ fn render_initial(st: &State, op: &str, req: &Req) -> GResult<Value> {
         .get(op)
         .ok_or_else(|| GError::new(Code::Internal, "operation vanished"))?;
     let mut v = json!({"name": op.name, "metadata": op.metadata});
-    crate::state::encode_op(&mut v, req.int);
+    operations::encode(&mut v, req.int);
     Ok(v)
 }
 
@@ -935,15 +883,7 @@ fn list(st: &mut State, req: &Req) -> GResult<Value> {
         .filter(|(_, r)| !r.deleting || req.q_bool("showDeleted"))
         .map(|(_, r)| out(&r.svc, req.int))
         .collect();
-    let (page, next) = util::paginate(&items, &req.query, 100)?;
-    let mut v = json!({});
-    if !page.is_empty() {
-        v["services"] = Value::Array(page);
-    }
-    if let Some(n) = next {
-        v["nextPageToken"] = json!(n);
-    }
-    Ok(v)
+    util::list_page("services", &items, &req.query, 100)
 }
 
 fn update(st: &mut State, req: &Req) -> GResult<Value> {
@@ -1012,9 +952,9 @@ fn update(st: &mut State, req: &Req) -> GResult<Value> {
     let template_changed = new.get("template") != rec.svc.get("template") || rec.last_failed;
     let parent = format!("projects/{}/locations/{region}", project.id);
     if req.q_bool("validateOnly") {
-        let v = with_type(&new);
-        let op = st.finished_op(Api::Run, &parent, v.clone(), Ok(v));
-        return render(st, &op, req);
+        let v = service_any(&new);
+        let op = operations::start_done(st, Api::Run, &parent, v.clone(), Ok(v));
+        return operations::get(st, Api::Run, &op, req.int);
     }
     let mut gen_ = generation(&rec.svc);
     let mut revision = None;
@@ -1046,7 +986,7 @@ fn update(st: &mut State, req: &Req) -> GResult<Value> {
             o.insert("terminalCondition".into(), tc);
         }
     }
-    let mut metadata = with_type(&new);
+    let mut metadata = service_any(&new);
     if changed || rec.last_failed {
         metadata["terminalCondition"]["state"] = json!("CONDITION_PENDING");
     }
@@ -1054,7 +994,8 @@ fn update(st: &mut State, req: &Req) -> GResult<Value> {
         r.svc = new;
         r.revisions = revisions;
     }
-    let op = st.start_op(
+    let op = operations::start(
+        st,
         Api::Run,
         &parent,
         req.delay,
@@ -1089,9 +1030,9 @@ fn delete(st: &mut State, req: &Req) -> GResult<Value> {
     }
     let parent = format!("projects/{}/locations/{region}", project.id);
     if req.q_bool("validateOnly") {
-        let v = with_type(&rec.svc);
-        let op = st.finished_op(Api::Run, &parent, v.clone(), Ok(v));
-        return render(st, &op, req);
+        let v = service_any(&rec.svc);
+        let op = operations::start_done(st, Api::Run, &parent, v.clone(), Ok(v));
+        return operations::get(st, Api::Run, &op, req.int);
     }
     let gen_ = generation(&rec.svc) + 1;
     let etag = service_etag(st, &name, gen_);
@@ -1115,12 +1056,13 @@ fn delete(st: &mut State, req: &Req) -> GResult<Value> {
         }
         o.insert("terminalCondition".into(), tc);
     }
-    let metadata = with_type(&svc);
+    let metadata = service_any(&svc);
     if let Some(r) = st.services.get_mut(&name) {
         r.svc = svc;
         r.deleting = true;
     }
-    let op = st.start_op(
+    let op = operations::start(
+        st,
         Api::Run,
         &parent,
         req.delay,
@@ -1231,7 +1173,7 @@ pub(crate) fn complete_deploy(
 ) -> (Value, Result<Value, GError>) {
     let Some(rec) = st.services.get(service).cloned() else {
         return (
-            json!({"@type": SERVICE_TYPE, "name": service}),
+            json!({"@type": RUN_SERVICE_TYPE, "name": service}),
             Err(GError::new(
                 Code::Aborted,
                 format!("Service '{service}' was deleted before the rollout finished."),
@@ -1240,7 +1182,7 @@ pub(crate) fn complete_deploy(
     };
     if rec.deleting || generation(&rec.svc) != gen_ {
         // Superseded by a newer generation or a delete: nothing to roll out.
-        let v = with_type(&rec.svc);
+        let v = service_any(&rec.svc);
         return (v.clone(), Ok(v));
     }
     let parts: Vec<&str> = service.split('/').collect();
@@ -1302,7 +1244,7 @@ pub(crate) fn complete_deploy(
         r.svc = svc.clone();
         r.last_failed = failed;
     }
-    let v = with_type(&svc);
+    let v = service_any(&svc);
     (v.clone(), result.map(|()| v))
 }
 
@@ -1310,8 +1252,8 @@ pub(crate) fn complete_deploy(
 pub(crate) fn complete_delete(st: &mut State, service: &str) -> (Value, Result<Value, GError>) {
     let Some(rec) = st.services.remove(service) else {
         return (
-            json!({"@type": SERVICE_TYPE, "name": service}),
-            Ok(json!({"@type": SERVICE_TYPE, "name": service})),
+            json!({"@type": RUN_SERVICE_TYPE, "name": service}),
+            Ok(json!({"@type": RUN_SERVICE_TYPE, "name": service})),
         );
     };
     let etag = service_etag(st, service, generation(&rec.svc));
@@ -1330,7 +1272,7 @@ pub(crate) fn complete_delete(st: &mut State, service: &str) -> (Value, Result<V
         );
         o.insert("etag".into(), json!(etag));
     }
-    let v = with_type(&svc);
+    let v = service_any(&svc);
     (v.clone(), Ok(v))
 }
 

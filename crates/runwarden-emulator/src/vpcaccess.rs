@@ -4,12 +4,12 @@ use serde_json::{Value, json};
 
 use crate::enums;
 use crate::error::{Code, GError, GResult};
+use crate::operations::{self, CONNECTOR_TYPE};
 use crate::request::Req;
 use crate::state::{Api, OpKind, State};
 use crate::util::{self, str_of};
 
 const METADATA_TYPE: &str = "type.googleapis.com/google.cloud.vpcaccess.v1.OperationMetadata";
-const CONNECTOR_TYPE: &str = "type.googleapis.com/google.cloud.vpcaccess.v1.Connector";
 const MACHINE_TYPES: [&str; 3] = ["f1-micro", "e2-micro", "e2-standard-4"];
 
 /// Whether `id` matches `^[a-z][-a-z0-9]{0,23}[a-z0-9]$`.
@@ -45,15 +45,7 @@ pub(crate) fn handle(st: &mut State, key: &str, req: &Req) -> GResult<Value> {
                 .filter(|(k, _)| k.starts_with(&prefix))
                 .map(|(_, c)| render(st, c, req.int))
                 .collect();
-            let (page, next) = util::paginate(&items, &req.query, 100)?;
-            let mut v = json!({});
-            if !page.is_empty() {
-                v["connectors"] = Value::Array(page);
-            }
-            if let Some(n) = next {
-                v["nextPageToken"] = json!(n);
-            }
-            Ok(v)
+            util::list_page("connectors", &items, &req.query, 100)
         }
         "vpcaccess.connectors.delete" => {
             let name = format!("{parent}/connectors/{}", req.seg(5));
@@ -70,58 +62,26 @@ pub(crate) fn handle(st: &mut State, key: &str, req: &Req) -> GResult<Value> {
                 "createTime": util::now(),
                 "target": name,
             });
-            let op = st.start_op(
+            let op = operations::start(
+                st,
                 Api::VpcAccess,
                 &parent,
                 req.delay,
                 OpKind::ConnectorDelete { connector: name },
                 metadata,
             );
-            render_op(st, &op, req.int)
+            operations::get(st, Api::VpcAccess, &op, req.int)
         }
         "vpcaccess.operations.get" => {
             let name = format!("{parent}/operations/{}", req.seg(5));
-            render_op(st, &name, req.int)
+            operations::get(st, Api::VpcAccess, &name, req.int)
         }
-        "vpcaccess.operations.list" => {
-            let prefix = format!("{parent}/operations/");
-            let mut ops: Vec<_> = st
-                .operations
-                .values()
-                .filter(|o| o.api == Api::VpcAccess && o.name.starts_with(&prefix))
-                .collect();
-            ops.sort_by_key(|o| o.seq);
-            let names: Vec<String> = ops.iter().map(|o| o.name.clone()).collect();
-            let rendered: Vec<Value> = names
-                .iter()
-                .filter_map(|n| render_op(st, n, req.int).ok())
-                .collect();
-            let (page, next) = util::paginate(&rendered, &req.query, 100)?;
-            let mut v = json!({});
-            if !page.is_empty() {
-                v["operations"] = Value::Array(page);
-            }
-            if let Some(n) = next {
-                v["nextPageToken"] = json!(n);
-            }
-            Ok(v)
-        }
+        "vpcaccess.operations.list" => operations::list(st, Api::VpcAccess, &parent, req),
         _ => Err(GError::new(
             Code::Unimplemented,
             format!("{key} is not implemented"),
         )),
     }
-}
-
-fn render_op(st: &State, name: &str, int: bool) -> GResult<Value> {
-    let op = st
-        .operations
-        .get(name)
-        .filter(|o| o.api == Api::VpcAccess)
-        .ok_or_else(|| GError::not_found(format!("Operation '{name}' not found.")))?;
-    let mut v = st.render_op(op);
-    crate::state::encode_op(&mut v, int);
-    Ok(v)
 }
 
 /// A connector as returned: `connectedProjects` computed from the Cloud Run services using it.
@@ -278,14 +238,15 @@ fn create(st: &mut State, req: &Req, parent: &str) -> GResult<Value> {
         "createTime": util::now(),
         "target": name,
     });
-    let op = st.start_op(
+    let op = operations::start(
+        st,
         Api::VpcAccess,
         parent,
         req.delay,
         OpKind::ConnectorCreate { connector: name },
         metadata,
     );
-    render_op(st, &op, req.int)
+    operations::get(st, Api::VpcAccess, &op, req.int)
 }
 
 fn valid_cidr28(s: &str) -> bool {
