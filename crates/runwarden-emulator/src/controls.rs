@@ -6,6 +6,7 @@ use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::error::{Code, GError};
+use crate::routes;
 use crate::shared::{Fault, Shared, lock};
 use crate::util;
 
@@ -63,16 +64,11 @@ pub(crate) fn handle(
                 Ok(f) => f,
                 Err(e) => return err(GError::invalid(format!("Invalid fault: {e}"))),
             };
-            if !matches!(
-                fault.api.as_str(),
-                "run" | "vpcaccess" | "kms" | "resourcemanager"
-            ) {
+            let apis = routes::apis();
+            if !apis.contains(&fault.api.as_str()) {
                 return err(GError::invalid_field(
                     "api",
-                    format!(
-                        "Unknown api '{}': use run, vpcaccess, kms or resourcemanager.",
-                        fault.api
-                    ),
+                    format!("Unknown api '{}': use {}.", fault.api, one_of(&apis)),
                 ));
             }
             if Code::parse(&fault.code).is_none() {
@@ -108,4 +104,24 @@ pub(crate) fn handle(
 
 fn config(shared: &Shared) -> Value {
     json!({"operationDelay": util::format_duration(*lock(&shared.delay))})
+}
+
+/// `a, b, c or d`.
+fn one_of(names: &[&str]) -> String {
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        Some((last, _)) => last.to_string(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fault_apis_are_listed_as_before() {
+        assert_eq!(
+            super::one_of(&crate::routes::apis()),
+            "run, vpcaccess, kms or resourcemanager"
+        );
+    }
 }

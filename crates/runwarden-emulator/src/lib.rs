@@ -28,6 +28,7 @@ mod operations;
 mod request;
 mod resourcemanager;
 mod router;
+mod routes;
 mod run;
 mod shared;
 pub mod state;

@@ -17,7 +17,8 @@ pub(crate) fn not_found_or_denied(project: &str) -> GError {
     )
 }
 
-pub(crate) fn handle(st: &mut State, req: &Req) -> GResult<Value> {
+/// `resourcemanager.projects.get`.
+pub(crate) fn get_project(st: &mut State, req: &Req) -> GResult<Value> {
     let seg = req.seg(1);
     let p = st.project(seg)?;
     if p.id.bytes().all(|b| b.is_ascii_digit()) {
