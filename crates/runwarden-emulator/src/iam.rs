@@ -73,131 +73,14 @@ impl Policy {
                 "Request contains an invalid argument: policy must be set.",
             ));
         };
-        let mask: Vec<String> = match body.get("updateMask") {
-            Some(Value::String(s)) => s
-                .split(',')
-                .map(|p| util::camel(p.trim()))
-                .filter(|p| !p.is_empty())
-                .collect(),
-            Some(Value::Object(o)) => o
-                .get("paths")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(util::camel)
-                        .collect()
-                })
-                .unwrap_or_default(),
-            _ => Vec::new(),
-        };
-        let mask = if mask.is_empty() {
-            vec!["bindings".to_string(), "etag".to_string()]
-        } else {
-            mask
-        };
-        for p in &mask {
-            if !matches!(p.as_str(), "bindings" | "etag" | "auditConfigs" | "version") {
-                return Err(GError::invalid_field(
-                    "update_mask",
-                    format!("Invalid update_mask path: '{p}'."),
-                ));
-            }
-        }
+        let mask = update_mask(body)?;
         let sent_etag = util::str_of(policy, "etag");
         if !sent_etag.is_empty() && sent_etag != self.etag() {
             return Err(GError::new(Code::Aborted, CONCURRENT_CHANGE));
         }
         let version = util::int_at(policy, "version", "policy.version", "TYPE_INT32")?.unwrap_or(0);
-        let mut bindings: Vec<Value> = Vec::new();
         if mask.iter().any(|p| p == "bindings") {
-            let raw = match policy.get("bindings") {
-                None | Some(Value::Null) => Vec::new(),
-                Some(Value::Array(a)) => a.clone(),
-                Some(other) => {
-                    return Err(util::bad_value(
-                        "policy.bindings",
-                        "type.googleapis.com/google.iam.v1.Binding",
-                        other,
-                    ));
-                }
-            };
-            for b in raw {
-                let role = util::str_of(&b, "role").to_string();
-                if !valid_role(&role) {
-                    return Err(GError::invalid_field(
-                        "policy.bindings.role",
-                        format!("Role ({role}) does not exist in the resource's hierarchy."),
-                    ));
-                }
-                let members: Vec<String> = match b.get("members") {
-                    None | Some(Value::Null) => Vec::new(),
-                    Some(Value::Array(a)) => a
-                        .iter()
-                        .map(|m| {
-                            m.as_str()
-                                .map(String::from)
-                                .ok_or_else(|| bad_member(&m.to_string()))
-                        })
-                        .collect::<GResult<_>>()?,
-                    Some(other) => return Err(bad_member(&other.to_string())),
-                };
-                for m in &members {
-                    if !valid_member(m) {
-                        return Err(bad_member(m));
-                    }
-                }
-                let condition = b.get("condition").filter(|c| !c.is_null()).cloned();
-                if let Some(c) = &condition {
-                    if util::str_of(c, "expression").is_empty() {
-                        return Err(GError::invalid_field(
-                            "policy.bindings.condition.expression",
-                            "Condition expression must not be empty.",
-                        ));
-                    }
-                    if version < 3 && version != 0 {
-                        return Err(GError::invalid_field(
-                            "policy.version",
-                            format!(
-                                "Invalid policy version {version}: policies with conditional role bindings must specify version 3."
-                            ),
-                        ));
-                    }
-                }
-                if members.is_empty() {
-                    continue;
-                }
-                match bindings.iter_mut().find(|x| {
-                    util::str_of(x, "role") == role && x.get("condition") == condition.as_ref()
-                }) {
-                    Some(existing) => {
-                        if let Some(arr) = existing.get_mut("members").and_then(Value::as_array_mut)
-                        {
-                            arr.extend(members.into_iter().map(Value::String));
-                        }
-                    }
-                    None => {
-                        let mut nb = json!({"role": role, "members": members});
-                        if let Some(c) = condition {
-                            nb["condition"] = c;
-                        }
-                        bindings.push(nb);
-                    }
-                }
-            }
-            for b in &mut bindings {
-                if let Some(arr) = b.get_mut("members").and_then(Value::as_array_mut) {
-                    let mut ms: Vec<String> = arr
-                        .iter()
-                        .filter_map(Value::as_str)
-                        .map(String::from)
-                        .collect();
-                    ms.sort();
-                    ms.dedup();
-                    *arr = ms.into_iter().map(Value::String).collect();
-                }
-            }
-            self.bindings = bindings;
+            self.bindings = merged_bindings(policy, version)?;
         }
         if mask.iter().any(|p| p == "auditConfigs") {
             self.audit_configs = policy
@@ -210,6 +93,141 @@ impl Policy {
         self.etag = Some(util::base64(&seq.to_be_bytes()));
         Ok(self.render())
     }
+}
+
+/// The request's `updateMask` paths (camelCase), `bindings,etag` when absent.
+fn update_mask(body: &Value) -> GResult<Vec<String>> {
+    let mask: Vec<String> = match body.get("updateMask") {
+        Some(Value::String(s)) => s
+            .split(',')
+            .map(|p| util::camel(p.trim()))
+            .filter(|p| !p.is_empty())
+            .collect(),
+        Some(Value::Object(o)) => o
+            .get("paths")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(util::camel)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let mask = if mask.is_empty() {
+        vec!["bindings".to_string(), "etag".to_string()]
+    } else {
+        mask
+    };
+    for p in &mask {
+        if !matches!(p.as_str(), "bindings" | "etag" | "auditConfigs" | "version") {
+            return Err(GError::invalid_field(
+                "update_mask",
+                format!("Invalid update_mask path: '{p}'."),
+            ));
+        }
+    }
+    Ok(mask)
+}
+
+/// The policy's bindings checked, merged by role and condition, members sorted and deduplicated,
+/// empty bindings dropped.
+fn merged_bindings(policy: &Value, version: i64) -> GResult<Vec<Value>> {
+    let raw = match policy.get("bindings") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a.clone(),
+        Some(other) => {
+            return Err(util::bad_value(
+                "policy.bindings",
+                "type.googleapis.com/google.iam.v1.Binding",
+                other,
+            ));
+        }
+    };
+    let mut bindings: Vec<Value> = Vec::new();
+    for b in raw {
+        let (role, members, condition) = parse_binding(&b, version)?;
+        if members.is_empty() {
+            continue;
+        }
+        match bindings
+            .iter_mut()
+            .find(|x| util::str_of(x, "role") == role && x.get("condition") == condition.as_ref())
+        {
+            Some(existing) => {
+                if let Some(arr) = existing.get_mut("members").and_then(Value::as_array_mut) {
+                    arr.extend(members.into_iter().map(Value::String));
+                }
+            }
+            None => {
+                let mut nb = json!({"role": role, "members": members});
+                if let Some(c) = condition {
+                    nb["condition"] = c;
+                }
+                bindings.push(nb);
+            }
+        }
+    }
+    for b in &mut bindings {
+        if let Some(arr) = b.get_mut("members").and_then(Value::as_array_mut) {
+            let mut ms: Vec<String> = arr
+                .iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect();
+            ms.sort();
+            ms.dedup();
+            *arr = ms.into_iter().map(Value::String).collect();
+        }
+    }
+    Ok(bindings)
+}
+
+/// One binding's role, members and condition, each checked.
+fn parse_binding(b: &Value, version: i64) -> GResult<(String, Vec<String>, Option<Value>)> {
+    let role = util::str_of(b, "role").to_string();
+    if !valid_role(&role) {
+        return Err(GError::invalid_field(
+            "policy.bindings.role",
+            format!("Role ({role}) does not exist in the resource's hierarchy."),
+        ));
+    }
+    let members: Vec<String> = match b.get("members") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|m| {
+                m.as_str()
+                    .map(String::from)
+                    .ok_or_else(|| bad_member(&m.to_string()))
+            })
+            .collect::<GResult<_>>()?,
+        Some(other) => return Err(bad_member(&other.to_string())),
+    };
+    for m in &members {
+        if !valid_member(m) {
+            return Err(bad_member(m));
+        }
+    }
+    let condition = b.get("condition").filter(|c| !c.is_null()).cloned();
+    if let Some(c) = &condition {
+        if util::str_of(c, "expression").is_empty() {
+            return Err(GError::invalid_field(
+                "policy.bindings.condition.expression",
+                "Condition expression must not be empty.",
+            ));
+        }
+        if version < 3 && version != 0 {
+            return Err(GError::invalid_field(
+                "policy.version",
+                format!(
+                    "Invalid policy version {version}: policies with conditional role bindings must specify version 3."
+                ),
+            ));
+        }
+    }
+    Ok((role, members, condition))
 }
 
 fn bad_member(m: &str) -> GError {

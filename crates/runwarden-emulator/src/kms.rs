@@ -8,16 +8,17 @@ use serde_json::{Value, json};
 use crate::enums;
 use crate::error::{Code, GError, GResult};
 use crate::iam::Policy;
-use crate::router::{Req, object_body};
+use crate::request::Req;
 use crate::state::{KeyRec, State};
 use crate::util::{self, str_of};
 
-pub(crate) fn handle(st: &mut State, key: &str, req: &Req) -> GResult<Value> {
+/// The request path with the project id (names are stored by id), after checking the
+/// location: `projects/{id}/locations/{l}/keyRings/...`.
+fn canonical_segs(st: &mut State, req: &Req) -> GResult<Vec<String>> {
     let p = st.project(req.seg(1))?;
-    // Canonical names use the project id.
     let mut segs = req.segs.clone();
-    segs[1] = p.id.clone();
-    let location = req.seg(3).to_string();
+    segs[1] = p.id;
+    let location = req.seg(3);
     if location.is_empty()
         || !location
             .bytes()
@@ -25,174 +26,218 @@ pub(crate) fn handle(st: &mut State, key: &str, req: &Req) -> GResult<Value> {
     {
         return Err(GError::invalid(format!("Invalid location '{location}'.")));
     }
-    let parent = segs[..4].join("/");
-    match key {
-        "kms.keyRings.create" => {
-            let id = req.q("keyRingId").unwrap_or("");
-            check_id(id, "key_ring_id")?;
-            let name = format!("{parent}/keyRings/{id}");
-            if st.key_rings.contains_key(&name) {
-                return Err(GError::new(
-                    Code::AlreadyExists,
-                    format!("KeyRing {name} already exists."),
-                ));
-            }
-            let ring = json!({"name": name, "createTime": util::now()});
-            st.key_rings.insert(name, ring.clone());
-            Ok(ring)
-        }
-        "kms.keyRings.get" => {
-            let name = segs.join("/");
-            st.key_rings
-                .get(&name)
-                .cloned()
-                .ok_or_else(|| ring_not_found(&name))
-        }
-        "kms.keyRings.list" => {
-            let prefix = format!("{parent}/keyRings/");
-            let items: Vec<Value> = st
-                .key_rings
-                .iter()
-                .filter(|(k, _)| k.starts_with(&prefix))
-                .map(|(_, v)| v.clone())
-                .collect();
-            list_response("keyRings", &items, req)
-        }
-        "kms.cryptoKeys.create" => create_key(st, req, &segs[..6].join("/")),
-        "kms.cryptoKeys.get" => {
-            let name = segs.join("/");
-            let rec = st
-                .crypto_keys
-                .get(&name)
-                .ok_or_else(|| key_not_found(&name))?;
-            Ok(render_key(rec, req.int))
-        }
-        "kms.cryptoKeys.list" => {
-            let ring = segs[..6].join("/");
-            if !st.key_rings.contains_key(&ring) {
-                return Err(ring_not_found(&ring));
-            }
-            let prefix = format!("{ring}/cryptoKeys/");
-            let items: Vec<Value> = st
-                .crypto_keys
-                .iter()
-                .filter(|(k, _)| k.starts_with(&prefix))
-                .map(|(_, r)| render_key(r, req.int))
-                .collect();
-            list_response("cryptoKeys", &items, req)
-        }
-        "kms.cryptoKeys.patch" => patch_key(st, req, &segs.join("/")),
-        "kms.cryptoKeys.getIamPolicy" => {
-            let name = segs.join("/");
-            let rec = st
-                .crypto_keys
-                .get(&name)
-                .ok_or_else(|| key_not_found(&name))?;
-            Ok(rec.policy.render())
-        }
-        "kms.cryptoKeys.setIamPolicy" => {
-            let name = segs.join("/");
-            let mut seq = st.etag_seq;
-            let rec = st
-                .crypto_keys
-                .get_mut(&name)
-                .ok_or_else(|| key_not_found(&name))?;
-            let out = rec.policy.set(&object_body(req)?, &mut seq)?;
-            st.etag_seq = seq;
-            Ok(out)
-        }
-        "kms.cryptoKeys.updatePrimaryVersion" => {
-            let name = segs.join("/");
-            let rec = st
-                .crypto_keys
-                .get_mut(&name)
-                .ok_or_else(|| key_not_found(&name))?;
-            let id = str_of(&req.body, "cryptoKeyVersionId");
-            let n: u64 = id.parse().map_err(|_| {
-                GError::invalid_field(
-                    "crypto_key_version_id",
-                    format!("Invalid crypto_key_version_id '{id}'."),
-                )
-            })?;
-            let v = rec
-                .versions
-                .get(&n)
-                .ok_or_else(|| version_not_found(&format!("{name}/cryptoKeyVersions/{id}")))?;
-            if str_of(v, "state") != "ENABLED" {
-                return Err(state_error(v));
-            }
-            rec.primary = Some(n);
-            Ok(render_key(rec, req.int))
-        }
-        "kms.cryptoKeyVersions.create" => {
-            let name = segs[..8].join("/");
-            let rec = st
-                .crypto_keys
-                .get_mut(&name)
-                .ok_or_else(|| key_not_found(&name))?;
-            let n = rec.versions.keys().max().copied().unwrap_or(0) + 1;
-            let v = new_version(&name, n, &rec.key);
-            rec.versions.insert(n, v.clone());
-            Ok(out(v, enums::KEY_VERSION, req.int))
-        }
-        "kms.cryptoKeyVersions.list" => {
-            let name = segs[..8].join("/");
-            let rec = st
-                .crypto_keys
-                .get(&name)
-                .ok_or_else(|| key_not_found(&name))?;
-            let items: Vec<Value> = rec
-                .versions
-                .values()
-                .map(|v| out(v.clone(), enums::KEY_VERSION, req.int))
-                .collect();
-            list_response("cryptoKeyVersions", &items, req)
-        }
-        "kms.cryptoKeyVersions.get"
-        | "kms.cryptoKeyVersions.patch"
-        | "kms.cryptoKeyVersions.destroy"
-        | "kms.cryptoKeyVersions.restore" => {
-            let key_name = segs[..8].join("/");
-            let vname = segs.join("/");
-            let rec = st
-                .crypto_keys
-                .get_mut(&key_name)
-                .ok_or_else(|| version_not_found(&vname))?;
-            let n: u64 = req.seg(9).parse().map_err(|_| version_not_found(&vname))?;
-            let destroy_after = str_of(&rec.key, "destroyScheduledDuration").to_string();
-            let v = rec
-                .versions
-                .get_mut(&n)
-                .ok_or_else(|| version_not_found(&vname))?;
-            match key {
-                "kms.cryptoKeyVersions.get" => {}
-                "kms.cryptoKeyVersions.patch" => patch_version(v, req)?,
-                "kms.cryptoKeyVersions.destroy" => {
-                    if !matches!(str_of(v, "state"), "ENABLED" | "DISABLED") {
-                        return Err(state_error(v));
-                    }
-                    let after = util::parse_duration(&destroy_after)
-                        .unwrap_or(Duration::from_secs(30 * 86_400));
-                    v["state"] = json!("DESTROY_SCHEDULED");
-                    v["destroyTime"] = json!(util::timestamp(SystemTime::now() + after));
-                }
-                _ => {
-                    if str_of(v, "state") != "DESTROY_SCHEDULED" {
-                        return Err(state_error(v));
-                    }
-                    v["state"] = json!("DISABLED");
-                    if let Some(o) = v.as_object_mut() {
-                        o.remove("destroyTime");
-                    }
-                }
-            }
-            Ok(out(v.clone(), enums::KEY_VERSION, req.int))
-        }
-        _ => Err(GError::new(
-            Code::Unimplemented,
-            format!("{key} is not implemented"),
-        )),
+    Ok(segs)
+}
+
+/// The canonical resource name of the request path.
+fn canonical_name(st: &mut State, req: &Req) -> GResult<String> {
+    Ok(canonical_segs(st, req)?.join("/"))
+}
+
+/// The first `n` segments of the canonical path (the parent at that depth).
+fn canonical_prefix(st: &mut State, req: &Req, n: usize) -> GResult<String> {
+    Ok(canonical_segs(st, req)?[..n].join("/"))
+}
+
+/// `kms.keyRings.create`.
+pub(crate) fn create_key_ring(st: &mut State, req: &Req) -> GResult<Value> {
+    let parent = canonical_prefix(st, req, 4)?;
+    let id = req.q("keyRingId").unwrap_or("");
+    check_id(id, "key_ring_id")?;
+    let name = format!("{parent}/keyRings/{id}");
+    if st.key_rings.contains_key(&name) {
+        return Err(GError::new(
+            Code::AlreadyExists,
+            format!("KeyRing {name} already exists."),
+        ));
     }
+    let ring = json!({"name": name, "createTime": util::now()});
+    st.key_rings.insert(name, ring.clone());
+    Ok(ring)
+}
+
+/// `kms.keyRings.get`.
+pub(crate) fn get_key_ring(st: &mut State, req: &Req) -> GResult<Value> {
+    let name = canonical_name(st, req)?;
+    st.key_rings
+        .get(&name)
+        .cloned()
+        .ok_or_else(|| ring_not_found(&name))
+}
+
+/// `kms.keyRings.list`.
+pub(crate) fn list_key_rings(st: &mut State, req: &Req) -> GResult<Value> {
+    let prefix = format!("{}/keyRings/", canonical_prefix(st, req, 4)?);
+    let items: Vec<Value> = st
+        .key_rings
+        .iter()
+        .filter(|(k, _)| k.starts_with(&prefix))
+        .map(|(_, v)| v.clone())
+        .collect();
+    list_response("keyRings", &items, req)
+}
+
+/// `kms.cryptoKeys.get`.
+pub(crate) fn get_key(st: &mut State, req: &Req) -> GResult<Value> {
+    let name = canonical_name(st, req)?;
+    let rec = st
+        .crypto_keys
+        .get(&name)
+        .ok_or_else(|| key_not_found(&name))?;
+    Ok(render_key(rec, req.int))
+}
+
+/// `kms.cryptoKeys.list`.
+pub(crate) fn list_keys(st: &mut State, req: &Req) -> GResult<Value> {
+    let ring = canonical_prefix(st, req, 6)?;
+    if !st.key_rings.contains_key(&ring) {
+        return Err(ring_not_found(&ring));
+    }
+    let prefix = format!("{ring}/cryptoKeys/");
+    let items: Vec<Value> = st
+        .crypto_keys
+        .iter()
+        .filter(|(k, _)| k.starts_with(&prefix))
+        .map(|(_, r)| render_key(r, req.int))
+        .collect();
+    list_response("cryptoKeys", &items, req)
+}
+
+/// `kms.cryptoKeys.getIamPolicy`.
+pub(crate) fn get_key_policy(st: &mut State, req: &Req) -> GResult<Value> {
+    let name = canonical_name(st, req)?;
+    let rec = st
+        .crypto_keys
+        .get(&name)
+        .ok_or_else(|| key_not_found(&name))?;
+    Ok(rec.policy.render())
+}
+
+/// `kms.cryptoKeys.setIamPolicy`.
+pub(crate) fn set_key_policy(st: &mut State, req: &Req) -> GResult<Value> {
+    let name = canonical_name(st, req)?;
+    let mut seq = st.etag_seq;
+    let rec = st
+        .crypto_keys
+        .get_mut(&name)
+        .ok_or_else(|| key_not_found(&name))?;
+    let out = rec.policy.set(&req.object_body()?, &mut seq)?;
+    st.etag_seq = seq;
+    Ok(out)
+}
+
+/// `kms.cryptoKeys.updatePrimaryVersion`: the version must be ENABLED.
+pub(crate) fn update_primary_version(st: &mut State, req: &Req) -> GResult<Value> {
+    let name = canonical_name(st, req)?;
+    let rec = st
+        .crypto_keys
+        .get_mut(&name)
+        .ok_or_else(|| key_not_found(&name))?;
+    let id = str_of(&req.body, "cryptoKeyVersionId");
+    let n: u64 = id.parse().map_err(|_| {
+        GError::invalid_field(
+            "crypto_key_version_id",
+            format!("Invalid crypto_key_version_id '{id}'."),
+        )
+    })?;
+    let v = rec
+        .versions
+        .get(&n)
+        .ok_or_else(|| version_not_found(&format!("{name}/cryptoKeyVersions/{id}")))?;
+    if str_of(v, "state") != "ENABLED" {
+        return Err(state_error(v));
+    }
+    rec.primary = Some(n);
+    Ok(render_key(rec, req.int))
+}
+
+/// `kms.cryptoKeyVersions.create`: the next number, ENABLED, not primary.
+pub(crate) fn create_version(st: &mut State, req: &Req) -> GResult<Value> {
+    let name = canonical_prefix(st, req, 8)?;
+    let rec = st
+        .crypto_keys
+        .get_mut(&name)
+        .ok_or_else(|| key_not_found(&name))?;
+    let n = rec.versions.keys().max().copied().unwrap_or(0) + 1;
+    let v = new_version(&name, n, &rec.key);
+    rec.versions.insert(n, v.clone());
+    Ok(out(v, enums::KEY_VERSION, req.int))
+}
+
+/// `kms.cryptoKeyVersions.list`.
+pub(crate) fn list_versions(st: &mut State, req: &Req) -> GResult<Value> {
+    let name = canonical_prefix(st, req, 8)?;
+    let rec = st
+        .crypto_keys
+        .get(&name)
+        .ok_or_else(|| key_not_found(&name))?;
+    let items: Vec<Value> = rec
+        .versions
+        .values()
+        .map(|v| out(v.clone(), enums::KEY_VERSION, req.int))
+        .collect();
+    list_response("cryptoKeyVersions", &items, req)
+}
+
+/// `kms.cryptoKeyVersions.get`.
+pub(crate) fn get_version(st: &mut State, req: &Req) -> GResult<Value> {
+    with_version(st, req, |_, _| Ok(()))
+}
+
+/// `kms.cryptoKeyVersions.patch`.
+pub(crate) fn patch_version(st: &mut State, req: &Req) -> GResult<Value> {
+    with_version(st, req, |v, _| apply_version_patch(v, req))
+}
+
+/// `kms.cryptoKeyVersions.destroy`: ENABLED or DISABLED → DESTROY_SCHEDULED.
+pub(crate) fn destroy_version(st: &mut State, req: &Req) -> GResult<Value> {
+    with_version(st, req, |v, destroy_after| {
+        if !matches!(str_of(v, "state"), "ENABLED" | "DISABLED") {
+            return Err(state_error(v));
+        }
+        let after = util::parse_duration(destroy_after).unwrap_or(Duration::from_secs(30 * 86_400));
+        v["state"] = json!("DESTROY_SCHEDULED");
+        v["destroyTime"] = json!(util::timestamp(SystemTime::now() + after));
+        Ok(())
+    })
+}
+
+/// `kms.cryptoKeyVersions.restore`: DESTROY_SCHEDULED → DISABLED.
+pub(crate) fn restore_version(st: &mut State, req: &Req) -> GResult<Value> {
+    with_version(st, req, |v, _| {
+        if str_of(v, "state") != "DESTROY_SCHEDULED" {
+            return Err(state_error(v));
+        }
+        v["state"] = json!("DISABLED");
+        if let Some(o) = v.as_object_mut() {
+            o.remove("destroyTime");
+        }
+        Ok(())
+    })
+}
+
+/// Finds the version the path names, applies `change` to it (given the key's
+/// `destroyScheduledDuration`) and returns it.
+fn with_version(
+    st: &mut State,
+    req: &Req,
+    change: impl FnOnce(&mut Value, &str) -> GResult<()>,
+) -> GResult<Value> {
+    let segs = canonical_segs(st, req)?;
+    let key_name = segs[..8].join("/");
+    let vname = segs.join("/");
+    let rec = st
+        .crypto_keys
+        .get_mut(&key_name)
+        .ok_or_else(|| version_not_found(&vname))?;
+    let n: u64 = req.seg(9).parse().map_err(|_| version_not_found(&vname))?;
+    let destroy_after = str_of(&rec.key, "destroyScheduledDuration").to_string();
+    let v = rec
+        .versions
+        .get_mut(&n)
+        .ok_or_else(|| version_not_found(&vname))?;
+    change(v, &destroy_after)?;
+    Ok(out(v.clone(), enums::KEY_VERSION, req.int))
 }
 
 fn out(mut v: Value, schema: enums::Schema, int: bool) -> Value {
@@ -201,14 +246,7 @@ fn out(mut v: Value, schema: enums::Schema, int: bool) -> Value {
 }
 
 fn list_response(key: &str, items: &[Value], req: &Req) -> GResult<Value> {
-    let (page, next) = util::paginate(items, &req.query, 1000)?;
-    let mut v = json!({});
-    if !page.is_empty() {
-        v[key] = Value::Array(page);
-    }
-    if let Some(n) = next {
-        v["nextPageToken"] = json!(n);
-    }
+    let mut v = util::list_page(key, items, &req.query, 1000)?;
     if !items.is_empty() {
         v["totalSize"] = json!(items.len());
     }
@@ -286,7 +324,10 @@ fn default_algorithm(purpose: &str) -> &'static str {
     }
 }
 
-fn create_key(st: &mut State, req: &Req, ring: &str) -> GResult<Value> {
+/// `kms.cryptoKeys.create`: version 1 ENABLED (and primary for ENCRYPT_DECRYPT) unless
+/// `skipInitialVersionCreation`.
+pub(crate) fn create_key(st: &mut State, req: &Req) -> GResult<Value> {
+    let ring = &canonical_prefix(st, req, 6)?;
     let id = req.q("cryptoKeyId").unwrap_or("");
     check_id(id, "crypto_key_id")?;
     if !st.key_rings.contains_key(ring) {
@@ -299,7 +340,7 @@ fn create_key(st: &mut State, req: &Req, ring: &str) -> GResult<Value> {
             format!("CryptoKey {name} already exists."),
         ));
     }
-    let mut key = object_body(req)?;
+    let mut key = req.object_body()?;
     enums::decode(&mut key, enums::CRYPTO_KEY, "crypto_key")?;
     util::prune(&mut key);
     let purpose = str_of(&key, "purpose").to_string();
@@ -350,12 +391,14 @@ fn create_key(st: &mut State, req: &Req, ring: &str) -> GResult<Value> {
     Ok(v)
 }
 
-fn patch_key(st: &mut State, req: &Req, name: &str) -> GResult<Value> {
+/// `kms.cryptoKeys.patch` (`updateMask` required).
+pub(crate) fn patch_key(st: &mut State, req: &Req) -> GResult<Value> {
+    let name = &canonical_name(st, req)?;
     let rec = st
         .crypto_keys
         .get_mut(name)
         .ok_or_else(|| key_not_found(name))?;
-    let mut body = object_body(req)?;
+    let mut body = req.object_body()?;
     enums::decode(&mut body, enums::CRYPTO_KEY, "crypto_key")?;
     let Some(mask) = util::query_mask(&req.query, "updateMask").filter(|m| !m.is_empty()) else {
         return Err(GError::invalid_field(
@@ -414,8 +457,8 @@ fn patch_key(st: &mut State, req: &Req, name: &str) -> GResult<Value> {
     Ok(render_key(rec, req.int))
 }
 
-fn patch_version(v: &mut Value, req: &Req) -> GResult<()> {
-    let mut body = object_body(req)?;
+fn apply_version_patch(v: &mut Value, req: &Req) -> GResult<()> {
+    let mut body = req.object_body()?;
     enums::decode(&mut body, enums::KEY_VERSION, "crypto_key_version")?;
     let Some(mask) = util::query_mask(&req.query, "updateMask").filter(|m| !m.is_empty()) else {
         return Err(GError::invalid_field(

@@ -18,28 +18,33 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod completion;
 mod controls;
 pub mod enums;
 pub mod error;
 pub mod iam;
 mod kms;
+mod operations;
+mod request;
 mod resourcemanager;
 mod router;
+mod routes;
 mod run;
+mod shared;
 pub mod state;
 pub mod util;
 mod vpcaccess;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::error::Code;
-use crate::state::State;
+pub use crate::shared::Fault;
+use crate::shared::{Shared, lock};
 
 /// Emulator settings.
 #[derive(Clone, Debug, Default)]
@@ -47,91 +52,6 @@ pub struct Config {
     /// How long each long-running operation takes before it reports `done` (default 0s: the first
     /// `operations.get` already shows it done).
     pub operation_delay: Duration,
-}
-
-/// A fault to inject: matching calls fail with `code` instead of being served.
-#[derive(Clone, Debug, PartialEq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Fault {
-    /// `run`, `vpcaccess`, `kms` or `resourcemanager`.
-    pub api: String,
-    /// A method such as `services.patch` (the `{api}.` prefix is optional); `None` = every method
-    /// of the API.
-    #[serde(default)]
-    pub method: Option<String>,
-    /// gRPC status name: `UNAVAILABLE`, `PERMISSION_DENIED`, `RESOURCE_EXHAUSTED`, `ABORTED`, ...
-    pub code: String,
-    /// The error message; a Google-like default per code when absent.
-    #[serde(default)]
-    pub message: Option<String>,
-    /// Fail the next N matching calls, then stop.
-    #[serde(default)]
-    pub count: Option<u64>,
-    /// Or fail each matching call with this probability (0.0..=1.0). With neither `count` nor
-    /// `rate`, every matching call fails until the faults are cleared.
-    #[serde(default)]
-    pub rate: Option<f64>,
-}
-
-/// State shared by the server task and the [`Emulator`] handle.
-#[derive(Debug, Default)]
-pub(crate) struct Shared {
-    pub(crate) state: Mutex<State>,
-    pub(crate) counters: Mutex<BTreeMap<String, u64>>,
-    pub(crate) faults: Mutex<Vec<Fault>>,
-    pub(crate) delay: Mutex<Duration>,
-}
-
-/// Locks a mutex, recovering from poisoning (a panicking handler must not wedge the emulator).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl Shared {
-    fn new(config: &Config) -> Self {
-        let s = Shared::default();
-        *lock(&s.delay) = config.operation_delay;
-        s
-    }
-
-    pub(crate) fn count(&self, key: &str) {
-        *lock(&self.counters).entry(key.to_string()).or_default() += 1;
-    }
-
-    /// The fault to apply to this call, if any (consumes one unit of a counted fault).
-    pub(crate) fn take_fault(&self, api: &str, key: &str) -> Option<(Code, Option<String>)> {
-        let mut faults = lock(&self.faults);
-        let method = key.strip_prefix(api).and_then(|m| m.strip_prefix('.'))?;
-        let idx = faults.iter().position(|f| {
-            f.api == api
-                && f.method
-                    .as_deref()
-                    .is_none_or(|m| m == method || m == key || m.is_empty())
-                && match (f.count, f.rate) {
-                    (Some(n), _) => n > 0,
-                    (None, Some(r)) => fastrand::f64() < r,
-                    (None, None) => true,
-                }
-        })?;
-        let f = &mut faults[idx];
-        let out = (
-            Code::parse(&f.code).unwrap_or(Code::Unknown),
-            f.message.clone(),
-        );
-        if let Some(n) = f.count.as_mut() {
-            *n -= 1;
-            if *n == 0 {
-                faults.remove(idx);
-            }
-        }
-        Some(out)
-    }
-
-    pub(crate) fn reset(&self) {
-        *lock(&self.state) = State::default();
-        lock(&self.counters).clear();
-        lock(&self.faults).clear();
-    }
 }
 
 /// A running emulator. Dropping it stops the server.
@@ -148,7 +68,7 @@ impl Emulator {
     pub async fn start(addr: &str, config: Config) -> std::io::Result<Emulator> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
-        let shared = Arc::new(Shared::new(&config));
+        let shared = Arc::new(Shared::new(config.operation_delay));
         let (tx, rx) = oneshot::channel::<()>();
         let app = router::app(shared.clone());
         let task = tokio::spawn(async move {
@@ -242,7 +162,7 @@ pub async fn serve(
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let shared = Arc::new(Shared::new(&config));
+    let shared = Arc::new(Shared::new(config.operation_delay));
     axum::serve(listener, router::app(shared))
         .with_graceful_shutdown(shutdown)
         .await

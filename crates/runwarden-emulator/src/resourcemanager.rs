@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use crate::enums;
 use crate::error::{GError, GResult};
-use crate::router::Req;
+use crate::request::Req;
 use crate::state::State;
 
 /// Resource Manager answers 403 for a project that does not exist or that the caller cannot see.
@@ -17,7 +17,8 @@ pub(crate) fn not_found_or_denied(project: &str) -> GError {
     )
 }
 
-pub(crate) fn handle(st: &mut State, req: &Req) -> GResult<Value> {
+/// `resourcemanager.projects.get`.
+pub(crate) fn get_project(st: &mut State, req: &Req) -> GResult<Value> {
     let seg = req.seg(1);
     let p = st.project(seg)?;
     if p.id.bytes().all(|b| b.is_ascii_digit()) {

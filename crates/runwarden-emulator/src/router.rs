@@ -1,5 +1,6 @@
-//! One handler for every request: resolve the method key from the path, count it, apply faults and
-//! the forbidden-project rule, then dispatch to the API module.
+//! One axum handler for every request: `/emulator/v1/` goes to the controls; anything else is
+//! looked up in the route table (`routes`), counted, checked for injected faults and the
+//! forbidden-project rule, and handed to the route's handler with the state locked.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,228 +10,17 @@ use axum::body::Body;
 use axum::extract::{Query, Request, State as AxState};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::error::{Code, GError, GResult};
-use crate::{Shared, lock, util};
-
-/// A parsed API request, handed to the API modules.
-pub(crate) struct Req {
-    /// Path segments after the version (`projects`, `p`, `locations`, ...), verb removed.
-    pub(crate) segs: Vec<String>,
-    pub(crate) query: Vec<(String, String)>,
-    pub(crate) body: Value,
-    /// Print enums as numbers.
-    pub(crate) int: bool,
-    /// Operation delay for operations started by this request.
-    pub(crate) delay: Duration,
-}
-
-impl Req {
-    pub(crate) fn seg(&self, i: usize) -> &str {
-        self.segs.get(i).map(String::as_str).unwrap_or("")
-    }
-    pub(crate) fn q(&self, key: &str) -> Option<&str> {
-        util::query_param(&self.query, key)
-    }
-    pub(crate) fn q_bool(&self, key: &str) -> bool {
-        util::query_bool(&self.query, key)
-    }
-}
+use crate::request::Req;
+use crate::routes::{self, Handler, HandlerFn, Route};
+use crate::shared::{Shared, lock};
+use crate::util;
 
 /// The router: every path goes to [`handle`].
 pub(crate) fn app(shared: Arc<Shared>) -> Router {
     Router::new().fallback(handle).with_state(shared)
-}
-
-/// Where a path leads: the API, the method key and the project segment.
-pub(crate) struct Resolved {
-    pub(crate) api: &'static str,
-    pub(crate) key: &'static str,
-    pub(crate) project: String,
-    /// The IAM permission Google would check (used in PERMISSION_DENIED wording).
-    pub(crate) permission: &'static str,
-}
-
-fn resolve(
-    method: &Method,
-    version: &str,
-    segs: &[String],
-    verb: Option<&str>,
-) -> Option<Resolved> {
-    let s: Vec<&str> = segs.iter().map(String::as_str).collect();
-    let m = method.as_str();
-    let r = |api, key, permission| {
-        Some(Resolved {
-            api,
-            key,
-            project: s.get(1).map(|x| x.to_string()).unwrap_or_default(),
-            permission,
-        })
-    };
-    if s.first() != Some(&"projects") {
-        return None;
-    }
-    if version == "v3" {
-        return match (s.len(), m, verb) {
-            (2, "GET", None) => r(
-                "resourcemanager",
-                "resourcemanager.projects.get",
-                "resourcemanager.projects.get",
-            ),
-            _ => None,
-        };
-    }
-    if s.len() < 5 || s[2] != "locations" {
-        return None;
-    }
-    let coll = s[4];
-    let n = s.len();
-    match (version, coll, n, m, verb) {
-        ("v2", "services", 5, "POST", None) => {
-            r("run", "run.services.create", "run.services.create")
-        }
-        ("v2", "services", 5, "GET", None) => r("run", "run.services.list", "run.services.list"),
-        ("v2", "services", 6, "GET", None) => r("run", "run.services.get", "run.services.get"),
-        ("v2", "services", 6, "PATCH", None) => {
-            r("run", "run.services.patch", "run.services.update")
-        }
-        ("v2", "services", 6, "DELETE", None) => {
-            r("run", "run.services.delete", "run.services.delete")
-        }
-        ("v2", "services", 6, "GET", Some("getIamPolicy")) => r(
-            "run",
-            "run.services.getIamPolicy",
-            "run.services.getIamPolicy",
-        ),
-        ("v2", "services", 6, "POST", Some("setIamPolicy")) => r(
-            "run",
-            "run.services.setIamPolicy",
-            "run.services.setIamPolicy",
-        ),
-        ("v2", "services", 6, "POST", Some("testIamPermissions")) => {
-            r("run", "run.services.testIamPermissions", "run.services.get")
-        }
-        ("v2", "operations", 5, "GET", None) => {
-            r("run", "run.operations.list", "run.operations.list")
-        }
-        ("v2", "operations", 6, "GET", None) => {
-            r("run", "run.operations.get", "run.operations.get")
-        }
-        ("v2", "operations", 6, "DELETE", None) => {
-            r("run", "run.operations.delete", "run.operations.delete")
-        }
-        ("v2", "operations", 6, "POST", Some("wait")) => {
-            r("run", "run.operations.wait", "run.operations.get")
-        }
-        ("v1", "connectors", 5, "POST", None) => r(
-            "vpcaccess",
-            "vpcaccess.connectors.create",
-            "vpcaccess.connectors.create",
-        ),
-        ("v1", "connectors", 5, "GET", None) => r(
-            "vpcaccess",
-            "vpcaccess.connectors.list",
-            "vpcaccess.connectors.list",
-        ),
-        ("v1", "connectors", 6, "GET", None) => r(
-            "vpcaccess",
-            "vpcaccess.connectors.get",
-            "vpcaccess.connectors.get",
-        ),
-        ("v1", "connectors", 6, "DELETE", None) => r(
-            "vpcaccess",
-            "vpcaccess.connectors.delete",
-            "vpcaccess.connectors.delete",
-        ),
-        ("v1", "operations", 5, "GET", None) => r(
-            "vpcaccess",
-            "vpcaccess.operations.list",
-            "vpcaccess.operations.list",
-        ),
-        ("v1", "operations", 6, "GET", None) => r(
-            "vpcaccess",
-            "vpcaccess.operations.get",
-            "vpcaccess.operations.get",
-        ),
-        ("v1", "keyRings", 5, "POST", None) => {
-            r("kms", "kms.keyRings.create", "cloudkms.keyRings.create")
-        }
-        ("v1", "keyRings", 5, "GET", None) => {
-            r("kms", "kms.keyRings.list", "cloudkms.keyRings.list")
-        }
-        ("v1", "keyRings", 6, "GET", None) => r("kms", "kms.keyRings.get", "cloudkms.keyRings.get"),
-        ("v1", "keyRings", 7, "POST", None) if s[6] == "cryptoKeys" => {
-            r("kms", "kms.cryptoKeys.create", "cloudkms.cryptoKeys.create")
-        }
-        ("v1", "keyRings", 7, "GET", None) if s[6] == "cryptoKeys" => {
-            r("kms", "kms.cryptoKeys.list", "cloudkms.cryptoKeys.list")
-        }
-        ("v1", "keyRings", 8, _, _) if s[6] == "cryptoKeys" => match (m, verb) {
-            ("GET", None) => r("kms", "kms.cryptoKeys.get", "cloudkms.cryptoKeys.get"),
-            ("PATCH", None) => r("kms", "kms.cryptoKeys.patch", "cloudkms.cryptoKeys.update"),
-            ("GET", Some("getIamPolicy")) => r(
-                "kms",
-                "kms.cryptoKeys.getIamPolicy",
-                "cloudkms.cryptoKeys.getIamPolicy",
-            ),
-            ("POST", Some("setIamPolicy")) => r(
-                "kms",
-                "kms.cryptoKeys.setIamPolicy",
-                "cloudkms.cryptoKeys.setIamPolicy",
-            ),
-            ("POST", Some("updatePrimaryVersion")) => r(
-                "kms",
-                "kms.cryptoKeys.updatePrimaryVersion",
-                "cloudkms.cryptoKeys.update",
-            ),
-            _ => None,
-        },
-        ("v1", "keyRings", 9, "POST", None)
-            if s[6] == "cryptoKeys" && s[8] == "cryptoKeyVersions" =>
-        {
-            r(
-                "kms",
-                "kms.cryptoKeyVersions.create",
-                "cloudkms.cryptoKeyVersions.create",
-            )
-        }
-        ("v1", "keyRings", 9, "GET", None)
-            if s[6] == "cryptoKeys" && s[8] == "cryptoKeyVersions" =>
-        {
-            r(
-                "kms",
-                "kms.cryptoKeyVersions.list",
-                "cloudkms.cryptoKeyVersions.list",
-            )
-        }
-        ("v1", "keyRings", 10, _, _) if s[6] == "cryptoKeys" && s[8] == "cryptoKeyVersions" => {
-            match (m, verb) {
-                ("GET", None) => r(
-                    "kms",
-                    "kms.cryptoKeyVersions.get",
-                    "cloudkms.cryptoKeyVersions.get",
-                ),
-                ("PATCH", None) => r(
-                    "kms",
-                    "kms.cryptoKeyVersions.patch",
-                    "cloudkms.cryptoKeyVersions.update",
-                ),
-                ("POST", Some("destroy")) => r(
-                    "kms",
-                    "kms.cryptoKeyVersions.destroy",
-                    "cloudkms.cryptoKeyVersions.destroy",
-                ),
-                ("POST", Some("restore")) => r(
-                    "kms",
-                    "kms.cryptoKeyVersions.restore",
-                    "cloudkms.cryptoKeyVersions.restore",
-                ),
-                _ => None,
-            }
-        }
-        _ => None,
-    }
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response {
@@ -289,151 +79,137 @@ async fn dispatch(shared: &Arc<Shared>, req: Request) -> Response {
     let query: Vec<(String, String)> = Query::<Vec<(String, String)>>::try_from_uri(req.uri())
         .map(|q| q.0)
         .unwrap_or_default();
-    let bytes = match axum::body::to_bytes(req.into_body(), 32 * 1024 * 1024).await {
-        Ok(b) => b,
-        Err(_) => {
-            return error_response(&GError::invalid("Could not read the request body."));
-        }
+    let Ok(bytes) = axum::body::to_bytes(req.into_body(), 32 * 1024 * 1024).await else {
+        return error_response(&GError::invalid("Could not read the request body."));
     };
-
     if let Some(rest) = path.strip_prefix("/emulator/v1/") {
         let (status, body) = crate::controls::handle(shared, &method, rest, &bytes);
         return json_response(status, &body);
     }
-
-    let trimmed = path.trim_start_matches('/');
-    let (version, rest) = trimmed.split_once('/').unwrap_or((trimmed, ""));
-    let (rest, verb) = match rest.rsplit_once('/') {
-        Some((head, last)) => match last.split_once(':') {
-            Some((l, v)) => (format!("{head}/{l}"), Some(v.to_string())),
-            None => (rest.to_string(), None),
-        },
-        None => match rest.split_once(':') {
-            Some((l, v)) => (l.to_string(), Some(v.to_string())),
-            None => (rest.to_string(), None),
-        },
+    let split = routes::split_path(&path);
+    let Some(route) = routes::find(method.as_str(), &split) else {
+        return error_response(&unimplemented(&method, &path));
     };
-    let segs: Vec<String> = rest.split('/').map(String::from).collect();
-    let Some(resolved) = resolve(&method, version, &segs, verb.as_deref()) else {
-        return error_response(&GError::new(
-            Code::Unimplemented,
-            format!(
-                "The runwarden emulator does not implement {method} {path}. See crates/runwarden-emulator/README.md for the methods served."
-            ),
-        ));
-    };
-    shared.count(resolved.key);
-    if let Some((code, message)) = shared.take_fault(resolved.api, resolved.key) {
-        let message = message.unwrap_or_else(|| {
-            fault_message(code, resolved.api, resolved.permission, &resolved.project)
-        });
-        let mut e = GError::new(code, message);
-        if code == Code::PermissionDenied {
-            e = GError::permission(resolved.permission, e.message);
-        }
+    let project = split.segs.get(1).cloned().unwrap_or_default();
+    shared.count(&route.key());
+    if let Some(e) = injected_fault(shared, route, &project) {
         return error_response(&e);
     }
-
-    let body: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
-        Value::Null
-    } else {
-        match serde_json::from_slice(&bytes) {
-            Ok(v) => v,
-            Err(e) => {
-                return error_response(&GError::invalid(format!(
-                    "Invalid JSON payload received. {e}"
-                )));
-            }
-        }
+    let body = match parse_body(&bytes) {
+        Ok(v) => v,
+        Err(e) => return error_response(&e),
     };
-    let int = util::wants_int_enums(&query);
-    let delay = *lock(&shared.delay);
     let req = Req {
-        segs,
+        segs: split.segs,
+        int: util::wants_int_enums(&query),
         query,
         body,
-        int,
-        delay,
+        delay: *lock(&shared.delay),
     };
-
-    // operations.wait sleeps (without the lock) until the operation is due.
-    if resolved.key == "run.operations.wait" {
-        let wait_for = {
-            let st = lock(&shared.state);
-            let name = req.segs.join("/");
-            st.operations
-                .get(&name)
-                .map(|op| (op.started + op.delay).saturating_duration_since(Instant::now()))
-        };
-        if let Some(d) = wait_for {
-            let timeout = req
-                .body
-                .get("timeout")
-                .and_then(Value::as_str)
-                .and_then(util::parse_duration)
-                .unwrap_or(Duration::from_secs(60));
-            tokio::time::sleep(d.min(timeout)).await;
-        }
-    }
-
-    let result: GResult<Value> = {
-        let mut st = lock(&shared.state);
-        match st.project(&resolved.project) {
-            Err(e) => {
-                if resolved.api == "resourcemanager" {
-                    Err(crate::resourcemanager::not_found_or_denied(
-                        &resolved.project,
-                    ))
-                } else {
-                    Err(e)
-                }
-            }
-            Ok(p) if p.denied() => Err(denied(&resolved, &req)),
-            Ok(_) => {
-                st.tick();
-                match resolved.api {
-                    "run" => crate::run::handle(&mut st, resolved.key, &req),
-                    "vpcaccess" => crate::vpcaccess::handle(&mut st, resolved.key, &req),
-                    "kms" => crate::kms::handle(&mut st, resolved.key, &req),
-                    _ => crate::resourcemanager::handle(&mut st, &req),
-                }
-            }
+    let handler = match route.handler {
+        Handler::Now(f) => f,
+        Handler::AfterOperationDue(f) => {
+            wait_until_operation_due(shared, &req).await;
+            f
         }
     };
-    match result {
+    match call(shared, route, &project, handler, &req) {
         Ok(v) => json_response(StatusCode::OK, &v),
         Err(e) => error_response(&e),
     }
 }
 
-fn denied(resolved: &Resolved, req: &Req) -> GError {
-    let resource = match resolved.api {
-        "resourcemanager" => {
-            return crate::resourcemanager::not_found_or_denied(&resolved.project);
-        }
-        _ => req.segs.join("/"),
+/// 501 for a method and path the table does not serve.
+fn unimplemented(method: &Method, path: &str) -> GError {
+    GError::new(
+        Code::Unimplemented,
+        format!(
+            "The runwarden emulator does not implement {method} {path}. See crates/runwarden-emulator/README.md for the methods served."
+        ),
+    )
+}
+
+/// The error of an injected fault matching this call, if any.
+fn injected_fault(shared: &Shared, route: &Route, project: &str) -> Option<GError> {
+    let (code, message) = shared.take_fault(route.api, &route.key())?;
+    let message =
+        message.unwrap_or_else(|| fault_message(code, route.api, route.permission, project));
+    Some(if code == Code::PermissionDenied {
+        GError::permission(route.permission, message)
+    } else {
+        GError::new(code, message)
+    })
+}
+
+/// The JSON body (`null` when empty), or INVALID_ARGUMENT.
+fn parse_body(bytes: &[u8]) -> GResult<Value> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| GError::invalid(format!("Invalid JSON payload received. {e}")))
+}
+
+/// `operations.wait`: sleeps (without the lock) until the operation is due, at most the body's
+/// `timeout` (default 60s).
+async fn wait_until_operation_due(shared: &Shared, req: &Req) {
+    let wait_for = {
+        let st = lock(&shared.state);
+        let name = req.segs.join("/");
+        st.operations
+            .get(&name)
+            .map(|op| (op.started + op.delay).saturating_duration_since(Instant::now()))
     };
-    let tail = if resolved.api == "run" {
+    if let Some(d) = wait_for {
+        let timeout = req
+            .body
+            .get("timeout")
+            .and_then(Value::as_str)
+            .and_then(util::parse_duration)
+            .unwrap_or(Duration::from_secs(60));
+        tokio::time::sleep(d.min(timeout)).await;
+    }
+}
+
+/// With the state locked: the project rules (invalid ids, `denied-` projects), then due
+/// operations complete, then the handler runs.
+fn call(
+    shared: &Shared,
+    route: &Route,
+    project: &str,
+    handler: HandlerFn,
+    req: &Req,
+) -> GResult<Value> {
+    let mut st = lock(&shared.state);
+    match st.project(project) {
+        Err(_) if route.api == "resourcemanager" => {
+            Err(crate::resourcemanager::not_found_or_denied(project))
+        }
+        Err(e) => Err(e),
+        Ok(p) if p.denied() => Err(denied(route, project, req)),
+        Ok(_) => {
+            crate::completion::complete_due_operations(&mut st);
+            handler(&mut st, req)
+        }
+    }
+}
+
+/// PERMISSION_DENIED for a call in a `denied-` project, in the API's wording.
+fn denied(route: &Route, project: &str, req: &Req) -> GError {
+    if route.api == "resourcemanager" {
+        return crate::resourcemanager::not_found_or_denied(project);
+    }
+    let resource = req.segs.join("/");
+    let tail = if route.api == "run" {
         "(or resource may not exist)"
     } else {
         "(or it may not exist)"
     };
     GError::permission(
-        resolved.permission,
+        route.permission,
         format!(
             "Permission '{}' denied on resource '{resource}' {tail}.",
-            resolved.permission
+            route.permission
         ),
     )
-}
-
-/// A JSON object body, or INVALID_ARGUMENT.
-pub(crate) fn object_body(req: &Req) -> GResult<Value> {
-    match &req.body {
-        Value::Null => Ok(json!({})),
-        Value::Object(_) => Ok(req.body.clone()),
-        other => Err(GError::invalid(format!(
-            "Invalid JSON payload received. Expected an object, got {other}."
-        ))),
-    }
 }

@@ -1,12 +1,12 @@
-//! In-memory state of every emulated API, and long-running operations that finish lazily once
-//! their delay has elapsed (evaluated on each request).
+//! In-memory state of every emulated API: projects, Cloud Run services, operations, VPC
+//! connectors, KMS keys. Plain data; what the APIs do with it lives in their modules, and
+//! operation behaviour in `operations` and `completion`.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::enums;
 use crate::error::{GError, GResult};
 use crate::iam::Policy;
 use crate::util;
@@ -181,123 +181,6 @@ impl State {
     pub fn next_etag(&mut self) -> u64 {
         self.etag_seq += 1;
         self.etag_seq
-    }
-
-    /// Starts an operation.
-    pub fn start_op(
-        &mut self,
-        api: Api,
-        parent: &str,
-        delay: Duration,
-        kind: OpKind,
-        metadata: Value,
-    ) -> String {
-        self.op_seq += 1;
-        let name = format!("{parent}/operations/{}", util::uuid());
-        self.operations.insert(
-            name.clone(),
-            Operation {
-                name: name.clone(),
-                api,
-                seq: self.op_seq,
-                started: Instant::now(),
-                delay,
-                kind,
-                metadata,
-                done: false,
-                result: None,
-            },
-        );
-        name
-    }
-
-    /// Records an operation that is already done (validate-only).
-    pub fn finished_op(
-        &mut self,
-        api: Api,
-        parent: &str,
-        metadata: Value,
-        result: Result<Value, GError>,
-    ) -> String {
-        let name = self.start_op(api, parent, Duration::ZERO, OpKind::Fixed, metadata);
-        if let Some(op) = self.operations.get_mut(&name) {
-            op.done = true;
-            op.result = Some(result);
-        }
-        name
-    }
-
-    /// Completes every operation whose delay has elapsed, oldest first.
-    pub fn tick(&mut self) {
-        let now = Instant::now();
-        let mut due: Vec<(u64, String)> = self
-            .operations
-            .values()
-            .filter(|o| !o.done && now.duration_since(o.started) >= o.delay)
-            .map(|o| (o.seq, o.name.clone()))
-            .collect();
-        due.sort();
-        for (_, name) in due {
-            let Some(op) = self.operations.get(&name).cloned() else {
-                continue;
-            };
-            let (metadata, result) = match &op.kind {
-                OpKind::RunDeploy {
-                    service,
-                    generation,
-                    revision,
-                } => crate::run::complete_deploy(self, service, *generation, revision.as_deref()),
-                OpKind::RunDelete { service } => crate::run::complete_delete(self, service),
-                OpKind::ConnectorCreate { connector } => {
-                    crate::vpcaccess::complete_create(self, connector, &op.metadata)
-                }
-                OpKind::ConnectorDelete { connector } => {
-                    crate::vpcaccess::complete_delete(self, connector, &op.metadata)
-                }
-                OpKind::Fixed => (op.metadata.clone(), Ok(Value::Null)),
-            };
-            if let Some(o) = self.operations.get_mut(&name) {
-                o.done = true;
-                o.metadata = metadata;
-                o.result = Some(result);
-            }
-        }
-    }
-
-    /// The operation as JSON (enums as names). A Cloud Run operation still running shows the
-    /// service's current state as its metadata.
-    pub fn render_op(&self, op: &Operation) -> Value {
-        let mut metadata = op.metadata.clone();
-        if !op.done
-            && let OpKind::RunDeploy { service, .. } | OpKind::RunDelete { service } = &op.kind
-            && let Some(rec) = self.services.get(service)
-        {
-            metadata = crate::run::with_type(&rec.svc);
-        }
-        let mut out = json!({"name": op.name, "metadata": metadata});
-        if op.done {
-            out["done"] = json!(true);
-            match &op.result {
-                Some(Ok(r)) if !r.is_null() => out["response"] = r.clone(),
-                Some(Err(e)) => out["error"] = e.rpc_status(),
-                _ => {}
-            }
-        }
-        out
-    }
-}
-
-/// Encodes enums inside an operation's `metadata` and `response` by their `@type`.
-pub fn encode_op(op: &mut Value, int: bool) {
-    for key in ["metadata", "response"] {
-        if let Some(v) = op.get_mut(key) {
-            let schema = match util::str_of(v, "@type") {
-                "type.googleapis.com/google.cloud.run.v2.Service" => enums::SERVICE,
-                "type.googleapis.com/google.cloud.vpcaccess.v1.Connector" => enums::CONNECTOR,
-                _ => enums::NONE,
-            };
-            enums::encode(v, schema, int);
-        }
     }
 }
 

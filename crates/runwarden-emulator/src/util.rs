@@ -371,6 +371,25 @@ pub fn paginate<T: Clone>(
     Ok((page, next))
 }
 
+/// A list response: `{key: [page...], nextPageToken}` with empty fields left out, as Google
+/// sends it.
+pub fn list_page(
+    key: &str,
+    items: &[Value],
+    query: &[(String, String)],
+    default_size: usize,
+) -> GResult<Value> {
+    let (page, next) = paginate(items, query, default_size)?;
+    let mut v = Value::Object(Map::new());
+    if !page.is_empty() {
+        v[key] = Value::Array(page);
+    }
+    if let Some(n) = next {
+        v["nextPageToken"] = Value::String(n);
+    }
+    Ok(v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

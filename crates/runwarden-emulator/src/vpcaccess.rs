@@ -4,12 +4,12 @@ use serde_json::{Value, json};
 
 use crate::enums;
 use crate::error::{Code, GError, GResult};
-use crate::router::{Req, object_body};
+use crate::operations::{self, CONNECTOR_TYPE};
+use crate::request::Req;
 use crate::state::{Api, OpKind, State};
 use crate::util::{self, str_of};
 
 const METADATA_TYPE: &str = "type.googleapis.com/google.cloud.vpcaccess.v1.OperationMetadata";
-const CONNECTOR_TYPE: &str = "type.googleapis.com/google.cloud.vpcaccess.v1.Connector";
 const MACHINE_TYPES: [&str; 3] = ["f1-micro", "e2-micro", "e2-standard-4"];
 
 /// Whether `id` matches `^[a-z][-a-z0-9]{0,23}[a-z0-9]$`.
@@ -26,102 +26,63 @@ fn not_found() -> GError {
     GError::not_found("The connector is not found.")
 }
 
-pub(crate) fn handle(st: &mut State, key: &str, req: &Req) -> GResult<Value> {
+/// `projects/{id}/locations/{l}` of the request (a project number becomes the id).
+fn parent(st: &mut State, req: &Req) -> GResult<String> {
     let p = st.project(req.seg(1))?;
-    let location = req.seg(3).to_string();
-    let parent = format!("projects/{}/locations/{location}", p.id);
-    match key {
-        "vpcaccess.connectors.create" => create(st, req, &parent),
-        "vpcaccess.connectors.get" => {
-            let name = format!("{parent}/connectors/{}", req.seg(5));
-            let c = st.connectors.get(&name).ok_or_else(not_found)?;
-            Ok(render(st, c, req.int))
-        }
-        "vpcaccess.connectors.list" => {
-            let prefix = format!("{parent}/connectors/");
-            let items: Vec<Value> = st
-                .connectors
-                .iter()
-                .filter(|(k, _)| k.starts_with(&prefix))
-                .map(|(_, c)| render(st, c, req.int))
-                .collect();
-            let (page, next) = util::paginate(&items, &req.query, 100)?;
-            let mut v = json!({});
-            if !page.is_empty() {
-                v["connectors"] = Value::Array(page);
-            }
-            if let Some(n) = next {
-                v["nextPageToken"] = json!(n);
-            }
-            Ok(v)
-        }
-        "vpcaccess.connectors.delete" => {
-            let name = format!("{parent}/connectors/{}", req.seg(5));
-            let c = st.connectors.get_mut(&name).ok_or_else(not_found)?;
-            if str_of(c, "state") == "DELETING" {
-                return Err(GError::precondition(format!(
-                    "The connector {name} is already being deleted."
-                )));
-            }
-            c["state"] = json!("DELETING");
-            let metadata = json!({
-                "@type": METADATA_TYPE,
-                "method": "google.cloud.vpcaccess.v1.VpcAccessService.DeleteConnector",
-                "createTime": util::now(),
-                "target": name,
-            });
-            let op = st.start_op(
-                Api::VpcAccess,
-                &parent,
-                req.delay,
-                OpKind::ConnectorDelete { connector: name },
-                metadata,
-            );
-            render_op(st, &op, req.int)
-        }
-        "vpcaccess.operations.get" => {
-            let name = format!("{parent}/operations/{}", req.seg(5));
-            render_op(st, &name, req.int)
-        }
-        "vpcaccess.operations.list" => {
-            let prefix = format!("{parent}/operations/");
-            let mut ops: Vec<_> = st
-                .operations
-                .values()
-                .filter(|o| o.api == Api::VpcAccess && o.name.starts_with(&prefix))
-                .collect();
-            ops.sort_by_key(|o| o.seq);
-            let names: Vec<String> = ops.iter().map(|o| o.name.clone()).collect();
-            let rendered: Vec<Value> = names
-                .iter()
-                .filter_map(|n| render_op(st, n, req.int).ok())
-                .collect();
-            let (page, next) = util::paginate(&rendered, &req.query, 100)?;
-            let mut v = json!({});
-            if !page.is_empty() {
-                v["operations"] = Value::Array(page);
-            }
-            if let Some(n) = next {
-                v["nextPageToken"] = json!(n);
-            }
-            Ok(v)
-        }
-        _ => Err(GError::new(
-            Code::Unimplemented,
-            format!("{key} is not implemented"),
-        )),
-    }
+    Ok(format!("projects/{}/locations/{}", p.id, req.seg(3)))
 }
 
-fn render_op(st: &State, name: &str, int: bool) -> GResult<Value> {
-    let op = st
-        .operations
-        .get(name)
-        .filter(|o| o.api == Api::VpcAccess)
-        .ok_or_else(|| GError::not_found(format!("Operation '{name}' not found.")))?;
-    let mut v = st.render_op(op);
-    crate::state::encode_op(&mut v, int);
-    Ok(v)
+/// `vpcaccess.connectors.get`.
+pub(crate) fn get(st: &mut State, req: &Req) -> GResult<Value> {
+    let name = format!("{}/connectors/{}", parent(st, req)?, req.seg(5));
+    let c = st.connectors.get(&name).ok_or_else(not_found)?;
+    Ok(render(st, c, req.int))
+}
+
+/// `vpcaccess.connectors.list`.
+pub(crate) fn list(st: &mut State, req: &Req) -> GResult<Value> {
+    let prefix = format!("{}/connectors/", parent(st, req)?);
+    let items: Vec<Value> = st
+        .connectors
+        .iter()
+        .filter(|(k, _)| k.starts_with(&prefix))
+        .map(|(_, c)| render(st, c, req.int))
+        .collect();
+    util::list_page("connectors", &items, &req.query, 100)
+}
+
+/// `vpcaccess.connectors.delete`: DELETING until the operation completes.
+pub(crate) fn delete(st: &mut State, req: &Req) -> GResult<Value> {
+    let parent = parent(st, req)?;
+    let name = format!("{parent}/connectors/{}", req.seg(5));
+    let c = st.connectors.get_mut(&name).ok_or_else(not_found)?;
+    if str_of(c, "state") == "DELETING" {
+        return Err(GError::precondition(format!(
+            "The connector {name} is already being deleted."
+        )));
+    }
+    c["state"] = json!("DELETING");
+    let metadata = json!({
+        "@type": METADATA_TYPE,
+        "method": "google.cloud.vpcaccess.v1.VpcAccessService.DeleteConnector",
+        "createTime": util::now(),
+        "target": name,
+    });
+    let kind = OpKind::ConnectorDelete { connector: name };
+    let op = operations::start(st, Api::VpcAccess, &parent, req.delay, kind, metadata);
+    operations::get(st, Api::VpcAccess, &op, req.int)
+}
+
+/// `vpcaccess.operations.get`.
+pub(crate) fn get_operation(st: &mut State, req: &Req) -> GResult<Value> {
+    let name = format!("{}/operations/{}", parent(st, req)?, req.seg(5));
+    operations::get(st, Api::VpcAccess, &name, req.int)
+}
+
+/// `vpcaccess.operations.list`.
+pub(crate) fn list_operations(st: &mut State, req: &Req) -> GResult<Value> {
+    let parent = parent(st, req)?;
+    operations::list(st, Api::VpcAccess, &parent, req)
 }
 
 /// A connector as returned: `connectedProjects` computed from the Cloud Run services using it.
@@ -169,7 +130,9 @@ fn int_field(body: &Value, key: &str) -> GResult<Option<i64>> {
     )
 }
 
-fn create(st: &mut State, req: &Req, parent: &str) -> GResult<Value> {
+/// `vpcaccess.connectors.create`: CREATING until the operation completes.
+pub(crate) fn create(st: &mut State, req: &Req) -> GResult<Value> {
+    let parent = parent(st, req)?;
     let id = req.q("connectorId").unwrap_or("");
     if !valid_connector_id(id) {
         return Err(GError::invalid_field(
@@ -177,7 +140,7 @@ fn create(st: &mut State, req: &Req, parent: &str) -> GResult<Value> {
             format!("Invalid connector ID '{id}': it must match ^[a-z][-a-z0-9]{{0,23}}[a-z0-9]$."),
         ));
     }
-    let mut body = object_body(req)?;
+    let mut body = req.object_body()?;
     enums::decode(&mut body, enums::CONNECTOR, "connector")?;
     util::prune(&mut body);
     let network = str_of(&body, "network").to_string();
@@ -186,69 +149,9 @@ fn create(st: &mut State, req: &Req, parent: &str) -> GResult<Value> {
         .get("subnet")
         .filter(|s| !str_of(s, "name").is_empty())
         .cloned();
-    match (&subnet, network.is_empty(), cidr.is_empty()) {
-        (Some(_), _, false) => {
-            return Err(GError::invalid_field(
-                "connector.ip_cidr_range",
-                "Only one of ip_cidr_range and subnet may be specified.",
-            ));
-        }
-        (None, true, _) => {
-            return Err(GError::invalid_field(
-                "connector.network",
-                "The network must be specified when no subnet is given.",
-            ));
-        }
-        (None, false, true) => {
-            return Err(GError::invalid_field(
-                "connector.ip_cidr_range",
-                "ip_cidr_range must be specified when no subnet is given.",
-            ));
-        }
-        (None, false, false) if !valid_cidr28(&cidr) => {
-            return Err(GError::invalid_field(
-                "connector.ip_cidr_range",
-                format!(
-                    "Invalid IP CIDR range '{cidr}': it must be a /28 range such as 10.8.0.0/28."
-                ),
-            ));
-        }
-        _ => {}
-    }
-    let machine = str_of(&body, "machineType");
-    let machine = if machine.is_empty() {
-        "e2-micro".to_string()
-    } else {
-        machine.to_string()
-    };
-    if !MACHINE_TYPES.contains(&machine.as_str()) {
-        return Err(GError::invalid_field(
-            "connector.machine_type",
-            format!(
-                "Invalid machine type '{machine}': use one of f1-micro, e2-micro, e2-standard-4."
-            ),
-        ));
-    }
-    let min_i = int_field(&body, "minInstances")?;
-    let max_i = int_field(&body, "maxInstances")?;
-    let min_t = int_field(&body, "minThroughput")?;
-    let max_t = int_field(&body, "maxThroughput")?;
-    let min = min_i.or(min_t.map(|t| t / 100)).unwrap_or(2);
-    let max = max_i.or(max_t.map(|t| t / 100)).unwrap_or(10);
-    if !(2..=9).contains(&min) {
-        return Err(GError::invalid_field(
-            "connector.min_instances",
-            format!("min_instances must be between 2 and 9, got {min}."),
-        ));
-    }
-    if !(3..=10).contains(&max) || max <= min {
-        return Err(GError::invalid_field(
-            "connector.max_instances",
-            format!(
-                "max_instances must be between 3 and 10 and greater than min_instances, got {max}."
-            ),
-        ));
-    }
+    check_network(subnet.is_some(), &network, &cidr)?;
+    let machine = machine_type(&body)?;
+    let size = Size::of(&body)?;
     let name = format!("{parent}/connectors/{id}");
     if st.connectors.contains_key(&name) {
         return Err(GError::new(
@@ -260,10 +163,10 @@ fn create(st: &mut State, req: &Req, parent: &str) -> GResult<Value> {
         "name": name,
         "state": "CREATING",
         "machineType": machine,
-        "minInstances": min,
-        "maxInstances": max,
-        "minThroughput": min_t.unwrap_or(min * 100),
-        "maxThroughput": max_t.unwrap_or(max * 100),
+        "minInstances": size.min,
+        "maxInstances": size.max,
+        "minThroughput": size.min_throughput,
+        "maxThroughput": size.max_throughput,
     });
     if let Some(s) = subnet {
         c["subnet"] = s;
@@ -278,14 +181,102 @@ fn create(st: &mut State, req: &Req, parent: &str) -> GResult<Value> {
         "createTime": util::now(),
         "target": name,
     });
-    let op = st.start_op(
-        Api::VpcAccess,
-        parent,
-        req.delay,
-        OpKind::ConnectorCreate { connector: name },
-        metadata,
-    );
-    render_op(st, &op, req.int)
+    let kind = OpKind::ConnectorCreate { connector: name };
+    let op = operations::start(st, Api::VpcAccess, &parent, req.delay, kind, metadata);
+    operations::get(st, Api::VpcAccess, &op, req.int)
+}
+
+/// Exactly one of `network` + a /28 `ipCidrRange`, or `subnet`.
+fn check_network(has_subnet: bool, network: &str, cidr: &str) -> GResult<()> {
+    match (has_subnet, network.is_empty(), cidr.is_empty()) {
+        (true, _, false) => {
+            return Err(GError::invalid_field(
+                "connector.ip_cidr_range",
+                "Only one of ip_cidr_range and subnet may be specified.",
+            ));
+        }
+        (false, true, _) => {
+            return Err(GError::invalid_field(
+                "connector.network",
+                "The network must be specified when no subnet is given.",
+            ));
+        }
+        (false, false, true) => {
+            return Err(GError::invalid_field(
+                "connector.ip_cidr_range",
+                "ip_cidr_range must be specified when no subnet is given.",
+            ));
+        }
+        (false, false, false) if !valid_cidr28(cidr) => {
+            return Err(GError::invalid_field(
+                "connector.ip_cidr_range",
+                format!(
+                    "Invalid IP CIDR range '{cidr}': it must be a /28 range such as 10.8.0.0/28."
+                ),
+            ));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// `machineType`, `e2-micro` by default.
+fn machine_type(body: &Value) -> GResult<String> {
+    let machine = str_of(body, "machineType");
+    let machine = if machine.is_empty() {
+        "e2-micro".to_string()
+    } else {
+        machine.to_string()
+    };
+    if !MACHINE_TYPES.contains(&machine.as_str()) {
+        return Err(GError::invalid_field(
+            "connector.machine_type",
+            format!(
+                "Invalid machine type '{machine}': use one of f1-micro, e2-micro, e2-standard-4."
+            ),
+        ));
+    }
+    Ok(machine)
+}
+
+/// A connector's instance and throughput range; each derives from the other (×100).
+struct Size {
+    min: i64,
+    max: i64,
+    min_throughput: i64,
+    max_throughput: i64,
+}
+
+impl Size {
+    /// Reads and checks the range (instances 2–9 / 3–10, max above min).
+    fn of(body: &Value) -> GResult<Size> {
+        let min_i = int_field(body, "minInstances")?;
+        let max_i = int_field(body, "maxInstances")?;
+        let min_t = int_field(body, "minThroughput")?;
+        let max_t = int_field(body, "maxThroughput")?;
+        let min = min_i.or(min_t.map(|t| t / 100)).unwrap_or(2);
+        let max = max_i.or(max_t.map(|t| t / 100)).unwrap_or(10);
+        if !(2..=9).contains(&min) {
+            return Err(GError::invalid_field(
+                "connector.min_instances",
+                format!("min_instances must be between 2 and 9, got {min}."),
+            ));
+        }
+        if !(3..=10).contains(&max) || max <= min {
+            return Err(GError::invalid_field(
+                "connector.max_instances",
+                format!(
+                    "max_instances must be between 3 and 10 and greater than min_instances, got {max}."
+                ),
+            ));
+        }
+        Ok(Size {
+            min,
+            max,
+            min_throughput: min_t.unwrap_or(min * 100),
+            max_throughput: max_t.unwrap_or(max * 100),
+        })
+    }
 }
 
 fn valid_cidr28(s: &str) -> bool {

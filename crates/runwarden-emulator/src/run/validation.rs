@@ -1,0 +1,536 @@
+//! Synchronous validation of a Cloud Run service spec, as the create and patch calls run it
+//! (INVALID_ARGUMENT, or FAILED_PRECONDITION for a connector that is not ready). `rt` is the
+//! request type named in the messages (`CreateServiceRequest` / `UpdateServiceRequest`).
+
+use serde_json::{Value, json};
+
+use crate::enums;
+use crate::error::{GError, GResult};
+use crate::state::State;
+use crate::util::{self, get_path, str_of};
+
+/// Synchronous validation of a service spec (INVALID_ARGUMENT / FAILED_PRECONDITION).
+pub(super) fn validate(st: &mut State, rt: &str, svc: &Value, region: &str) -> GResult<()> {
+    check_keys(rt, "labels", svc.get("labels"), true)?;
+    check_keys(rt, "annotations", svc.get("annotations"), false)?;
+    check_binary_authorization(rt, svc)?;
+    check_service_scaling(rt, svc)?;
+    check_traffic(rt, svc)?;
+    let Some(t) = svc.get("template").filter(|t| t.is_object()) else {
+        return Err(violation(rt, "template", "must be set."));
+    };
+    check_keys(rt, "template.labels", t.get("labels"), true)?;
+    check_keys(rt, "template.annotations", t.get("annotations"), false)?;
+    check_containers(rt, t)?;
+    check_template_scaling(rt, t)?;
+    check_concurrency(rt, t)?;
+    check_durations(rt, t)?;
+    check_service_account(rt, t)?;
+    if let Some(vpc) = t.get("vpcAccess") {
+        check_vpc_access(st, rt, vpc, region)?;
+    }
+    check_encryption_key(st, rt, t, region)
+}
+
+/// `binaryAuthorization`: `useDefault` and `policy` exclude each other.
+fn check_binary_authorization(rt: &str, svc: &Value) -> GResult<()> {
+    if let Some(ba) = svc.get("binaryAuthorization")
+        && ba.get("useDefault").is_some_and(|v| v == &json!(true))
+        && !str_of(ba, "policy").is_empty()
+    {
+        return Err(violation(
+            rt,
+            "binary_authorization",
+            "only one of use_default and policy may be set.",
+        ));
+    }
+    Ok(())
+}
+
+/// Service-level `scaling`: no negative counts.
+fn check_service_scaling(rt: &str, svc: &Value) -> GResult<()> {
+    if let Some(sc) = svc.get("scaling") {
+        for f in [
+            "minInstanceCount",
+            "manualInstanceCount",
+            "maxInstanceCount",
+        ] {
+            let field = format!("scaling.{}", enums::snake(f));
+            if let Some(n) = util::int_at(sc, f, &format!("{rt}.service.{field}"), "TYPE_INT32")?
+                && n < 0
+            {
+                return Err(violation(rt, &field, "must not be negative."));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `traffic`: percentages 0–100 adding up to 100; REVISION targets name a revision.
+fn check_traffic(rt: &str, svc: &Value) -> GResult<()> {
+    if let Some(traffic) = svc.get("traffic").and_then(Value::as_array)
+        && !traffic.is_empty()
+    {
+        let mut sum = 0;
+        for (i, t) in traffic.iter().enumerate() {
+            let p = util::int_at(
+                t,
+                "percent",
+                &format!("{rt}.service.traffic[{i}].percent"),
+                "TYPE_INT32",
+            )?
+            .unwrap_or(0);
+            if !(0..=100).contains(&p) {
+                return Err(violation(
+                    rt,
+                    &format!("traffic[{i}].percent"),
+                    "must be between 0 and 100.",
+                ));
+            }
+            if str_of(t, "type") == "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION"
+                && str_of(t, "revision").is_empty()
+            {
+                return Err(violation(
+                    rt,
+                    &format!("traffic[{i}].revision"),
+                    "must be set for a REVISION traffic target.",
+                ));
+            }
+            sum += p;
+        }
+        if sum != 100 {
+            return Err(violation(
+                rt,
+                "traffic",
+                format!("the traffic percentages add up to {sum}; they must add up to 100."),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `template.containers`: at least one, each with an image, valid limits, at most one port.
+fn check_containers(rt: &str, t: &Value) -> GResult<()> {
+    let containers = t
+        .get("containers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if containers.is_empty() {
+        return Err(violation(
+            rt,
+            "template.containers",
+            "at least one container must be specified.",
+        ));
+    }
+    let mut ports_seen = 0;
+    for (i, c) in containers.iter().enumerate() {
+        let f = |x: &str| format!("template.containers[{i}].{x}");
+        if str_of(c, "image").trim().is_empty() {
+            return Err(violation(rt, &f("image"), "must not be empty."));
+        }
+        if let Some(limits) = get_path(c, "resources.limits").and_then(Value::as_object) {
+            if let Some(cpu) = limits.get("cpu")
+                && !cpu.as_str().is_some_and(valid_cpu)
+            {
+                return Err(violation(
+                    rt,
+                    &f("resources.limits"),
+                    format!("invalid cpu limit {cpu}."),
+                ));
+            }
+            if let Some(mem) = limits.get("memory")
+                && !mem.as_str().is_some_and(valid_memory)
+            {
+                return Err(violation(
+                    rt,
+                    &f("resources.limits"),
+                    format!("invalid memory limit {mem}."),
+                ));
+            }
+        }
+        if let Some(ports) = c.get("ports").and_then(Value::as_array) {
+            if ports.len() > 1 {
+                return Err(violation(
+                    rt,
+                    &f("ports"),
+                    "at most one port may be specified.",
+                ));
+            }
+            ports_seen += ports.len();
+            for (j, p) in ports.iter().enumerate() {
+                let field = f(&format!("ports[{j}].container_port"));
+                if let Some(n) = util::int_at(
+                    p,
+                    "containerPort",
+                    &format!("{rt}.service.{field}"),
+                    "TYPE_INT32",
+                )? && !(1..=65535).contains(&n)
+                {
+                    return Err(violation(rt, &field, "must be between 1 and 65535."));
+                }
+            }
+        }
+    }
+    if ports_seen > 1 {
+        return Err(violation(
+            rt,
+            "template.containers",
+            "only one container may expose a port.",
+        ));
+    }
+    Ok(())
+}
+
+/// `template.scaling`: no negative counts, min not above max.
+fn check_template_scaling(rt: &str, t: &Value) -> GResult<()> {
+    if let Some(s) = t.get("scaling") {
+        let min = util::int_at(
+            s,
+            "minInstanceCount",
+            &format!("{rt}.service.template.scaling.min_instance_count"),
+            "TYPE_INT32",
+        )?
+        .unwrap_or(0);
+        let max = util::int_at(
+            s,
+            "maxInstanceCount",
+            &format!("{rt}.service.template.scaling.max_instance_count"),
+            "TYPE_INT32",
+        )?
+        .unwrap_or(0);
+        if min < 0 {
+            return Err(violation(
+                rt,
+                "template.scaling.min_instance_count",
+                "must not be negative.",
+            ));
+        }
+        if max < 0 {
+            return Err(violation(
+                rt,
+                "template.scaling.max_instance_count",
+                "must not be negative.",
+            ));
+        }
+        if max > 0 && min > max {
+            return Err(violation(
+                rt,
+                "template.scaling",
+                format!(
+                    "min_instance_count ({min}) must not be greater than max_instance_count ({max})."
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `template.maxInstanceRequestConcurrency`: 0–1000.
+fn check_concurrency(rt: &str, t: &Value) -> GResult<()> {
+    if let Some(n) = util::int_at(
+        t,
+        "maxInstanceRequestConcurrency",
+        &format!("{rt}.service.template.max_instance_request_concurrency"),
+        "TYPE_INT32",
+    )? && !(0..=1000).contains(&n)
+    {
+        return Err(violation(
+            rt,
+            "template.max_instance_request_concurrency",
+            "must be between 1 and 1000.",
+        ));
+    }
+    Ok(())
+}
+
+/// `template.timeout` (1s–3600s) and `encryptionKeyShutdownDuration` (only with `SHUTDOWN`).
+fn check_durations(rt: &str, t: &Value) -> GResult<()> {
+    for (f, min, max) in [
+        ("timeout", 1u64, 3600u64),
+        ("encryptionKeyShutdownDuration", 0, u64::MAX),
+    ] {
+        if let Some(v) = t.get(f) {
+            let d = v.as_str().and_then(util::parse_duration);
+            let field = format!("template.{}", enums::snake(f));
+            match d {
+                None => {
+                    return Err(util::bad_value(
+                        &format!("{rt}.service.{field}"),
+                        "type.googleapis.com/google.protobuf.Duration",
+                        v,
+                    ));
+                }
+                Some(d)
+                    if d.as_secs() < min
+                        || d.as_secs() > max
+                        || (f == "timeout" && d.as_secs() == max && d.subsec_nanos() > 0) =>
+                {
+                    return Err(violation(
+                        rt,
+                        &field,
+                        format!("must be between {min}s and {max}s."),
+                    ));
+                }
+                _ => {}
+            }
+        }
+    }
+    if t.get("encryptionKeyShutdownDuration").is_some()
+        && str_of(t, "encryptionKeyRevocationAction") != "SHUTDOWN"
+    {
+        return Err(violation(
+            rt,
+            "template.encryption_key_shutdown_duration",
+            "may only be set when encryption_key_revocation_action is SHUTDOWN.",
+        ));
+    }
+    Ok(())
+}
+
+/// `template.serviceAccount`: an email.
+fn check_service_account(rt: &str, t: &Value) -> GResult<()> {
+    let sa = str_of(t, "serviceAccount");
+    if !sa.is_empty() && !sa.contains('@') {
+        return Err(violation(
+            rt,
+            "template.service_account",
+            format!("'{sa}' is not a valid service account email."),
+        ));
+    }
+    Ok(())
+}
+
+/// `template.vpcAccess`: a connector or network interfaces, not both.
+fn check_vpc_access(st: &mut State, rt: &str, vpc: &Value, region: &str) -> GResult<()> {
+    let connector = str_of(vpc, "connector");
+    let nics = vpc.get("networkInterfaces").and_then(Value::as_array);
+    if !connector.is_empty() && nics.is_some_and(|n| !n.is_empty()) {
+        return Err(violation(
+            rt,
+            "template.vpc_access",
+            "only one of connector and network_interfaces may be set.",
+        ));
+    }
+    if let Some(nics) = nics {
+        for (i, n) in nics.iter().enumerate() {
+            if str_of(n, "network").is_empty() && str_of(n, "subnetwork").is_empty() {
+                return Err(violation(
+                    rt,
+                    &format!("template.vpc_access.network_interfaces[{i}]"),
+                    "network or subnetwork must be set.",
+                ));
+            }
+        }
+    }
+    if !connector.is_empty() {
+        check_connector(st, rt, connector, region)?;
+    }
+    Ok(())
+}
+
+/// A VPC connector must exist, be in the service's region and be READY.
+fn check_connector(st: &mut State, rt: &str, connector: &str, region: &str) -> GResult<()> {
+    let Some((cp, cl, cid)) = parse_connector(connector) else {
+        return Err(violation(
+            rt,
+            "template.vpc_access.connector",
+            format!(
+                "'{connector}' is not a valid connector name; expected projects/{{project}}/locations/{{location}}/connectors/{{connector}}."
+            ),
+        ));
+    };
+    let cproj = st.project(cp)?;
+    let key = format!("projects/{}/locations/{cl}/connectors/{cid}", cproj.id);
+    let Some(c) = st.connectors.get(&key) else {
+        return Err(GError::invalid_field(
+            &format!("{rt}.service.template.vpc_access.connector"),
+            format!(
+                "VPC connector {connector} does not exist, or Cloud Run does not have permission to use it."
+            ),
+        ));
+    };
+    if cl != region {
+        return Err(GError::invalid_field(
+            &format!("{rt}.service.template.vpc_access.connector"),
+            format!(
+                "VPC connector {connector} is in region '{cl}', but the service is in region '{region}'. The connector must be in the same region as the service."
+            ),
+        ));
+    }
+    let state = str_of(c, "state");
+    if state != "READY" {
+        return Err(GError::precondition(format!(
+            "VPC connector {connector} is not ready (state: {state})."
+        )));
+    }
+    Ok(())
+}
+
+/// `template.encryptionKey`: a well-formed key name, in the service's region, that exists.
+fn check_encryption_key(st: &mut State, rt: &str, t: &Value, region: &str) -> GResult<()> {
+    let key = str_of(t, "encryptionKey");
+    if !key.is_empty() {
+        let field = format!("{rt}.service.template.encryption_key");
+        let Some((kp, kl, kr, kk)) = parse_key(key) else {
+            return Err(GError::invalid_field(
+                &field,
+                format!(
+                    "Violation in {field}: '{key}' is not a valid key name; expected projects/{{project}}/locations/{{location}}/keyRings/{{key_ring}}/cryptoKeys/{{crypto_key}}."
+                ),
+            ));
+        };
+        if kl != region {
+            return Err(GError::invalid_field(
+                &field,
+                format!(
+                    "Violation in {field}: the key {key} is in location '{kl}'; a service in region '{region}' must use a key in the same location."
+                ),
+            ));
+        }
+        let kproj = st.project(kp)?;
+        let canonical = format!(
+            "projects/{}/locations/{kl}/keyRings/{kr}/cryptoKeys/{kk}",
+            kproj.id
+        );
+        if !st.crypto_keys.contains_key(&canonical) {
+            return Err(GError::invalid_field(
+                &field,
+                format!("Violation in {field}: the key {key} does not exist."),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn violation(request_type: &str, field: &str, msg: impl std::fmt::Display) -> GError {
+    let field = format!("{request_type}.service.{field}");
+    GError::invalid_field(&field, format!("Violation in {field}: {msg}"))
+}
+
+fn check_keys(request_type: &str, field: &str, map: Option<&Value>, labels: bool) -> GResult<()> {
+    let Some(map) = map.and_then(Value::as_object) else {
+        return Ok(());
+    };
+    for (k, v) in map {
+        if let Some(prefix) = RESERVED_PREFIXES.iter().find(|p| k.starts_with(*p)) {
+            return Err(violation(
+                request_type,
+                field,
+                format!(
+                    "the key '{k}' uses the prefix '{prefix}', which is reserved by the system."
+                ),
+            ));
+        }
+        if labels {
+            let key_ok = k.len() <= 63
+                && k.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+                && k.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+            let val = v.as_str().unwrap_or("");
+            let val_ok = v.is_string()
+                && val.len() <= 63
+                && val
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+            if !key_ok || !val_ok {
+                return Err(violation(
+                    request_type,
+                    field,
+                    format!(
+                        "invalid label '{k}': keys must start with a lowercase letter and contain only lowercase letters, digits, '_' and '-'; values only lowercase letters, digits, '_' and '-'; both at most 63 characters."
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn valid_cpu(s: &str) -> bool {
+    let s = s.strip_suffix('m').unwrap_or(s);
+    !s.is_empty()
+        && s.split('.').count() <= 2
+        && s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && s.parse::<f64>().is_ok_and(|v| v > 0.0)
+}
+
+fn valid_memory(s: &str) -> bool {
+    let digits_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(digits_end);
+    !n.is_empty()
+        && n.parse::<u64>().is_ok_and(|v| v > 0)
+        && matches!(
+            unit,
+            "" | "k" | "K" | "Ki" | "M" | "Mi" | "G" | "Gi" | "T" | "Ti"
+        )
+}
+
+pub(super) fn valid_region(l: &str) -> bool {
+    let parts: Vec<&str> = l.split('-').collect();
+    parts.len() >= 2
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
+        && l.as_bytes().last().is_some_and(u8::is_ascii_digit)
+}
+
+pub(super) fn valid_service_id(id: &str) -> bool {
+    let b = id.as_bytes();
+    !b.is_empty()
+        && b.len() <= 49
+        && b[0].is_ascii_lowercase()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[b.len() - 1] != b'-'
+}
+
+pub(super) fn parse_connector(name: &str) -> Option<(&str, &str, &str)> {
+    let p: Vec<&str> = name.split('/').collect();
+    (p.len() == 6
+        && p[0] == "projects"
+        && p[2] == "locations"
+        && p[4] == "connectors"
+        && p.iter().all(|x| !x.is_empty()))
+    .then(|| (p[1], p[3], p[5]))
+}
+
+/// Parses `projects/*/locations/*/keyRings/*/cryptoKeys/*`.
+pub(super) fn parse_key(name: &str) -> Option<(&str, &str, &str, &str)> {
+    let p: Vec<&str> = name.split('/').collect();
+    (p.len() == 8
+        && p[0] == "projects"
+        && p[2] == "locations"
+        && p[4] == "keyRings"
+        && p[6] == "cryptoKeys"
+        && p.iter().all(|x| !x.is_empty()))
+    .then(|| (p[1], p[3], p[5], p[7]))
+}
+
+/// Label and annotation key prefixes reserved by Google.
+const RESERVED_PREFIXES: [&str; 4] = [
+    "run.googleapis.com/",
+    "cloud.googleapis.com/",
+    "serving.knative.dev/",
+    "autoscaling.knative.dev/",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_regions() {
+        assert!(valid_service_id("hello"));
+        assert!(valid_service_id("a"));
+        assert!(!valid_service_id("Hello"));
+        assert!(!valid_service_id("hello-"));
+        assert!(!valid_service_id(&"a".repeat(50)));
+        assert!(valid_region("us-central1"));
+        assert!(!valid_region("mars"));
+        assert!(valid_cpu("1000m") && valid_cpu("2") && valid_cpu("0.5") && !valid_cpu("lots"));
+        assert!(valid_memory("512Mi") && valid_memory("1Gi") && !valid_memory("big"));
+    }
+}
