@@ -261,6 +261,8 @@ pub async fn run(
                     vpcaccessconnector::KIND,
                     count(&caches.connectors, vpcaccessconnector::is_ready),
                 );
+                metrics.set_deletions_stuck(cloudrunservice::KIND, stuck(&caches.services));
+                metrics.set_deletions_stuck(vpcaccessconnector::KIND, stuck(&caches.connectors));
                 tokio::time::sleep(Duration::from_secs(5)).await;
             }
         })
@@ -331,6 +333,19 @@ where
         counts[i].1 += 1;
     }
     counts
+}
+
+/// Objects of a store being deleted for longer than [`crate::metrics::STUCK_DELETION_AFTER`].
+fn stuck<K>(store: &Store<DeserializeGuard<K>>) -> i64
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    let objects = store.state();
+    crate::metrics::stuck_deletions(
+        objects.iter().map(|g| g.meta().deletion_timestamp.as_ref()),
+        jiff::Timestamp::now(),
+        crate::metrics::STUCK_DELETION_AFTER,
+    )
 }
 
 async fn synced<K>(store: &Store<K>) -> bool
