@@ -155,17 +155,17 @@ fn the_example_production_baseline_admits_a_well_built_service() {
         .collect();
     assert_eq!(policies.len(), 2);
     let spec: CloudRunServiceSpec = serde_json::from_value(serde_json::json!({
-        "projectId": "shop-prod-1234",
+        "projectId": "acme-shop-prod",
         "region": "europe-west1",
         "ingress": "InternalAndCloudLoadBalancing",
-        "serviceAccount": "shop-api@shop-prod-1234.iam.gserviceaccount.com",
+        "serviceAccount": "shop-api@acme-shop-prod.iam.gserviceaccount.com",
         "binaryAuthorization": {"useDefault": true},
         "egress": {"directVpc": {"network": "prod"}},
-        "encryption": {"kmsKey": "projects/security-kms-prod/locations/europe-west1/keyRings/run/cryptoKeys/shop"},
-        "containers": [{"image": "europe-docker.pkg.dev/company-prod-artifacts/shop/api@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}],
+        "encryption": {"kmsKey": "projects/acme-security/locations/europe-west1/keyRings/run/cryptoKeys/shop"},
+        "containers": [{"image": "europe-docker.pkg.dev/acme-shop-prod/shop/api@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}],
     }))
     .unwrap();
-    let prod = BTreeMap::from([("env".to_owned(), "prod".to_owned())]);
+    let prod = BTreeMap::from([("env".to_owned(), "production".to_owned())]);
     let subject = Subject {
         spec: &spec,
         namespace: "shop",

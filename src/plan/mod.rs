@@ -56,7 +56,7 @@ pub struct ObjectPlan {
     pub resource: Option<String>,
     /// The verdict.
     pub action: Verdict,
-    /// The writes a reconcile would make, in order.
+    /// The writes a reconcile would make, in order (for `waits`: once the wait is over).
     pub calls: Vec<Call>,
     /// Why it cannot proceed, or what it waits for.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -311,9 +311,48 @@ async fn plan_service(
         out.calls.push(service_call(change, actual.as_ref()));
     }
     out.action = verdict(&plan.outcome, &out.calls, &plan.conditions);
+    // Waiting for a key or a connector: what the reconcile does once it is there.
+    if out.action == Verdict::Waits
+        && let Some(project) = input.project.clone()
+    {
+        let connector = input
+            .connector
+            .as_ref()
+            .and_then(|c| c.status.as_ref())
+            .and_then(|s| s.resource_name.clone());
+        let desired = render::desired_service(&obj, &render::Resolved { project, connector });
+        let then = match &actual {
+            None => {
+                let mut service = desired.clone();
+                service.name.clear();
+                Some(Change::Create {
+                    parent: render::parent(
+                        input.project.as_deref().unwrap_or_default(),
+                        &obj.spec.region,
+                    ),
+                    id: obj.service_id(),
+                    service,
+                })
+            }
+            Some(actual) => {
+                let changed = render::changes(&desired, actual);
+                (!changed.is_empty()).then(|| Change::Update {
+                    service: render::update_from(actual, &desired),
+                    changed,
+                    adopt: false,
+                })
+            }
+        };
+        if let Some(then) = then {
+            out.calls.push(service_call(&then, actual.as_ref()));
+        }
+    }
     // A created service's invokers are set by the pass after Google's operation finishes.
     let members = service_plan::invoker_members(&obj);
-    if out.action == Verdict::Create && !members.is_empty() {
+    if matches!(out.action, Verdict::Create | Verdict::Waits)
+        && out.calls.iter().any(|c| c.method == "run.services.create")
+        && !members.is_empty()
+    {
         out.calls.push(Call {
             method: "run.services.setIamPolicy",
             resource: plan.fields.resource_name.clone().unwrap_or_default(),

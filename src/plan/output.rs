@@ -23,8 +23,30 @@ pub fn render_text(report: &Report) -> String {
         for note in &o.notes {
             let _ = writeln!(out, "  # {note}");
         }
+        let stop = match o.action {
+            Verdict::InSync | Verdict::Create | Verdict::Update => None,
+            other => Some(format!(
+                "  ! {}: {}: {}",
+                match other {
+                    Verdict::Drifted => "drifted (Observe: no write)",
+                    Verdict::Waits => "waits",
+                    Verdict::Invalid => "invalid",
+                    Verdict::Violation => "policy violation",
+                    _ => "error",
+                },
+                o.reason.as_deref().unwrap_or_default(),
+                o.message.as_deref().unwrap_or_default()
+            )),
+        };
+        if let Some(stop) = &stop {
+            let _ = writeln!(out, "{stop}");
+            if !o.calls.is_empty() {
+                let _ = writeln!(out, "  then, once that is resolved:");
+            }
+        }
         for call in &o.calls {
-            let sign = if call.method.ends_with(".create") {
+            let only_adds = call.fields.is_empty() && call.remove.is_empty();
+            let sign = if call.method.ends_with(".create") || only_adds {
                 '+'
             } else {
                 '~'
@@ -52,23 +74,8 @@ pub fn render_text(report: &Report) -> String {
                 let _ = writeln!(out, "      - {m}");
             }
         }
-        match o.action {
-            Verdict::InSync => {
-                let _ = writeln!(out, "  = in sync");
-            }
-            Verdict::Create | Verdict::Update => {}
-            other => {
-                let label = match other {
-                    Verdict::Drifted => "drifted (Observe: no write)",
-                    Verdict::Waits => "waits",
-                    Verdict::Invalid => "invalid",
-                    Verdict::Violation => "policy violation",
-                    _ => "error",
-                };
-                let reason = o.reason.as_deref().unwrap_or_default();
-                let message = o.message.as_deref().unwrap_or_default();
-                let _ = writeln!(out, "  ! {label}: {reason}: {message}");
-            }
+        if o.action == Verdict::InSync {
+            let _ = writeln!(out, "  = in sync");
         }
         out.push('\n');
     }

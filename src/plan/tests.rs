@@ -204,6 +204,11 @@ spec: {region: europe-west1, network: default, ipCidrRange: 10.8.0.0/28}
     let svc = &r.objects[1];
     assert_eq!(svc.action, Verdict::Waits, "{svc:?}");
     assert_eq!(svc.reason.as_deref(), Some("KeyNotFound"));
+    assert_eq!(
+        svc.calls.first().map(|c| c.method),
+        Some("run.services.create"),
+        "what follows once the key exists"
+    );
     assert_eq!(r.exit_code(), 2);
 
     let r = run(&google, &[NS, connector, &service(uses)]).await;
