@@ -11,6 +11,7 @@ use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
 
 use super::context::Caches;
 use super::{Config, Context, cloudrunservice, runsecuritypolicy, vpcaccessconnector};
@@ -92,24 +93,16 @@ pub async fn run(
 ) {
     let client = parts.client.clone();
     let watch_namespace = parts.config.watch_namespace.clone();
-    let controller_config =
-        kube::runtime::controller::Config::default().concurrency(parts.config.concurrency);
+    let config = kube::runtime::controller::Config::default().concurrency(parts.config.concurrency);
     // The controllers stop on the same signal.
     let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
-    let stopped = || shutdown.clone();
 
     // Namespaces (metadata only): labels select policies, an annotation names the project.
-    let (namespaces, ns_writer) = reflector::store();
-    let namespace_changes = reflector(
-        ns_writer,
-        watcher(
-            Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
-            watcher::Config::default(),
-        ),
-    )
-    .default_backoff()
-    .touched_objects()
-    .predicate_filter(
+    let (namespaces, namespace_changes) = cached_watch(
+        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let namespace_changes = namespace_changes.predicate_filter(
         |ns: &PartialObjectMeta<Namespace>| {
             let mut h = std::hash::DefaultHasher::new();
             (ns.labels(), ns.annotations()).hash(&mut h);
@@ -117,45 +110,33 @@ pub async fn run(
         },
         Default::default(),
     );
-    let (policies_cache, policy_writer) = reflector::store();
-    let policy_changes = reflector(
-        policy_writer,
-        watcher(
-            Api::<DeserializeGuard<RunSecurityPolicy>>::all(client.clone()),
-            watcher::Config::default().any_semantic(),
-        ),
-    )
-    .default_backoff()
-    .touched_objects();
-    let (connectors_cache, connector_writer) = reflector::store();
-    let connector_changes = reflector(
-        connector_writer,
-        watcher(
-            scoped::<DeserializeGuard<VpcAccessConnector>>(&client, watch_namespace.as_ref()),
-            watcher::Config::default().any_semantic(),
-        ),
-    )
-    .default_backoff()
-    .touched_objects();
+    let (policies_cache, policy_changes) = cached_watch(
+        Api::<DeserializeGuard<RunSecurityPolicy>>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    );
+    let (connectors_cache, connector_changes) = cached_watch(
+        scoped::<DeserializeGuard<VpcAccessConnector>>(&client, watch_namespace.as_ref()),
+        watcher::Config::default().any_semantic(),
+    );
 
     let connectors = Controller::new(
         scoped::<DeserializeGuard<VpcAccessConnector>>(&client, watch_namespace.as_ref()),
         watcher::Config::default().any_semantic(),
     )
-    .with_config(controller_config.clone())
-    .graceful_shutdown_on(stopped());
+    .with_config(config.clone())
+    .graceful_shutdown_on(shutdown.clone());
     let services = Controller::new(
         scoped::<DeserializeGuard<CloudRunService>>(&client, watch_namespace.as_ref()),
         watcher::Config::default().any_semantic(),
     )
-    .with_config(controller_config.clone())
-    .graceful_shutdown_on(stopped());
+    .with_config(config.clone())
+    .graceful_shutdown_on(shutdown.clone());
     let policies = Controller::new(
         Api::<DeserializeGuard<RunSecurityPolicy>>::all(client.clone()),
         watcher::Config::default().any_semantic(),
     )
-    .with_config(controller_config)
-    .graceful_shutdown_on(stopped());
+    .with_config(config)
+    .graceful_shutdown_on(shutdown);
     let caches = Caches {
         namespaces,
         services: services.store(),
@@ -186,87 +167,17 @@ pub async fn run(
             },
         )
     };
-
-    // Services: reconciled on their own changes; on every change of a connector they
-    // reference, so one that waits for its connector deploys as soon as it is Ready; on a
-    // change of a RunSecurityPolicy that concerns them, and of their namespace's labels or
-    // annotations, so guardrails and project changes apply within seconds.
-    let in_namespace = |store: Store<DeserializeGuard<CloudRunService>>, namespace: String| {
-        store
-            .state()
-            .into_iter()
-            .filter(|s| s.namespace().as_deref() == Some(namespace.as_str()))
-            .map(|s| ObjectRef::from_obj(s.as_ref()))
-            .collect::<Vec<_>>()
-    };
-    let services = {
-        let store = caches.services.clone();
-        services.watches_stream(connector_changes, move |connector| {
-            let name = connector.name_any();
-            in_namespace(store.clone(), connector.namespace().unwrap_or_default())
-                .into_iter()
-                .filter(|r| {
-                    store
-                        .get(r)
-                        .is_some_and(|s| vpcaccessconnector::references(&s, &name))
-                })
-                .collect::<Vec<_>>()
-        })
-    };
-    let services = {
-        let store = caches.services.clone();
-        services.watches_stream(namespace_changes, move |ns| {
-            in_namespace(store.clone(), ns.name_any())
-        })
-    };
-    let services = {
-        let (store, namespaces) = (caches.services.clone(), caches.namespaces.clone());
-        services.watches_stream(policy_changes, move |policy| {
-            let Ok(p) = &policy.0 else {
-                return vec![];
-            };
-            runsecuritypolicy::affected_services(p, &store.state(), |ns| {
-                namespaces
-                    .get(&ObjectRef::new(ns))
-                    .map(|m| m.labels().clone())
-                    .unwrap_or_default()
-            })
-        })
-    };
-
-    let ready_task = {
-        let (caches, health) = (caches.clone(), health.clone());
-        tokio::spawn(async move {
-            // A fresh wait each second: with several waiters on one store, kube-runtime 5
-            // may wake only one of them when the store becomes ready.
-            let services = synced(&caches.services).await;
-            let connectors = synced(&caches.connectors).await;
-            let ns = synced(&caches.namespaces).await;
-            let policies = synced(&caches.policies).await;
-            if services && connectors && ns && policies {
-                health.set_ready();
-                tracing::info!("watches synced; ready");
-            }
-        })
-    };
-    let gauge_task = {
-        let (caches, metrics) = (caches.clone(), parts.metrics.clone());
-        tokio::spawn(async move {
-            loop {
-                metrics.set_managed(
-                    cloudrunservice::KIND,
-                    count(&caches.services, cloudrunservice::is_ready),
-                );
-                metrics.set_managed(
-                    vpcaccessconnector::KIND,
-                    count(&caches.connectors, vpcaccessconnector::is_ready),
-                );
-                metrics.set_deletions_stuck(cloudrunservice::KIND, stuck(&caches.services));
-                metrics.set_deletions_stuck(vpcaccessconnector::KIND, stuck(&caches.connectors));
-                tokio::time::sleep(Duration::from_secs(5)).await;
-            }
-        })
-    };
+    let services = services_triggers(
+        services,
+        &caches,
+        connector_changes,
+        namespace_changes,
+        policy_changes,
+    );
+    let tasks = [
+        ready_task(caches.clone(), health),
+        gauge_task(caches.clone(), parts.metrics.clone()),
+    ];
 
     let ctx = Arc::new(Context::new(
         parts.client,
@@ -299,9 +210,120 @@ pub async fn run(
             )
             .for_each(|_| std::future::ready(())),
     );
-    for task in [ready_task, gauge_task] {
+    for task in tasks {
         task.abort();
     }
+}
+
+/// A cache of `api`'s objects and the stream of their changes that fills it (the cache is up to
+/// date with an object when its change comes out of the stream).
+fn cached_watch<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> (
+    Store<K>,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let (store, writer) = reflector::store();
+    let changes = reflector(writer, watcher(api, config))
+        .default_backoff()
+        .touched_objects();
+    (store, changes)
+}
+
+/// Services are reconciled on their own changes; on every change of a connector they
+/// reference, so one that waits for its connector deploys as soon as it is Ready; on a change
+/// of a RunSecurityPolicy that concerns them, and of their namespace's labels or annotations,
+/// so guardrails and project changes apply within seconds.
+fn services_triggers(
+    services: Controller<DeserializeGuard<CloudRunService>>,
+    caches: &Caches,
+    connector_changes: impl futures::Stream<
+        Item = Result<DeserializeGuard<VpcAccessConnector>, watcher::Error>,
+    > + Send
+    + 'static,
+    namespace_changes: impl futures::Stream<Item = Result<PartialObjectMeta<Namespace>, watcher::Error>>
+    + Send
+    + 'static,
+    policy_changes: impl futures::Stream<
+        Item = Result<DeserializeGuard<RunSecurityPolicy>, watcher::Error>,
+    > + Send
+    + 'static,
+) -> Controller<DeserializeGuard<CloudRunService>> {
+    let in_namespace = |store: &Store<DeserializeGuard<CloudRunService>>, namespace: &str| {
+        store
+            .state()
+            .into_iter()
+            .filter(|s| s.namespace().as_deref() == Some(namespace))
+            .collect::<Vec<_>>()
+    };
+    let store = caches.services.clone();
+    let services = services.watches_stream(connector_changes, move |connector| {
+        let name = connector.name_any();
+        in_namespace(&store, &connector.namespace().unwrap_or_default())
+            .into_iter()
+            .filter(|s| vpcaccessconnector::references(s, &name))
+            .map(|s| ObjectRef::from_obj(s.as_ref()))
+            .collect::<Vec<_>>()
+    });
+    let store = caches.services.clone();
+    let services = services.watches_stream(namespace_changes, move |ns| {
+        in_namespace(&store, &ns.name_any())
+            .iter()
+            .map(|s| ObjectRef::from_obj(s.as_ref()))
+            .collect::<Vec<_>>()
+    });
+    let (store, namespaces) = (caches.services.clone(), caches.namespaces.clone());
+    services.watches_stream(policy_changes, move |policy| {
+        let Ok(p) = &policy.0 else {
+            return vec![];
+        };
+        runsecuritypolicy::affected_services(p, &store.state(), |ns| {
+            namespaces
+                .get(&ObjectRef::new(ns))
+                .map(|m| m.labels().clone())
+                .unwrap_or_default()
+        })
+    })
+}
+
+/// Marks the daemon ready once every watch has listed.
+fn ready_task(caches: Caches, health: Health) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        // A fresh wait each second: with several waiters on one store, kube-runtime 5 may wake
+        // only one of them when the store becomes ready.
+        let services = synced(&caches.services).await;
+        let connectors = synced(&caches.connectors).await;
+        let ns = synced(&caches.namespaces).await;
+        let policies = synced(&caches.policies).await;
+        if services && connectors && ns && policies {
+            health.set_ready();
+            tracing::info!("watches synced; ready");
+        }
+    })
+}
+
+/// Refreshes the gauges computed from the caches every 5 s.
+fn gauge_task(caches: Caches, metrics: Arc<Metrics>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            metrics.set_managed(
+                cloudrunservice::KIND,
+                count(&caches.services, cloudrunservice::is_ready),
+            );
+            metrics.set_managed(
+                vpcaccessconnector::KIND,
+                count(&caches.connectors, vpcaccessconnector::is_ready),
+            );
+            metrics.set_deletions_stuck(cloudrunservice::KIND, stuck(&caches.services));
+            metrics.set_deletions_stuck(vpcaccessconnector::KIND, stuck(&caches.connectors));
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    })
 }
 
 /// An `Api` over one namespace, or all.

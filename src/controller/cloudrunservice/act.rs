@@ -11,7 +11,7 @@ use crate::controller::conditions::Cond;
 use crate::controller::iam::{self, INVOKER_ROLE};
 use crate::controller::reasons::DELETING;
 use crate::controller::{CleanupOutcome, Note, Outcome};
-use crate::error::reason_of;
+use crate::error::{Error, reason_of};
 use crate::gcp::{Code, Gcp, GcpError};
 
 /// A pass after its writes: what status and events to publish, and what happens next.
@@ -36,111 +36,10 @@ pub async fn execute(plan: Plan, gcp: &Gcp) -> Applied {
         mut fields,
         mut notes,
     } = plan;
-    let mut set = |c: Cond| {
-        conditions.retain(|o| o.type_ != c.type_);
-        conditions.push(c);
-    };
     for change in changes {
-        let failed = match change {
-            Change::GrantKey {
-                key,
-                member,
-                policy,
-            } => {
-                let written = iam::write_or_retry(gcp.kms.as_ref(), &key, policy, |p| {
-                    iam::with_member(p, KMS_ROLE, &member)
-                })
-                .await;
-                match written {
-                    Ok(_) => {
-                        notes.push(Note::normal(
-                            "KeyGranted",
-                            "SetIamPolicy",
-                            format!("granted {KMS_ROLE} on {key} to {member}"),
-                        ));
-                        None
-                    }
-                    Err(e) if e.code == Code::PermissionDenied => {
-                        Some(encryption::grant_denied(&key, &member, &e))
-                    }
-                    Err(e) => Some(encryption::google_failed(&e)),
-                }
-            }
-            Change::Create {
-                parent,
-                id,
-                service,
-            } => match gcp.run.create_service(&parent, &id, service).await {
-                Ok(op) => {
-                    let name = format!("{parent}/services/{id}");
-                    info!(service = %name, operation = %op.name, "creating Cloud Run service");
-                    notes.push(Note::normal(
-                        "Creating",
-                        "Create",
-                        format!("Creating Cloud Run service {name}"),
-                    ));
-                    fields.operation = Some(op.name);
-                    None
-                }
-                Err(e) => Some(service_failed(&e)),
-            },
-            Change::Update {
-                service,
-                changed,
-                adopt,
-            } => {
-                let name = service.name.clone();
-                match gcp.run.update_service(service).await {
-                    Ok(op) => {
-                        let (reason, verb) = if adopt {
-                            ("Adopted", "Adopting")
-                        } else {
-                            ("Updated", "Updating")
-                        };
-                        let changed = changed.join(", ");
-                        info!(service = %name, operation = %op.name, fields = %changed, "{verb} Cloud Run service");
-                        notes.push(Note::normal(
-                            reason,
-                            "Update",
-                            format!("{verb} Cloud Run service {name}: {changed}"),
-                        ));
-                        fields.operation = Some(op.name);
-                        None
-                    }
-                    Err(e) => Some(service_failed(&e)),
-                }
-            }
-            Change::SetInvokers {
-                resource,
-                members,
-                policy,
-                ..
-            } => {
-                let written = iam::write_or_retry(gcp.run.as_ref(), &resource, policy, |p| {
-                    iam::with_exact_members(p, INVOKER_ROLE, &members)
-                })
-                .await;
-                match written {
-                    Ok(false) => None,
-                    Ok(true) => {
-                        let list = if members.is_empty() {
-                            "nobody".to_owned()
-                        } else {
-                            members.iter().cloned().collect::<Vec<_>>().join(", ")
-                        };
-                        notes.push(Note::normal(
-                            "InvokersUpdated",
-                            "SetIamPolicy",
-                            format!("{INVOKER_ROLE} on {resource} is now held by {list}"),
-                        ));
-                        None
-                    }
-                    Err(e) => Some((access_failed(&e), e.into())),
-                }
-            }
-        };
-        if let Some((c, e)) = failed {
-            set(c);
+        if let Err((c, e)) = write(change, gcp, &mut fields, &mut notes).await {
+            conditions.retain(|o| o.type_ != c.type_);
+            conditions.push(c);
             return Applied {
                 conditions,
                 fields,
@@ -155,6 +54,105 @@ pub async fn execute(plan: Plan, gcp: &Gcp) -> Applied {
         notes,
         outcome,
     }
+}
+
+/// One write: the event it earns, the operation it starts; else its step's condition and error.
+async fn write(
+    change: Change,
+    gcp: &Gcp,
+    fields: &mut Fields,
+    notes: &mut Vec<Note>,
+) -> Result<(), (Cond, Error)> {
+    match change {
+        Change::GrantKey {
+            key,
+            member,
+            policy,
+        } => {
+            iam::write_or_retry(gcp.kms.as_ref(), &key, policy, |p| {
+                iam::with_member(p, KMS_ROLE, &member)
+            })
+            .await
+            .map_err(|e| match e.code {
+                Code::PermissionDenied => encryption::grant_denied(&key, &member, &e),
+                _ => encryption::google_failed(&e),
+            })?;
+            notes.push(Note::normal(
+                "KeyGranted",
+                "SetIamPolicy",
+                format!("granted {KMS_ROLE} on {key} to {member}"),
+            ));
+        }
+        Change::Create {
+            parent,
+            id,
+            service,
+        } => {
+            let op = gcp
+                .run
+                .create_service(&parent, &id, service)
+                .await
+                .map_err(|e| service_failed(&e))?;
+            let name = format!("{parent}/services/{id}");
+            info!(service = %name, operation = %op.name, "creating Cloud Run service");
+            notes.push(Note::normal(
+                "Creating",
+                "Create",
+                format!("Creating Cloud Run service {name}"),
+            ));
+            fields.operation = Some(op.name);
+        }
+        Change::Update {
+            service,
+            changed,
+            adopt,
+        } => {
+            let name = service.name.clone();
+            let op = gcp
+                .run
+                .update_service(service)
+                .await
+                .map_err(|e| service_failed(&e))?;
+            let (reason, verb) = if adopt {
+                ("Adopted", "Adopting")
+            } else {
+                ("Updated", "Updating")
+            };
+            let changed = changed.join(", ");
+            info!(service = %name, operation = %op.name, fields = %changed, "{verb} Cloud Run service");
+            notes.push(Note::normal(
+                reason,
+                "Update",
+                format!("{verb} Cloud Run service {name}: {changed}"),
+            ));
+            fields.operation = Some(op.name);
+        }
+        Change::SetInvokers {
+            resource,
+            members,
+            policy,
+            ..
+        } => {
+            let written = iam::write_or_retry(gcp.run.as_ref(), &resource, policy, |p| {
+                iam::with_exact_members(p, INVOKER_ROLE, &members)
+            })
+            .await
+            .map_err(|e| (access_failed(&e), e.into()))?;
+            if written {
+                let list = if members.is_empty() {
+                    "nobody".to_owned()
+                } else {
+                    members.iter().cloned().collect::<Vec<_>>().join(", ")
+                };
+                notes.push(Note::normal(
+                    "InvokersUpdated",
+                    "SetIamPolicy",
+                    format!("{INVOKER_ROLE} on {resource} is now held by {list}"),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn service_failed(e: &GcpError) -> (Cond, crate::error::Error) {

@@ -150,6 +150,13 @@ impl Plan {
         self
     }
 
+    /// Stops the pass with `c` and `error`; `None`, for a [`Step`].
+    fn halt<T>(&mut self, c: Cond, error: Error) -> Option<T> {
+        self.set(c);
+        self.outcome = Outcome::Stop(error);
+        None
+    }
+
     fn google_failed(self, type_: &'static str, e: &GcpError) -> Self {
         self.stop(
             Cond::fail(type_, reason_of(e.code), e.message.clone()),
@@ -163,52 +170,109 @@ impl Plan {
     }
 }
 
+/// A stage of the plan: `Ok(Some(value))` to go on, `Ok(None)` when the plan is complete (its
+/// outcome set), `Err(read)` when a fact must be observed first.
+type Step<T> = Result<Option<T>, Read>;
+
 /// The plan of a pass of an object that is not being deleted, or the next [`Read`] it needs.
+///
+/// Stages, each stopping the pass when it must: [`admit`] (project, validation, guardrails) →
+/// [`dependencies`] (egress, key) → [`follow_operation`] → the service: absent ([`absent`]),
+/// not ours ([`owned`]), then compared ([`observe_only`] or [`manage`]) → invokers.
 pub fn plan(input: &Input, obs: &Observed) -> Result<Plan, Read> {
+    let mut p = Plan::new(input.obj.status.as_ref());
+    let Some(project) = admit(input, &mut p) else {
+        return Ok(p);
+    };
+    let Some((connector, grant_drift)) = dependencies(input, project, obs, &mut p)? else {
+        return Ok(p);
+    };
+    let Some(finished) = follow_operation(obs, &mut p)? else {
+        return Ok(p);
+    };
+    let resolved = Resolved {
+        project: project.to_owned(),
+        connector,
+    };
+    let desired = render::desired_service(input.obj, &resolved);
+    let actual = match need(&obs.service, || Read::Service(desired.name.clone()))? {
+        Err(e) => return Ok(p.google_failed(SERVICE_READY, e)),
+        Ok(None) => return Ok(absent(input, project, desired, p)),
+        Ok(Some(actual)) => actual,
+    };
+    let Some(ours) = owned(input, actual, finished.as_ref(), &mut p) else {
+        return Ok(p);
+    };
+    let mut drift: Vec<String> = grant_drift.into_iter().collect();
+    if input.obj.spec.management_policy == ManagementPolicy::Observe {
+        observe_only(input, desired, actual, obs, p, drift)
+    } else {
+        let failed = finished.as_ref().and_then(Followed::error);
+        let p = manage(input, &desired, actual, ours, failed, p, &mut drift);
+        let mut p = invokers(p, input.obj, &desired.name, obs)?;
+        if p.changes
+            .iter()
+            .any(|c| matches!(c, Change::SetInvokers { .. }))
+        {
+            drift.push(INVOKERS_DRIFT.to_owned());
+        }
+        report_drift(input.obj, &mut p, drift);
+        Ok(p)
+    }
+}
+
+/// The project, the controller's validation and the guardrails: nothing is read from Google
+/// for an object they stop.
+fn admit<'a>(input: &'a Input, p: &mut Plan) -> Option<&'a str> {
     let obj = input.obj;
-    let spec = &obj.spec;
-    let p = Plan::new(obj.status.as_ref());
     let Some(project) = input.project.as_deref() else {
         let message = no_project_message(&obj.namespace().unwrap_or_default());
-        return Ok(p.stop(
-            Cond::fail(SERVICE_READY, INVALID_SPEC, &message),
-            Error::Spec {
-                reason: INVALID_SPEC,
-                message,
-            },
-        ));
+        p.set(Cond::fail(SERVICE_READY, INVALID_SPEC, &message));
+        p.outcome = Outcome::Stop(Error::Spec {
+            reason: INVALID_SPEC,
+            message,
+        });
+        return None;
     };
     if let Err(invalid) = validate::validate(obj) {
         let (c, e) = *invalid;
-        return Ok(p.stop(c, e));
+        p.set(c);
+        p.outcome = Outcome::Stop(e);
+        return None;
     }
-    let mut p = p;
     p.fields.resource_name = Some(render::service_name(obj, project));
     p.set(input.policy.clone());
     if input.policy.reason == VIOLATION {
-        let message = input.policy.message.clone();
-        return Ok(p.stop(
-            input.policy.clone(),
-            Error::Spec {
-                reason: VIOLATION,
-                message,
-            },
-        ));
+        p.outcome = Outcome::Stop(Error::Spec {
+            reason: VIOLATION,
+            message: input.policy.message.clone(),
+        });
+        return None;
     }
-    let connector = match network::plan(obj, input.connector.as_ref(), obs)? {
+    Some(project)
+}
+
+/// Egress and the key: the connector's full name to deploy with, and whether (in Observe) the
+/// service agent's grant is missing.
+fn dependencies(
+    input: &Input,
+    project: &str,
+    obs: &Observed,
+    p: &mut Plan,
+) -> Step<(Option<String>, Option<String>)> {
+    let spec = &input.obj.spec;
+    let connector = match network::plan(input.obj, input.connector.as_ref(), obs)? {
         Ok((c, connector)) => {
             p.set(c);
             connector
         }
-        Err((c, e)) => return Ok(p.stop(c, e)),
+        Err((c, e)) => return Ok(p.halt(c, e)),
     };
     let key = encryption::plan(spec, project, obs)?;
     p.fields.service_agent = key.agent;
     let observe = spec.management_policy == ManagementPolicy::Observe;
-    let mut drift = vec![];
     match key.result {
         Ok((_, Some(Change::GrantKey { key, member, .. }))) if observe => {
-            drift.push(GRANT_DRIFT.to_owned());
             p.set(Cond::fail(
                 ENCRYPTION_READY,
                 DRIFTED,
@@ -217,159 +281,185 @@ pub fn plan(input: &Input, obs: &Observed) -> Result<Plan, Read> {
                     encryption::KMS_ROLE
                 ),
             ));
+            Ok(Some((connector, Some(GRANT_DRIFT.to_owned()))))
         }
         Ok((c, grant)) => {
             p.set(c);
             p.changes.extend(grant);
+            Ok(Some((connector, None)))
         }
-        Err((c, e)) => return Ok(p.stop(c, e)),
+        Err((c, e)) => Ok(p.halt(c, e)),
     }
+}
 
-    let desired = render::desired_service(
-        obj,
-        &Resolved {
-            project: project.to_owned(),
-            connector,
-        },
-    );
-    let name = desired.name.clone();
-    p.fields.resource_name = Some(name.clone());
-
-    // An operation this object started: wait for it without holding a worker.
-    let mut finished = None;
-    if let Some(op) = p.fields.operation.clone() {
-        match follow(need(&obs.operation, || Read::Operation(op.clone()))?) {
-            Ok(Followed::Pending) => {
-                p.set(Cond::unknown(
-                    SERVICE_READY,
-                    RECONCILING,
-                    format!("waiting for Google operation {op}"),
-                ));
-                return Ok(p);
-            }
-            Ok(f) => {
-                p.fields.operation = None;
-                finished = Some(f);
-            }
-            Err(e) => return Ok(p.google_failed(SERVICE_READY, e)),
-        }
-    }
-    let operation_error = finished
-        .as_ref()
-        .and_then(Followed::error)
-        .map(str::to_owned);
-
-    let actual = match need(&obs.service, || Read::Service(name.clone()))? {
-        Err(e) => return Ok(p.google_failed(SERVICE_READY, e)),
-        Ok(Some(actual)) => actual,
-        Ok(None) if observe => {
-            p.fields.drift = vec!["service".to_owned()];
-            p.set(Cond::fail(
-                SERVICE_READY,
-                DRIFTED,
-                format!(
-                    "Cloud Run service {name} does not exist (Observe: runwarden creates nothing)"
-                ),
-            ));
-            p.set(Cond::unknown(
-                ACCESS_READY,
-                PENDING,
-                "set once the service exists",
-            ));
-            p.outcome = Outcome::InSync;
-            return Ok(p);
-        }
-        Ok(None) => {
-            let mut service = desired;
-            service.name.clear();
-            p.changes.push(Change::Create {
-                parent: render::parent(project, &spec.region),
-                id: obj.service_id(),
-                service,
-            });
+/// An operation this object started: wait for it without holding a worker. Goes on with what
+/// became of it (`None`: there was none).
+fn follow_operation(obs: &Observed, p: &mut Plan) -> Step<Option<Followed>> {
+    let Some(op) = p.fields.operation.clone() else {
+        return Ok(Some(None));
+    };
+    match follow(need(&obs.operation, || Read::Operation(op.clone()))?) {
+        Ok(Followed::Pending) => {
             p.set(Cond::unknown(
                 SERVICE_READY,
                 RECONCILING,
-                "Cloud Run is creating the service",
+                format!("waiting for Google operation {op}"),
             ));
-            p.set(Cond::unknown(
-                ACCESS_READY,
-                PENDING,
-                "set once the service exists",
-            ));
-            return Ok(p);
+            Ok(None)
         }
-    };
+        Ok(f) => {
+            p.fields.operation = None;
+            Ok(Some(Some(f)))
+        }
+        Err(e) => {
+            let c = Cond::fail(SERVICE_READY, reason_of(e.code), e.message.clone());
+            Ok(p.halt(c, e.clone().into()))
+        }
+    }
+}
 
+/// No such service in Google: create it (in Observe, report it missing).
+fn absent(input: &Input, project: &str, desired: Service, mut p: Plan) -> Plan {
+    let obj = input.obj;
+    let name = desired.name.clone();
+    p.set(Cond::unknown(
+        ACCESS_READY,
+        PENDING,
+        "set once the service exists",
+    ));
+    if obj.spec.management_policy == ManagementPolicy::Observe {
+        p.fields.drift = vec!["service".to_owned()];
+        p.set(Cond::fail(
+            SERVICE_READY,
+            DRIFTED,
+            format!("Cloud Run service {name} does not exist (Observe: runwarden creates nothing)"),
+        ));
+        p.outcome = Outcome::InSync;
+        return p;
+    }
+    let mut service = desired;
+    service.name.clear();
+    p.changes.push(Change::Create {
+        parent: render::parent(project, &obj.spec.region),
+        id: obj.service_id(),
+        service,
+    });
+    p.set(Cond::unknown(
+        SERVICE_READY,
+        RECONCILING,
+        "Cloud Run is creating the service",
+    ));
+    p
+}
+
+/// Whether the service is this object's: `None` (the plan stops with `AlreadyExists`) when it
+/// is someone else's and may not be adopted. Also records what Google says about it.
+fn owned(
+    input: &Input,
+    actual: &Service,
+    finished: Option<&Followed>,
+    p: &mut Plan,
+) -> Option<bool> {
+    let (obj, name) = (input.obj, &actual.name);
     let uid = obj.metadata.uid.as_deref().unwrap_or_default();
     let owner = actual.labels.get(OWNER_LABEL).map(String::as_str);
     let ours = owner == Some(uid);
     // Observe writes nothing, so it may look at a service it does not own.
-    if !ours && !observe && spec.adoption_policy == AdoptionPolicy::Never {
+    let observe = obj.spec.management_policy == ManagementPolicy::Observe;
+    if !ours && !observe && obj.spec.adoption_policy == AdoptionPolicy::Never {
         let message = format!(
             "Cloud Run service {name} exists and was not created by this object (its {OWNER_LABEL} label is {}); set spec.adoptionPolicy: Adopt to take it over",
             owner.map_or("absent".to_owned(), |o| format!("{o:?}"))
         );
-        return Ok(p.stop(
-            Cond::fail(SERVICE_READY, ALREADY_EXISTS, &message),
-            Error::Spec {
-                reason: ALREADY_EXISTS,
-                message,
-            },
-        ));
+        p.set(Cond::fail(SERVICE_READY, ALREADY_EXISTS, &message));
+        p.outcome = Outcome::Stop(Error::Spec {
+            reason: ALREADY_EXISTS,
+            message,
+        });
+        return None;
     }
     p.fields.uri = Some(actual.uri.clone()).filter(|u| !u.is_empty());
     p.fields.latest_ready_revision =
         Some(last_segment(&actual.latest_ready_revision).to_owned()).filter(|r| !r.is_empty());
-    if finished == Some(Followed::Done { error: None }) && ours && actual.generation == 1 {
+    if finished == Some(&Followed::Done { error: None }) && ours && actual.generation == 1 {
         p.notes.push(Note::normal(
             "Created",
             "Create",
             format!("Created Cloud Run service {name}"),
         ));
     }
+    Some(ours)
+}
 
-    let mut desired = desired;
-    if observe {
-        // Observe does not take the service over: its ownership labels are not compared.
-        for key in [MANAGED_BY_LABEL, OWNER_LABEL] {
-            match actual.labels.get(key) {
-                Some(v) => desired.labels.insert(key.to_owned(), v.clone()),
-                None => desired.labels.remove(key),
-            };
-        }
+/// The managed fields that differ, without those the spec leaves to others.
+fn differences(input: &Input, desired: &Service, actual: &Service) -> Vec<String> {
+    let mut changed = render::changes(desired, actual);
+    changed.retain(|path| !ignored(&input.obj.spec.ignore_drift, path));
+    changed
+}
+
+/// `managementPolicy: Observe`: compare everything, write nothing.
+fn observe_only(
+    input: &Input,
+    mut desired: Service,
+    actual: &Service,
+    obs: &Observed,
+    mut p: Plan,
+    mut drift: Vec<String>,
+) -> Result<Plan, Read> {
+    // Observe does not take the service over: its ownership labels are not compared.
+    for key in [MANAGED_BY_LABEL, OWNER_LABEL] {
+        match actual.labels.get(key) {
+            Some(v) => desired.labels.insert(key.to_owned(), v.clone()),
+            None => desired.labels.remove(key),
+        };
     }
-    let mut changed = render::changes(&desired, actual);
-    changed.retain(|path| !ignored(&spec.ignore_drift, path));
+    let changed = differences(input, &desired, actual);
+    p.set(if changed.is_empty() {
+        service_condition(actual, None)
+    } else {
+        Cond::fail(
+            SERVICE_READY,
+            DRIFTED,
+            format!(
+                "Google differs from the spec at {} (Observe: runwarden changes nothing)",
+                changed.join(", ")
+            ),
+        )
+    });
+    drift.extend(changed);
+    let mut p = invokers(p, input.obj, &desired.name, obs)?;
+    if let Some(Change::SetInvokers { add, remove, .. }) = p.changes.pop() {
+        drift.push(INVOKERS_DRIFT.to_owned());
+        p.set(Cond::fail(
+            ACCESS_READY,
+            DRIFTED,
+            format!(
+                "{INVOKER_ROLE} differs from spec.access: would add [{}], remove [{}] (Observe: runwarden changes nothing)",
+                add.join(", "),
+                remove.join(", ")
+            ),
+        ));
+    }
+    p.fields.drift = drift;
+    if !matches!(p.outcome, Outcome::Stop(_)) {
+        p.outcome = Outcome::InSync;
+    }
+    Ok(p)
+}
+
+/// `managementPolicy: Manage`: patch what differs, or judge what Cloud Run reports.
+fn manage(
+    input: &Input,
+    desired: &Service,
+    actual: &Service,
+    ours: bool,
+    operation_error: Option<&str>,
+    mut p: Plan,
+    drift: &mut Vec<String>,
+) -> Plan {
+    let mut changed = differences(input, desired, actual);
     drift.extend(changed.iter().cloned());
-    if observe {
-        if !changed.is_empty() {
-            p.set(Cond::fail(
-                SERVICE_READY,
-                DRIFTED,
-                format!(
-                    "Google differs from the spec at {} (Observe: runwarden changes nothing)",
-                    changed.join(", ")
-                ),
-            ));
-        } else {
-            p.set(service_condition(actual, None));
-        }
-        let mut p = invokers(p, obj, &name, obs)?;
-        if let Some(Change::SetInvokers { add, remove, .. }) = p.changes.pop() {
-            drift.push(INVOKERS_DRIFT.to_owned());
-            p.set(Cond::fail(
-                ACCESS_READY,
-                DRIFTED,
-                format!("{INVOKER_ROLE} differs from spec.access: would add [{}], remove [{}] (Observe: runwarden changes nothing)", add.join(", "), remove.join(", ")),
-            ));
-        }
-        p.fields.drift = drift;
-        if !matches!(p.outcome, Outcome::Stop(_)) {
-            p.outcome = Outcome::InSync;
-        }
-        return Ok(p);
-    }
     // CMEK recovery: Cloud Run does not retry a rollout of this very template that failed on
     // the key (ENCRYPTION_KEY_*). The key has just been found usable and granted, so send the
     // same template again: Cloud Run rolls it out anew. Not in the pass that saw our own
@@ -383,40 +473,37 @@ pub fn plan(input: &Input, obs: &Observed) -> Result<Plan, Read> {
             RECONCILING,
             format!("Cloud Run is deploying changes to {}", changed.join(", ")),
         ));
-        let mut update = render::update_from(actual, &desired);
-        keep_ignored(&spec.ignore_drift, actual, &mut update);
+        let mut update = render::update_from(actual, desired);
+        keep_ignored(&input.obj.spec.ignore_drift, actual, &mut update);
         p.changes.push(Change::Update {
             service: update,
             changed,
             adopt: !ours,
         });
-    } else {
-        let service = service_condition(actual, operation_error.as_deref());
-        p.set(service.clone());
-        // A failed deploy can heal outside the spec (a grant, a re-enabled key, an image
-        // pushed later): look again with backoff, writing nothing while nothing changed.
-        p.outcome = match service.status {
-            crate::api::v1alpha1::status::TRUE => Outcome::InSync,
-            crate::api::v1alpha1::status::UNKNOWN => Outcome::Progressing,
-            _ => Outcome::Stop(Error::Blocked {
-                reason: if service.reason == REVISION_FAILED {
-                    REVISION_FAILED
-                } else {
-                    DEPLOY_FAILED
-                },
-                message: service.message,
-            }),
-        };
+        return p;
     }
-    let mut p = invokers(p, obj, &name, obs)?;
-    if p.changes
-        .iter()
-        .any(|c| matches!(c, Change::SetInvokers { .. }))
-    {
-        drift.push(INVOKERS_DRIFT.to_owned());
-    }
-    // Drift is a difference Google came to have after runwarden had made it match this very
-    // spec: not a spec change rolling out, nor the first write of a new or adopted service.
+    let service = service_condition(actual, operation_error);
+    p.set(service.clone());
+    // A failed deploy can heal outside the spec (a grant, a re-enabled key, an image pushed
+    // later): look again with backoff, writing nothing while nothing changed.
+    p.outcome = match service.status {
+        crate::api::v1alpha1::status::TRUE => Outcome::InSync,
+        crate::api::v1alpha1::status::UNKNOWN => Outcome::Progressing,
+        _ => Outcome::Stop(Error::Blocked {
+            reason: if service.reason == REVISION_FAILED {
+                REVISION_FAILED
+            } else {
+                DEPLOY_FAILED
+            },
+            message: service.message,
+        }),
+    };
+    p
+}
+
+/// Drift is a difference Google came to have after runwarden had made it match this very spec:
+/// not a spec change rolling out, nor the first write of a new or adopted service.
+fn report_drift(obj: &CloudRunService, p: &mut Plan, mut drift: Vec<String>) {
     drift.retain(|path| {
         let type_ = if path == INVOKERS_DRIFT {
             ACCESS_READY
@@ -427,18 +514,17 @@ pub fn plan(input: &Input, obs: &Observed) -> Result<Plan, Read> {
         };
         held(obj, type_)
     });
-    p.fields.drift = drift;
-    if !p.fields.drift.is_empty() {
+    if !drift.is_empty() {
         p.notes.push(Note::normal(
             "DriftCorrected",
             "Update",
             format!(
                 "Google differed from the spec at {}: set back",
-                p.fields.drift.join(", ")
+                drift.join(", ")
             ),
         ));
     }
-    Ok(p)
+    p.fields.drift = drift;
 }
 
 /// The drift path of invoker members.

@@ -149,10 +149,11 @@ fn failed(e: &GcpError) -> (Cond, Error) {
     )
 }
 
-/// The plan of a pass over a live connector, or the next read it needs.
+/// The plan of a pass over a live connector, or the next read it needs: the project → an
+/// operation in flight ([`follow_create`]) → the connector: absent (create it), someone
+/// else's ([`owned`]), or judged against the spec ([`judge`]).
 pub fn plan(input: &Input, obs: &Observed) -> Result<Plan<Outcome>, Read> {
     let obj = input.obj;
-    let spec = &obj.spec;
     let mut p = Plan::new(obj, Outcome::Progressing);
     let Some(project) = input.project.as_deref() else {
         let message = no_project_message(&obj.namespace().unwrap_or_default());
@@ -165,57 +166,23 @@ pub fn plan(input: &Input, obs: &Observed) -> Result<Plan<Outcome>, Read> {
         ));
     };
     let name = connector_name(obj, project);
-
-    // An operation this object started: wait for it without holding a worker.
-    let mut created = false;
-    if let Some(op) = p.fields.operation.clone() {
-        let read = obs
-            .operation
-            .as_ref()
-            .ok_or_else(|| Read::Operation(op.clone()))?;
-        match follow(read) {
-            Ok(Followed::Pending) => {
-                p.fields.state = Some(state::CREATING.to_owned());
-                p.ready = Some(Cond::unknown(
-                    READY,
-                    CREATING,
-                    format!("Google is creating connector {name} (operation {op})"),
-                ));
-                return Ok(p);
-            }
-            Ok(f) => {
-                p.fields.operation = None;
-                if let Some(error) = f.error() {
-                    // The connector may be left behind in state ERROR; the read below tells.
-                    p.notes.push(Note::warning(
-                        "CreateFailed",
-                        "Create",
-                        format!("Google could not create connector {name}: {error}"),
-                    ));
-                }
-                created = f == Followed::Done { error: None };
-            }
-            Err(e) => {
-                let (c, e) = failed(e);
-                return Ok(p.stop(c, e));
-            }
-        }
-    }
-
+    let Some(created) = follow_create(&name, obs, &mut p)? else {
+        return Ok(p);
+    };
     let ours = p.fields.resource_name.is_some();
     let read = obs
         .connector
         .as_ref()
         .ok_or_else(|| Read::Connector(name.clone()))?;
-    let actual = match read {
+    match read {
         Err(e) => {
             let (c, e) = failed(e);
-            return Ok(p.stop(c, e));
+            Ok(p.stop(c, e))
         }
         Ok(None) => {
             p.change = Some(Change::Create {
                 name: name.clone(),
-                connector: Box::new(desired_connector(spec, project)),
+                connector: Box::new(desired_connector(&obj.spec, project)),
                 again: ours,
             });
             p.fields.state = Some(state::CREATING.to_owned());
@@ -225,34 +192,92 @@ pub fn plan(input: &Input, obs: &Observed) -> Result<Plan<Outcome>, Read> {
                 CREATING,
                 format!("Google is creating connector {name}"),
             ));
-            return Ok(p);
+            Ok(p)
         }
-        Ok(Some(actual)) => actual,
-    };
-
-    if !ours {
-        if spec.adoption_policy == AdoptionPolicy::Never {
-            let message = format!(
-                "connector {name} exists and was not created by this object (connectors carry no labels, so runwarden cannot tell who made it); set spec.adoptionPolicy: Adopt to take it over"
-            );
-            p.fields.state = None;
-            return Ok(p.stop(
-                Cond::fail(READY, ALREADY_EXISTS, &message),
-                Error::Spec {
-                    reason: ALREADY_EXISTS,
-                    message,
-                },
-            ));
+        Ok(Some(actual)) => {
+            if owned(obj, &name, ours, &mut p) {
+                judge(obj, &name, actual, created, &mut p);
+            }
+            Ok(p)
         }
-        p.notes.push(Note::normal(
-            "Adopted",
-            "Adopt",
-            format!("Adopted existing connector {name} (adoptionPolicy: Adopt)"),
-        ));
-        p.fields.resource_name = Some(name.clone());
     }
+}
 
-    let (state, ready) = state_condition(actual, &name);
+/// The create operation this object started: `Some(created)` to go on, `None` while it runs.
+fn follow_create(name: &str, obs: &Observed, p: &mut Plan<Outcome>) -> Result<Option<bool>, Read> {
+    let Some(op) = p.fields.operation.clone() else {
+        return Ok(Some(false));
+    };
+    let read = obs
+        .operation
+        .as_ref()
+        .ok_or_else(|| Read::Operation(op.clone()))?;
+    match follow(read) {
+        Ok(Followed::Pending) => {
+            p.fields.state = Some(state::CREATING.to_owned());
+            p.ready = Some(Cond::unknown(
+                READY,
+                CREATING,
+                format!("Google is creating connector {name} (operation {op})"),
+            ));
+            Ok(None)
+        }
+        Ok(f) => {
+            p.fields.operation = None;
+            if let Some(error) = f.error() {
+                // The connector may be left behind in state ERROR; the read that follows tells.
+                p.notes.push(Note::warning(
+                    "CreateFailed",
+                    "Create",
+                    format!("Google could not create connector {name}: {error}"),
+                ));
+            }
+            Ok(Some(f == Followed::Done { error: None }))
+        }
+        Err(e) => {
+            let (c, e) = failed(e);
+            p.ready = Some(c);
+            p.outcome = Outcome::Stop(e);
+            Ok(None)
+        }
+    }
+}
+
+/// Whether the connector may be managed: ours, or adopted now; else the plan stops.
+fn owned(obj: &VpcAccessConnector, name: &str, ours: bool, p: &mut Plan<Outcome>) -> bool {
+    if ours {
+        return true;
+    }
+    if obj.spec.adoption_policy == AdoptionPolicy::Never {
+        let message = format!(
+            "connector {name} exists and was not created by this object (connectors carry no labels, so runwarden cannot tell who made it); set spec.adoptionPolicy: Adopt to take it over"
+        );
+        p.fields.state = None;
+        p.ready = Some(Cond::fail(READY, ALREADY_EXISTS, &message));
+        p.outcome = Outcome::Stop(Error::Spec {
+            reason: ALREADY_EXISTS,
+            message,
+        });
+        return false;
+    }
+    p.notes.push(Note::normal(
+        "Adopted",
+        "Adopt",
+        format!("Adopted existing connector {name} (adoptionPolicy: Adopt)"),
+    ));
+    p.fields.resource_name = Some(name.to_owned());
+    true
+}
+
+/// The connector's state, and whether it matches the spec (Google cannot update one).
+fn judge(
+    obj: &VpcAccessConnector,
+    name: &str,
+    actual: &Connector,
+    created: bool,
+    p: &mut Plan<Outcome>,
+) {
+    let (state, ready) = state_condition(actual, name);
     p.fields.state = Some(state.to_owned());
     p.fields.connected_projects = actual.connected_projects.clone();
     if created && state == state::READY {
@@ -262,20 +287,19 @@ pub fn plan(input: &Input, obs: &Observed) -> Result<Plan<Outcome>, Read> {
             format!("Created connector {name}"),
         ));
     }
-    let differences = differences(spec, actual);
+    let differences = differences(&obj.spec, actual);
     if ready.is_true() && !differences.is_empty() {
         // Google has no update for connectors: the only fix is another connector.
         let message = format!(
             "connector {name} does not match the spec and Google cannot update connectors: {}; create a new VpcAccessConnector instead",
             differences.join("; ")
         );
-        return Ok(p.stop(
-            Cond::fail(READY, SPEC_MISMATCH, &message),
-            Error::Spec {
-                reason: SPEC_MISMATCH,
-                message,
-            },
-        ));
+        p.ready = Some(Cond::fail(READY, SPEC_MISMATCH, &message));
+        p.outcome = Outcome::Stop(Error::Spec {
+            reason: SPEC_MISMATCH,
+            message,
+        });
+        return;
     }
     p.outcome = match state {
         state::READY => Outcome::InSync,
@@ -287,7 +311,6 @@ pub fn plan(input: &Input, obs: &Observed) -> Result<Plan<Outcome>, Read> {
         _ => Outcome::Progressing,
     };
     p.ready = Some(ready);
-    Ok(p)
 }
 
 /// The plan of a pass over a connector being deleted, or the next read it needs.
