@@ -77,6 +77,27 @@ where
     result
 }
 
+/// A kind runwarden reconciles, as metrics and logs name it.
+pub trait Reconciled: Resource<DynamicType = ()> {
+    /// The kind, e.g. `CloudRunService`.
+    const KIND: &'static str;
+}
+
+/// The retry policy every controller runs with (see [`error_policy_for`]).
+pub fn error_policy<K: Reconciled>(
+    guard: Arc<kube::core::DeserializeGuard<K>>,
+    err: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    error_policy_for(
+        K::KIND,
+        guard.namespace().unwrap_or_default(),
+        guard.name_any(),
+        err,
+        &ctx,
+    )
+}
+
 /// What to do after a failed reconcile: wait for a spec change when retrying cannot help, else
 /// retry with capped, jittered exponential backoff.
 pub fn error_policy_for(

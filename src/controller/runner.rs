@@ -191,21 +191,21 @@ pub async fn run(
         services
             .run(
                 cloudrunservice::reconcile,
-                cloudrunservice::error_policy,
+                super::frame::error_policy::<CloudRunService>,
                 ctx.clone(),
             )
             .for_each(|_| std::future::ready(())),
         connectors
             .run(
                 vpcaccessconnector::reconcile,
-                vpcaccessconnector::error_policy,
+                super::frame::error_policy::<VpcAccessConnector>,
                 ctx.clone(),
             )
             .for_each(|_| std::future::ready(())),
         policies
             .run(
                 runsecuritypolicy::reconcile,
-                runsecuritypolicy::error_policy,
+                super::frame::error_policy::<RunSecurityPolicy>,
                 ctx,
             )
             .for_each(|_| std::future::ready(())),

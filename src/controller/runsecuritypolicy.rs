@@ -67,13 +67,8 @@ pub async fn reconcile(
     Ok(Action::requeue(REFRESH))
 }
 
-/// Retry policy after a failed reconcile.
-pub fn error_policy(
-    guard: Arc<DeserializeGuard<RunSecurityPolicy>>,
-    err: &Error,
-    ctx: Arc<Context>,
-) -> Action {
-    super::error_policy_for(KIND, String::new(), guard.name_any(), err, &ctx)
+impl super::frame::Reconciled for RunSecurityPolicy {
+    const KIND: &'static str = KIND;
 }
 
 /// The status of a policy over `services` (pure but for the caches it reads).

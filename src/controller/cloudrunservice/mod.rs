@@ -22,9 +22,7 @@ use kube::{Resource, ResourceExt};
 use tracing::instrument;
 
 use super::conditions::{self, Cond};
-use super::{
-    Context, error_policy_for, observe_and_plan, reasons, reconcile_with_finalizer, write_status,
-};
+use super::{Context, observe_and_plan, reasons, reconcile_with_finalizer, write_status};
 use crate::api::v1alpha1::CloudRunService;
 use crate::error::{Error, Result};
 use plan::Input;
@@ -67,19 +65,8 @@ pub async fn reconcile(
     .await
 }
 
-/// Retry policy after a failed reconcile.
-pub fn error_policy(
-    guard: Arc<DeserializeGuard<CloudRunService>>,
-    err: &Error,
-    ctx: Arc<Context>,
-) -> Action {
-    error_policy_for(
-        KIND,
-        guard.namespace().unwrap_or_default(),
-        guard.name_any(),
-        err,
-        &ctx,
-    )
+impl super::frame::Reconciled for CloudRunService {
+    const KIND: &'static str = KIND;
 }
 
 async fn apply(obj: &CloudRunService, ctx: &Context) -> Result<Action> {

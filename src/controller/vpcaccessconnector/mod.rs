@@ -40,13 +40,11 @@ use kube::{Resource, ResourceExt};
 use tracing::instrument;
 
 use super::conditions::{self, Cond};
-use super::{
-    Context, error_policy_for, observe_and_plan, parent, reconcile_with_finalizer, write_status,
-};
+use super::{Context, observe_and_plan, parent, reconcile_with_finalizer, write_status};
 use crate::api::v1alpha1::{
     CloudRunService, VpcAccessConnector, VpcAccessConnectorSpec, VpcAccessConnectorStatus,
 };
-use crate::error::{Error, Result};
+use crate::error::Result;
 use plan::{Fields, Input};
 
 /// The kind, for metrics and logs.
@@ -84,19 +82,8 @@ pub async fn reconcile(
     .await
 }
 
-/// Retry policy after a failed reconcile.
-pub fn error_policy(
-    guard: Arc<DeserializeGuard<VpcAccessConnector>>,
-    err: &Error,
-    ctx: Arc<Context>,
-) -> Action {
-    error_policy_for(
-        KIND,
-        guard.namespace().unwrap_or_default(),
-        guard.name_any(),
-        err,
-        &ctx,
-    )
+impl super::frame::Reconciled for VpcAccessConnector {
+    const KIND: &'static str = KIND;
 }
 
 /// The connector id: `spec.connectorName`, else `metadata.name`.
