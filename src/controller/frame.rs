@@ -83,6 +83,41 @@ pub trait Reconciled: Resource<DynamicType = ()> {
     const KIND: &'static str;
 }
 
+/// A kind whose Google resources are cleaned up under the finalizer: its pass for a live
+/// object and for one being deleted.
+pub trait Finalized:
+    Reconciled
+    + Resource<Scope = kube::core::NamespaceResourceScope>
+    + Clone
+    + DeserializeOwned
+    + Serialize
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    /// The pass over a live object.
+    fn apply<'a>(&'a self, ctx: &'a Context) -> futures::future::BoxFuture<'a, Result<Action>>;
+    /// The pass over an object being deleted.
+    fn cleanup<'a>(&'a self, ctx: &'a Context) -> futures::future::BoxFuture<'a, Result<Action>>;
+}
+
+/// Reconciles one object of a [`Finalized`] kind (the entry point its controller runs).
+#[tracing::instrument(skip(guard, ctx), fields(kind = K::KIND, namespace = guard.namespace(), name = guard.name_any()))]
+pub async fn reconcile<K: Finalized>(
+    guard: Arc<kube::core::DeserializeGuard<K>>,
+    ctx: Arc<Context>,
+) -> Result<Action> {
+    reconcile_with_finalizer(
+        K::KIND,
+        &guard,
+        &ctx,
+        |o, c| o.apply(c),
+        |o, c| o.cleanup(c),
+    )
+    .await
+}
+
 /// The retry policy every controller runs with (see [`error_policy_for`]).
 pub fn error_policy<K: Reconciled>(
     guard: Arc<kube::core::DeserializeGuard<K>>,

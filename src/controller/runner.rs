@@ -190,14 +190,14 @@ pub async fn run(
     futures::join!(
         services
             .run(
-                cloudrunservice::reconcile,
+                super::frame::reconcile::<CloudRunService>,
                 super::frame::error_policy::<CloudRunService>,
                 ctx.clone(),
             )
             .for_each(|_| std::future::ready(())),
         connectors
             .run(
-                vpcaccessconnector::reconcile,
+                super::frame::reconcile::<VpcAccessConnector>,
                 super::frame::error_policy::<VpcAccessConnector>,
                 ctx.clone(),
             )

@@ -14,15 +14,11 @@ pub mod render;
 pub mod status;
 pub mod validate;
 
-use std::sync::Arc;
-
-use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
-use tracing::instrument;
 
 use super::conditions::{self, Cond};
-use super::{Context, observe_and_plan, reasons, reconcile_with_finalizer, write_status};
+use super::{Context, observe_and_plan, reasons, write_status};
 use crate::api::v1alpha1::CloudRunService;
 use crate::error::{Error, Result};
 use plan::Input;
@@ -49,24 +45,18 @@ pub const SUB_CONDITIONS: [&str; 5] = [
     ACCESS_READY,
 ];
 
-/// Reconciles one CloudRunService.
-#[instrument(skip(guard, ctx), fields(kind = KIND, namespace = guard.namespace(), name = guard.name_any()))]
-pub async fn reconcile(
-    guard: Arc<DeserializeGuard<CloudRunService>>,
-    ctx: Arc<Context>,
-) -> Result<Action> {
-    reconcile_with_finalizer(
-        KIND,
-        &guard,
-        &ctx,
-        |o, c| Box::pin(apply(o, c)),
-        |o, c| Box::pin(cleanup(o, c)),
-    )
-    .await
-}
-
 impl super::frame::Reconciled for CloudRunService {
     const KIND: &'static str = KIND;
+}
+
+impl super::frame::Finalized for CloudRunService {
+    fn apply<'a>(&'a self, ctx: &'a Context) -> futures::future::BoxFuture<'a, Result<Action>> {
+        Box::pin(apply(self, ctx))
+    }
+
+    fn cleanup<'a>(&'a self, ctx: &'a Context) -> futures::future::BoxFuture<'a, Result<Action>> {
+        Box::pin(cleanup(self, ctx))
+    }
 }
 
 async fn apply(obj: &CloudRunService, ctx: &Context) -> Result<Action> {

@@ -30,17 +30,15 @@
 
 pub mod plan;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use google_cloud_vpcaccess_v1::model::{Connector, connector};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
-use tracing::instrument;
 
 use super::conditions::{self, Cond};
-use super::{Context, observe_and_plan, parent, reconcile_with_finalizer, write_status};
+use super::{Context, observe_and_plan, parent, write_status};
 use crate::api::v1alpha1::{
     CloudRunService, VpcAccessConnector, VpcAccessConnectorSpec, VpcAccessConnectorStatus,
 };
@@ -66,24 +64,18 @@ pub mod state {
     pub const DELETING: &str = "Deleting";
 }
 
-/// Reconciles one VpcAccessConnector.
-#[instrument(skip(guard, ctx), fields(kind = KIND, namespace = guard.namespace(), name = guard.name_any()))]
-pub async fn reconcile(
-    guard: Arc<DeserializeGuard<VpcAccessConnector>>,
-    ctx: Arc<Context>,
-) -> Result<Action> {
-    reconcile_with_finalizer(
-        KIND,
-        &guard,
-        &ctx,
-        |o, c| Box::pin(apply(o, c)),
-        |o, c| Box::pin(cleanup(o, c)),
-    )
-    .await
-}
-
 impl super::frame::Reconciled for VpcAccessConnector {
     const KIND: &'static str = KIND;
+}
+
+impl super::frame::Finalized for VpcAccessConnector {
+    fn apply<'a>(&'a self, ctx: &'a Context) -> futures::future::BoxFuture<'a, Result<Action>> {
+        Box::pin(apply(self, ctx))
+    }
+
+    fn cleanup<'a>(&'a self, ctx: &'a Context) -> futures::future::BoxFuture<'a, Result<Action>> {
+        Box::pin(cleanup(self, ctx))
+    }
 }
 
 /// The connector id: `spec.connectorName`, else `metadata.name`.
