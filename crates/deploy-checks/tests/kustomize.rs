@@ -226,6 +226,8 @@ fn kustomize_rbac_is_exactly_what_the_controller_uses() {
             "ClusterRole",
             "ClusterRoleBinding",
             "CustomResourceDefinition",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
         ]
         .contains(&kind)
         {
