@@ -69,7 +69,7 @@ async fn write(
             member,
             policy,
         } => {
-            iam::write_or_retry(gcp.kms.as_ref(), &key, policy, |p| {
+            let written = iam::write_or_retry(gcp.kms.as_ref(), &key, policy, |p| {
                 iam::with_member(p, KMS_ROLE, &member)
             })
             .await
@@ -77,11 +77,14 @@ async fn write(
                 Code::PermissionDenied => encryption::grant_denied(&key, &member, &e),
                 _ => encryption::google_failed(&e),
             })?;
-            notes.push(Note::normal(
-                "KeyGranted",
-                "SetIamPolicy",
-                format!("granted {KMS_ROLE} on {key} to {member}"),
-            ));
+            // Another pass (a service sharing the key) may have granted it in between.
+            if written {
+                notes.push(Note::normal(
+                    "KeyGranted",
+                    "SetIamPolicy",
+                    format!("granted {KMS_ROLE} on {key} to {member}"),
+                ));
+            }
         }
         Change::Create {
             parent,
