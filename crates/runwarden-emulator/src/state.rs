@@ -110,8 +110,11 @@ pub struct Operation {
 pub struct ServiceRec {
     /// The resource as returned (enum names, not numbers).
     pub svc: Value,
-    /// How many revisions were created.
+    /// How many revisions were created (numbers the next one).
     pub revisions: u32,
+    /// The ids of the revisions rolled out so far (`{service}-00001-abc`), oldest first: what a
+    /// REVISION traffic target may name.
+    pub revision_ids: Vec<String>,
     /// The service's IAM policy.
     pub policy: Policy,
     /// A delete is in progress.

@@ -203,6 +203,10 @@ pub fn prune(v: &mut Value) {
 }
 
 fn is_default(v: &Value, key: &str) -> bool {
+    if PROTO3_OPTIONAL.contains(&key) {
+        // Explicit presence: `false` / `0` are values the caller chose, and round-trip.
+        return v.is_null();
+    }
     match v {
         Value::Null => true,
         Value::Bool(b) => !b,
@@ -213,6 +217,11 @@ fn is_default(v: &Value, key: &str) -> bool {
         Value::Object(o) => o.is_empty() && matches!(key, "labels" | "annotations" | "limits"),
     }
 }
+
+/// Fields declared `optional` in the protos served (explicit presence), kept by [`prune`] even
+/// when `false` or `0`: Cloud Run's `ServiceScaling.manual_instance_count` and
+/// `RevisionTemplate.gpu_zonal_redundancy_disabled`.
+const PROTO3_OPTIONAL: [&str; 2] = ["manualInstanceCount", "gpuZonalRedundancyDisabled"];
 
 /// Reads the value at a dotted path (`template.vpcAccess.connector`).
 pub fn get_path<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {

@@ -1,5 +1,7 @@
 //! What Cloud Run fills in server-side on create and patch, per the recorded real traffic
-//! (`run-service-basic.tf-vcr-cassette.yaml`).
+//! (`run-service-basic.tf-vcr-cassette.yaml` for services; the real Cloud Run *job* recordings
+//! `run-job-*.real.http.log` for what services share with jobs: per-container limits with
+//! sidecars and the completion of a declared probe).
 
 use serde_json::{Map, Value, json};
 
@@ -33,40 +35,94 @@ fn apply_template_defaults(t: &mut Map<String, Value>, project: &Project) {
     )));
     t.entry("maxInstanceRequestConcurrency")
         .or_insert(json!(80));
+    let gpu = t.contains_key("nodeSelector");
     let Some(containers) = t.get_mut("containers").and_then(Value::as_array_mut) else {
         return;
     };
-    let ingress = containers
-        .iter()
-        .position(|c| c.get("ports").is_some())
-        .unwrap_or(0);
+    let ingress = ingress_container(containers);
+    // Recorded: 512Mi for a single container, 256Mi each when there are several.
+    let memory = if containers.len() > 1 {
+        "256Mi"
+    } else {
+        "512Mi"
+    };
     for (i, c) in containers.iter_mut().enumerate() {
         let Some(c) = c.as_object_mut() else { continue };
-        apply_resource_defaults(c);
+        apply_resource_defaults(c, memory, !gpu);
         if i == ingress {
             apply_ingress_container_defaults(c);
         }
+        complete_probes(c);
     }
 }
 
-/// `resources.limits {cpu 1000m, memory 512Mi}` (missing keys filled), and `cpuIdle` when
-/// `resources` was absent.
-fn apply_resource_defaults(c: &mut Map<String, Value>) {
+/// The index of the ingress container: the one declaring a port, else the first.
+pub(super) fn ingress_container(containers: &[Value]) -> usize {
+    containers
+        .iter()
+        .position(|c| {
+            c.get("ports")
+                .and_then(Value::as_array)
+                .is_some_and(|p| !p.is_empty())
+        })
+        .unwrap_or(0)
+}
+
+/// `resources.limits {cpu 1000m, memory}` (missing keys filled), and `cpuIdle` when `resources`
+/// was absent (not on a GPU revision, which needs CPU always allocated).
+fn apply_resource_defaults(c: &mut Map<String, Value>, memory: &str, cpu_idle: bool) {
     match c.get_mut("resources").and_then(Value::as_object_mut) {
         None => {
-            c.insert(
-                "resources".into(),
-                json!({"limits": {"cpu": "1000m", "memory": "512Mi"}, "cpuIdle": true}),
-            );
+            let mut r = json!({"limits": {"cpu": "1000m", "memory": memory}});
+            if cpu_idle {
+                r["cpuIdle"] = json!(true);
+            }
+            c.insert("resources".into(), r);
         }
         Some(r) => {
             let limits = r.entry("limits").or_insert(json!({}));
             if let Some(l) = limits.as_object_mut() {
                 l.entry("cpu").or_insert(json!("1000m"));
-                l.entry("memory").or_insert(json!("512Mi"));
+                l.entry("memory").or_insert(json!(memory));
             }
         }
     }
+}
+
+/// A declared probe completed as recorded: `failureThreshold 3`, `periodSeconds 10`,
+/// `timeoutSeconds 1`, and its action's `port` the container's port (8080 when it declares
+/// none); an `httpGet` without a path probes `/`.
+fn complete_probes(c: &mut Map<String, Value>) {
+    let port = container_port(c);
+    for kind in ["startupProbe", "livenessProbe", "readinessProbe"] {
+        let Some(p) = c.get_mut(kind).and_then(Value::as_object_mut) else {
+            continue;
+        };
+        p.entry("failureThreshold").or_insert(json!(3));
+        p.entry("periodSeconds").or_insert(json!(10));
+        p.entry("timeoutSeconds").or_insert(json!(1));
+        for action in ["httpGet", "tcpSocket", "grpc"] {
+            if let Some(a) = p.get_mut(action).and_then(Value::as_object_mut) {
+                a.entry("port").or_insert(json!(port));
+                if action == "httpGet" {
+                    a.entry("path").or_insert(json!("/"));
+                }
+            }
+        }
+    }
+}
+
+/// The container's declared port, else 8080.
+fn container_port(c: &Map<String, Value>) -> i64 {
+    c.get("ports")
+        .and_then(Value::as_array)
+        .and_then(|a| a.first())
+        .and_then(|p| p.get("containerPort"))
+        .and_then(|cp| {
+            cp.as_i64()
+                .or_else(|| cp.as_str().and_then(|s| s.parse().ok()))
+        })
+        .unwrap_or(8080)
 }
 
 /// The ingress container's `ports [{http1, 8080}]` and a TCP `startupProbe` on that port.

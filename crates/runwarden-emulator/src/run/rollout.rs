@@ -48,6 +48,14 @@ pub(crate) fn complete_deploy(
         })
         .unwrap_or_default();
     let check = cmek_check(st, &svc, number, &revision_id);
+    let mut revision_ids = rec.revision_ids.clone();
+    if check.is_ok()
+        && let Some(r) = revision
+        && !revision_ids.iter().any(|x| x == r)
+    {
+        revision_ids.push(r.to_string());
+    }
+    let routes = missing_revision(&svc, service, &revision_ids);
     let o = svc.as_object_mut().expect("service is an object");
     o.remove("reconciling");
     o.insert(
@@ -58,8 +66,8 @@ pub(crate) fn complete_deploy(
     if let Some(r) = revision {
         o.insert("latestCreatedRevision".into(), json!(revision_name(r)));
     }
-    let result = match check {
-        Ok(()) => {
+    let result = match (check, routes) {
+        (Ok(()), Ok(())) => {
             if let Some(r) = revision {
                 o.insert("latestReadyRevision".into(), json!(revision_name(r)));
             }
@@ -68,7 +76,18 @@ pub(crate) fn complete_deploy(
             o.insert("trafficStatuses".into(), ts);
             Ok(())
         }
-        Err((reason, message)) => {
+        (Ok(()), Err(missing)) => {
+            // The revision is made and ready; only routing fails (recorded: code 13).
+            if let Some(r) = revision {
+                o.insert("latestReadyRevision".into(), json!(revision_name(r)));
+            }
+            let message = format!(
+                "Revision '{missing}' does not exist or is deleted. Update all traffic to route to currently available revisions."
+            );
+            mark_routes_failed(o, &message, &now);
+            Err(GError::new(Code::Internal, message))
+        }
+        (Err((reason, message)), _) => {
             mark_failed(o, reason, &message, &now);
             Err(GError::precondition(message))
         }
@@ -77,9 +96,66 @@ pub(crate) fn complete_deploy(
     if let Some(r) = st.services.get_mut(service) {
         r.svc = svc.clone();
         r.last_failed = failed;
+        r.revision_ids = revision_ids;
     }
     let v = service_any(&svc);
     (v.clone(), result.map(|()| v))
+}
+
+/// The first REVISION traffic target naming a revision this service does not have, as its short
+/// id. A target may name the revision by id or by full name.
+fn missing_revision(svc: &Value, service: &str, revision_ids: &[String]) -> Result<(), String> {
+    let traffic = svc.get("traffic").and_then(Value::as_array);
+    for t in traffic.into_iter().flatten() {
+        if target_type(t) != "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION" {
+            continue;
+        }
+        let named = str_of(t, "revision");
+        let id = revision_id(named);
+        let ours = match named.rsplit_once("/revisions/") {
+            None => true,
+            Some((parent, _)) => same_service(parent, service),
+        };
+        if !ours || !revision_ids.iter().any(|r| r == id) {
+            return Err(id.to_string());
+        }
+    }
+    Ok(())
+}
+
+/// Whether `parent` (`projects/{id or number}/locations/{l}/services/{s}`) is `service`.
+fn same_service(parent: &str, service: &str) -> bool {
+    let a: Vec<&str> = parent.split('/').collect();
+    let b: Vec<&str> = service.split('/').collect();
+    a.len() == 6
+        && b.len() == 6
+        && a[0] == "projects"
+        && a[2..] == b[2..]
+        && (a[1] == b[1] || a[1] == crate::state::project_number(b[1]).to_string())
+}
+
+/// The short id of a revision named by id or full name.
+fn revision_id(named: &str) -> &str {
+    named.rsplit('/').next().unwrap_or(named)
+}
+
+/// A traffic target's type; a target without one is REVISION when it names a revision.
+fn target_type(t: &Value) -> &str {
+    match str_of(t, "type") {
+        "" if !str_of(t, "revision").is_empty() => "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION",
+        "" => "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST",
+        other => other,
+    }
+}
+
+/// A rollout whose revision is ready but whose traffic cannot be routed: Ready and RoutesReady
+/// failed, ConfigurationsReady succeeded; `trafficStatuses` stay as they were.
+fn mark_routes_failed(o: &mut Map<String, Value>, message: &str, now: &str) {
+    o.insert("terminalCondition".into(), json!({"type": "Ready", "state": "CONDITION_FAILED", "message": message, "lastTransitionTime": now}));
+    o.insert("conditions".into(), json!([
+        {"type": "RoutesReady", "state": "CONDITION_FAILED", "message": message, "lastTransitionTime": now},
+        {"type": "ConfigurationsReady", "state": "CONDITION_SUCCEEDED", "lastTransitionTime": now}
+    ]));
 }
 
 /// A successful rollout: Ready, RoutesReady and ConfigurationsReady succeeded.
@@ -197,26 +273,40 @@ fn cmek_check(
     Ok(())
 }
 
+/// `trafficStatuses` from `traffic`: type and percent; a REVISION target's revision id; a tag
+/// and its URI `https://{tag}---{service host}`. An untagged LATEST target carries no revision,
+/// tag or uri (recorded).
 fn traffic_statuses(svc: &Value, sid: &str, number: u64, region: &str) -> Value {
-    let traffic = svc
-        .get("traffic")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let hash = project_hash(number);
-    let code = region_code(region);
-    Value::Array(
-        traffic
-            .into_iter()
-            .map(|mut t| {
-                let tag = str_of(&t, "tag").to_string();
-                if !tag.is_empty() {
-                    t["uri"] = json!(format!("https://{tag}---{sid}-{hash}-{code}.a.run.app"));
-                }
-                t
+    let traffic = svc.get("traffic").and_then(Value::as_array);
+    let host = format!(
+        "{sid}-{}-{}.a.run.app",
+        project_hash(number),
+        region_code(region)
+    );
+    let statuses = traffic.into_iter().flatten().map(|t| {
+        let kind = target_type(t);
+        let mut s = json!({"type": kind});
+        let percent = t
+            .get("percent")
+            .and_then(|p| {
+                p.as_i64()
+                    .or_else(|| p.as_str().and_then(|x| x.parse().ok()))
             })
-            .collect(),
-    )
+            .unwrap_or(0);
+        if percent != 0 {
+            s["percent"] = json!(percent);
+        }
+        if kind == "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION" {
+            s["revision"] = json!(revision_id(str_of(t, "revision")));
+        }
+        let tag = str_of(t, "tag");
+        if !tag.is_empty() {
+            s["tag"] = json!(tag);
+            s["uri"] = json!(format!("https://{tag}---{host}"));
+        }
+        s
+    });
+    Value::Array(statuses.collect())
 }
 
 fn number_of(st: &State, project: &str) -> u64 {

@@ -124,6 +124,7 @@ fn create_new(st: &mut State, req: &Req, body: Value, target: &NewService) -> GR
         ServiceRec {
             svc,
             revisions: 1,
+            revision_ids: Vec::new(),
             policy: Policy::default(),
             deleting: false,
             last_failed: false,
@@ -195,6 +196,7 @@ pub(crate) fn patch(st: &mut State, req: &Req) -> GResult<Value> {
     // An identical spec keeps the generation, except after a failed rollout (retry heals).
     let rolls_out = spec_of(&new) != spec_of(&rec.svc) || rec.last_failed;
     let mut rollout = (generation(&rec.svc), None, rec.revisions);
+    check_pinned_revision(&rec, &new)?;
     if rolls_out {
         rollout = start_generation(st, &name, &sid, &rec, &mut new);
     }
@@ -262,7 +264,7 @@ fn start_generation(
     let next = generation(&rec.svc) + 1;
     let mut revision = None;
     let mut revisions = rec.revisions;
-    if new.get("template") != rec.svc.get("template") || rec.last_failed {
+    if new.get("template") != rec.svc.get("template") || revision_failed(&rec.svc) {
         revisions += 1;
         let custom = get_path(new, "template.revision")
             .and_then(Value::as_str)
@@ -286,6 +288,37 @@ fn start_generation(
         );
     }
     (next, revision, revisions)
+}
+
+/// Whether the last rollout failed to make its revision ready (the CMEK check): an identical
+/// update then makes a new revision. A rollout that failed on traffic made its revision.
+fn revision_failed(svc: &Value) -> bool {
+    svc.get("conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                str_of(c, "type") == "ConfigurationsReady"
+                    && str_of(c, "state") == "CONDITION_FAILED"
+            })
+        })
+}
+
+/// A `template.revision` name already used by an earlier revision may not name a changed
+/// template: 409 with the recorded wording.
+fn check_pinned_revision(rec: &ServiceRec, new: &Value) -> GResult<()> {
+    let pinned = get_path(new, "template.revision")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if !pinned.is_empty()
+        && rec.revision_ids.iter().any(|r| r == pinned)
+        && new.get("template") != rec.svc.get("template")
+    {
+        return Err(GError::new(
+            Code::AlreadyExists,
+            format!("Revision named '{pinned}' with different configuration already exists."),
+        ));
+    }
+    Ok(())
 }
 
 /// A Ready terminal condition in `state`, keeping the previous transition time.

@@ -22,6 +22,9 @@ pub(super) fn validate(st: &mut State, rt: &str, svc: &Value, region: &str) -> G
     check_keys(rt, "template.labels", t.get("labels"), true)?;
     check_keys(rt, "template.annotations", t.get("annotations"), false)?;
     check_containers(rt, t)?;
+    check_volumes(rt, t)?;
+    check_mounts_and_dependencies(rt, t)?;
+    check_gpu(rt, svc, t)?;
     check_template_scaling(rt, t)?;
     check_concurrency(rt, t)?;
     check_durations(rt, t)?;
@@ -62,51 +65,74 @@ fn check_service_scaling(rt: &str, svc: &Value) -> GResult<()> {
                 return Err(violation(rt, &field, "must not be negative."));
             }
         }
-    }
-    Ok(())
-}
-
-/// `traffic`: percentages 0–100 adding up to 100; REVISION targets name a revision.
-fn check_traffic(rt: &str, svc: &Value) -> GResult<()> {
-    if let Some(traffic) = svc.get("traffic").and_then(Value::as_array)
-        && !traffic.is_empty()
-    {
-        let mut sum = 0;
-        for (i, t) in traffic.iter().enumerate() {
-            let p = util::int_at(
-                t,
-                "percent",
-                &format!("{rt}.service.traffic[{i}].percent"),
-                "TYPE_INT32",
-            )?
-            .unwrap_or(0);
-            if !(0..=100).contains(&p) {
-                return Err(violation(
-                    rt,
-                    &format!("traffic[{i}].percent"),
-                    "must be between 0 and 100.",
-                ));
-            }
-            if str_of(t, "type") == "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION"
-                && str_of(t, "revision").is_empty()
-            {
-                return Err(violation(
-                    rt,
-                    &format!("traffic[{i}].revision"),
-                    "must be set for a REVISION traffic target.",
-                ));
-            }
-            sum += p;
-        }
-        if sum != 100 {
+        if sc.get("manualInstanceCount").is_some() && str_of(sc, "scalingMode") != "MANUAL" {
             return Err(violation(
                 rt,
-                "traffic",
-                format!("the traffic percentages add up to {sum}; they must add up to 100."),
+                "scaling.manual_instance_count",
+                "may only be set when scaling.scaling_mode is MANUAL.",
             ));
         }
     }
     Ok(())
+}
+
+/// `traffic`: percentages 0–100 adding up to 100, tags used at most once; REVISION targets name
+/// a revision (whether it exists is checked by the rollout, as Cloud Run does). Violations name
+/// the field `service.traffic`, as Google's front end does for this field.
+fn check_traffic(rt: &str, svc: &Value) -> GResult<()> {
+    let Some(traffic) = svc.get("traffic").and_then(Value::as_array) else {
+        return Ok(());
+    };
+    if traffic.is_empty() {
+        return Ok(());
+    }
+    let mut sum = 0;
+    let mut tags: Vec<&str> = Vec::new();
+    for (i, t) in traffic.iter().enumerate() {
+        let p = util::int_at(
+            t,
+            "percent",
+            &format!("{rt}.service.traffic[{i}].percent"),
+            "TYPE_INT32",
+        )?
+        .unwrap_or(0);
+        if !(0..=100).contains(&p) {
+            return Err(traffic_violation(format!(
+                "traffic[{i}].percent is {p}; it must be between 0 and 100."
+            )));
+        }
+        if str_of(t, "type") == "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION"
+            && str_of(t, "revision").is_empty()
+        {
+            return Err(traffic_violation(format!(
+                "traffic[{i}] is of type REVISION and must name a revision."
+            )));
+        }
+        let tag = str_of(t, "tag");
+        if !tag.is_empty() {
+            if tags.contains(&tag) {
+                return Err(traffic_violation(format!(
+                    "the tag '{tag}' is used by more than one traffic target; tags must be unique."
+                )));
+            }
+            tags.push(tag);
+        }
+        sum += p;
+    }
+    if sum != 100 {
+        return Err(traffic_violation(format!(
+            "the traffic percentages add up to {sum}; they must add up to 100."
+        )));
+    }
+    Ok(())
+}
+
+/// INVALID_ARGUMENT with a field violation for `service.traffic` (wording: the emulator's own).
+fn traffic_violation(msg: String) -> GError {
+    GError::invalid_field(
+        "service.traffic",
+        format!("Violation in service.traffic: {msg}"),
+    )
 }
 
 /// `template.containers`: at least one, each with an image, valid limits, at most one port.
@@ -180,6 +206,238 @@ fn check_containers(rt: &str, t: &Value) -> GResult<()> {
         ));
     }
     Ok(())
+}
+
+/// `template.volumes`: a unique non-empty name and exactly one source each; `gcs` and `nfs`
+/// need the second generation execution environment.
+fn check_volumes(rt: &str, t: &Value) -> GResult<()> {
+    let Some(volumes) = t.get("volumes").and_then(Value::as_array) else {
+        return Ok(());
+    };
+    let gen1 = str_of(t, "executionEnvironment") == "EXECUTION_ENVIRONMENT_GEN1";
+    let mut names: Vec<&str> = Vec::new();
+    for (i, v) in volumes.iter().enumerate() {
+        let f = |x: &str| format!("template.volumes[{i}]{x}");
+        let name = str_of(v, "name");
+        if name.is_empty() {
+            return Err(violation(rt, &f(".name"), "must be set."));
+        }
+        if names.contains(&name) {
+            return Err(violation(
+                rt,
+                &f(".name"),
+                format!("the volume name '{name}' is used more than once."),
+            ));
+        }
+        names.push(name);
+        let sources: Vec<&str> = VOLUME_SOURCES
+            .iter()
+            .copied()
+            .filter(|s| v.get(*s).is_some())
+            .collect();
+        if sources.len() != 1 {
+            return Err(violation(
+                rt,
+                &f(""),
+                format!(
+                    "volume '{name}' must set exactly one of secret, cloud_sql_instance, empty_dir, gcs, nfs (it sets {}).",
+                    sources.len()
+                ),
+            ));
+        }
+        let source = sources[0];
+        if gen1 && matches!(source, "gcs" | "nfs") {
+            return Err(violation(
+                rt,
+                &f(&format!(".{source}")),
+                format!(
+                    "volume '{name}' of type {source} requires the second generation execution environment (EXECUTION_ENVIRONMENT_GEN2)."
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The sources a `Volume` may have (a oneof).
+const VOLUME_SOURCES: [&str; 5] = ["secret", "cloudSqlInstance", "emptyDir", "gcs", "nfs"];
+
+/// Every `volumeMounts[].name` names a volume; every `dependsOn[]` entry names another container.
+fn check_mounts_and_dependencies(rt: &str, t: &Value) -> GResult<()> {
+    let empty = Vec::new();
+    let volumes: Vec<&str> = t
+        .get("volumes")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty)
+        .iter()
+        .map(|v| str_of(v, "name"))
+        .collect();
+    let containers = t
+        .get("containers")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty);
+    let names: Vec<&str> = containers.iter().map(|c| str_of(c, "name")).collect();
+    for (i, c) in containers.iter().enumerate() {
+        let mounts = c.get("volumeMounts").and_then(Value::as_array);
+        for (j, m) in mounts.unwrap_or(&empty).iter().enumerate() {
+            let name = str_of(m, "name");
+            let field = format!("template.containers[{i}].volume_mounts[{j}]");
+            if !volumes.contains(&name) {
+                return Err(violation(
+                    rt,
+                    &format!("{field}.name"),
+                    format!("volume '{name}' is not defined in template.volumes."),
+                ));
+            }
+            if str_of(m, "mountPath").is_empty() {
+                return Err(violation(
+                    rt,
+                    &format!("{field}.mount_path"),
+                    "must be set.",
+                ));
+            }
+        }
+        let deps = c.get("dependsOn").and_then(Value::as_array);
+        for (j, d) in deps.unwrap_or(&empty).iter().enumerate() {
+            let dep = d.as_str().unwrap_or("");
+            if dep.is_empty() || !names.contains(&dep) || dep == names[i] {
+                return Err(violation(
+                    rt,
+                    &format!("template.containers[{i}].depends_on[{j}]"),
+                    format!("'{dep}' is not the name of another container in template.containers."),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A GPU (`nodeSelector.accelerator` plus an `nvidia.com/gpu` limit on a container) needs the
+/// second generation environment, at least 4 CPU and 16Gi on that container, CPU always
+/// allocated, and at most [`GPU_MAX_INSTANCES`] instances.
+fn check_gpu(rt: &str, svc: &Value, t: &Value) -> GResult<()> {
+    let accelerator = get_path(t, "nodeSelector.accelerator")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let empty = Vec::new();
+    let containers = t
+        .get("containers")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty);
+    let gpu_container = containers.iter().position(|c| {
+        get_path(c, "resources.limits")
+            .and_then(|l| l.get(GPU_LIMIT))
+            .is_some()
+    });
+    let Some(i) = gpu_container else {
+        if !accelerator.is_empty() {
+            return Err(violation(
+                rt,
+                "template.node_selector.accelerator",
+                format!(
+                    "the accelerator '{accelerator}' needs a container with a '{GPU_LIMIT}' resource limit."
+                ),
+            ));
+        }
+        return Ok(());
+    };
+    let limits = format!("template.containers[{i}].resources.limits");
+    if accelerator.is_empty() {
+        return Err(violation(
+            rt,
+            &limits,
+            format!("a '{GPU_LIMIT}' limit needs template.node_selector.accelerator to be set."),
+        ));
+    }
+    if str_of(t, "executionEnvironment") == "EXECUTION_ENVIRONMENT_GEN1" {
+        return Err(violation(
+            rt,
+            "template.execution_environment",
+            "a GPU requires the second generation execution environment (EXECUTION_ENVIRONMENT_GEN2).",
+        ));
+    }
+    let c = &containers[i];
+    let limit = |k: &str| {
+        get_path(c, "resources.limits")
+            .and_then(|l| l.get(k))
+            .and_then(Value::as_str)
+            .map(String::from)
+    };
+    let cpu = limit("cpu").unwrap_or_else(|| "1000m".into());
+    if cpu_cores(&cpu).is_none_or(|n| n < 4.0) {
+        return Err(violation(
+            rt,
+            &limits,
+            format!("a GPU requires at least 4 CPU; the cpu limit is '{cpu}'."),
+        ));
+    }
+    let memory = limit("memory").unwrap_or_else(|| "512Mi".into());
+    if memory_bytes(&memory).is_none_or(|n| n < 16 << 30) {
+        return Err(violation(
+            rt,
+            &limits,
+            format!("a GPU requires at least 16Gi of memory; the memory limit is '{memory}'."),
+        ));
+    }
+    if get_path(c, "resources.cpuIdle") == Some(&json!(true)) {
+        return Err(violation(
+            rt,
+            &format!("template.containers[{i}].resources.cpu_idle"),
+            "a GPU requires CPU to be always allocated (cpu_idle false).",
+        ));
+    }
+    for scaling in [t.get("scaling"), svc.get("scaling")].into_iter().flatten() {
+        let max = util::int_at(
+            scaling,
+            "maxInstanceCount",
+            &format!("{rt}.service.template.scaling.max_instance_count"),
+            "TYPE_INT32",
+        )?;
+        if max.is_some_and(|m| m > GPU_MAX_INSTANCES) {
+            // Recorded wording (pulumi-gcp#3794), without the quota lines that follow it.
+            let msg = format!(
+                "scaling.max_instance_count: Max instances must be set to {GPU_MAX_INSTANCES} or fewer in order to set GPU requirements."
+            );
+            return Err(GError::invalid_field(
+                &format!("{rt}.service.template.scaling.max_instance_count"),
+                msg,
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The resource limit key of a GPU.
+const GPU_LIMIT: &str = "nvidia.com/gpu";
+/// The GPU instance limit in the recorded refusal (`allowed: 3`).
+const GPU_MAX_INSTANCES: i64 = 3;
+
+/// A CPU limit in cores (`"4"`, `"4000m"`, `"2.5"`).
+fn cpu_cores(s: &str) -> Option<f64> {
+    match s.strip_suffix('m') {
+        Some(m) => m.parse::<f64>().ok().map(|v| v / 1000.0),
+        None => s.parse().ok(),
+    }
+}
+
+/// A memory limit in bytes (`"16Gi"`, `"16384Mi"`, `"17179869184"`, `"17G"`).
+fn memory_bytes(s: &str) -> Option<u64> {
+    let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(end);
+    let n: u64 = n.parse().ok()?;
+    let mult: u64 = match unit {
+        "" => 1,
+        "k" | "K" => 1_000,
+        "Ki" => 1 << 10,
+        "M" => 1_000_000,
+        "Mi" => 1 << 20,
+        "G" => 1_000_000_000,
+        "Gi" => 1 << 30,
+        "T" => 1_000_000_000_000,
+        "Ti" => 1 << 40,
+        _ => return None,
+    };
+    n.checked_mul(mult)
 }
 
 /// `template.scaling`: no negative counts, min not above max.
@@ -532,5 +790,10 @@ mod tests {
         assert!(!valid_region("mars"));
         assert!(valid_cpu("1000m") && valid_cpu("2") && valid_cpu("0.5") && !valid_cpu("lots"));
         assert!(valid_memory("512Mi") && valid_memory("1Gi") && !valid_memory("big"));
+        assert_eq!(cpu_cores("4000m"), Some(4.0));
+        assert_eq!(cpu_cores("8"), Some(8.0));
+        assert_eq!(memory_bytes("16Gi"), Some(16 << 30));
+        assert_eq!(memory_bytes("16384Mi"), Some(16 << 30));
+        assert!(memory_bytes("15Gi").is_some_and(|b| b < 16 << 30));
     }
 }
