@@ -323,10 +323,10 @@ fn unknown_fields_are_reported_with_their_path() {
     let p = spec_problems("  service_account: sa@p.iam.gserviceaccount.com\n");
     assert_problem(&p, "spec.service_account: unknown field");
     assert_problem(&p, "did you mean \"serviceAccount\"?");
-    let p = spec_problems("  traffic: [{percent: 100}]\n");
+    let p = spec_problems("  trafficSplit: [{percent: 100}]\n");
     assert_eq!(
         p,
-        ["t.yaml#1: spec.traffic: unknown field (the API server would refuse or drop it)"]
+        ["t.yaml#1: spec.trafficSplit: unknown field (the API server would refuse or drop it)"]
     );
     let p = problems(&format!("{SERVICE}specs: {{}}\n"));
     assert_problem(&p, "t.yaml#1: specs: unknown field");

@@ -32,8 +32,8 @@ fn resolved() -> Resolved {
     }
 }
 
-/// The service as Cloud Run returns it after deploying `desired`: its defaults filled in and
-/// its own fields set.
+/// The service as Cloud Run returns it after deploying `desired`: its defaults filled in (as
+/// recorded, see /work/shared/fixtures/gcp-recorded/README.md) and its own fields set.
 fn as_google_returns(desired: &Service) -> Service {
     let mut s = desired.clone();
     s.uid = "0f1e".into();
@@ -45,32 +45,122 @@ fn as_google_returns(desired: &Service) -> Service {
         "cloud.googleapis.com/location".into(),
         "europe-west1".into(),
     );
+    if s.traffic.is_empty() {
+        s.traffic = vec![
+            run::TrafficTarget::new()
+                .set_type(run::TrafficTargetAllocationType::Latest)
+                .set_percent(100),
+        ];
+    }
+    s.traffic_statuses = s
+        .traffic
+        .iter()
+        .map(|t| {
+            run::TrafficTargetStatus::new()
+                .set_type(t.r#type.clone())
+                .set_revision(t.revision.clone())
+                .set_percent(t.percent)
+                .set_tag(t.tag.clone())
+        })
+        .collect();
     let t = s.template.as_mut().unwrap();
     t.revision = String::new();
     if t.service_account.is_empty() {
         t.service_account = "123456789012-compute@developer.gserviceaccount.com".into();
     }
     t.max_instance_request_concurrency = 0;
-    for c in &mut t.containers {
-        if c.ports.is_empty() {
+    if t.node_selector.is_some() && t.gpu_zonal_redundancy_disabled.is_none() {
+        t.gpu_zonal_redundancy_disabled = Some(false);
+    }
+    for v in &mut t.volumes {
+        if let Some(run::volume::VolumeType::Secret(src)) = &mut v.volume_type {
+            if src.default_mode == 0 {
+                src.default_mode = 0o444;
+            }
+            for i in &mut src.items {
+                if i.version.is_empty() {
+                    i.version = "latest".into();
+                }
+            }
+        }
+    }
+    let serving = t
+        .containers
+        .iter()
+        .position(|c| !c.ports.is_empty())
+        .unwrap_or(0);
+    let several = t.containers.len() > 1;
+    for (i, c) in t.containers.iter_mut().enumerate() {
+        if i == serving && c.ports.is_empty() {
             c.ports = vec![
                 run::ContainerPort::new()
                     .set_name("http1")
                     .set_container_port(8080),
             ];
         }
-        let limits = HashMap::from([
-            ("cpu".to_owned(), "1".to_owned()),
-            ("memory".to_owned(), "512Mi".to_owned()),
-        ]);
-        c.resources = Some(
-            run::ResourceRequirements::new()
-                .set_limits(limits)
-                .set_cpu_idle(true),
-        );
-        c.startup_probe = Some(run::Probe::new().set_timeout_seconds(240));
+        let port = c.ports.first().map_or(0, |p| p.container_port);
+        let resources = c
+            .resources
+            .get_or_insert_with(|| run::ResourceRequirements::new().set_cpu_idle(true));
+        // Google's canonical units; each of several containers gets 256Mi (recorded).
+        let cpu = match resources.limits.get("cpu").map(String::as_str) {
+            None | Some("1000m") => "1".to_owned(),
+            Some(other) => other.to_owned(),
+        };
+        resources.limits.insert("cpu".into(), cpu);
+        resources
+            .limits
+            .entry("memory".into())
+            .or_insert_with(|| if several { "256Mi" } else { "512Mi" }.into());
+        for probe in [
+            &mut c.startup_probe,
+            &mut c.liveness_probe,
+            &mut c.readiness_probe,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            fill_probe_defaults(probe, port);
+        }
+        if i == serving && c.startup_probe.is_none() {
+            c.startup_probe = Some(
+                run::Probe::new()
+                    .set_timeout_seconds(240)
+                    .set_period_seconds(240)
+                    .set_failure_threshold(1)
+                    .set_tcp_socket(run::TCPSocketAction::new().set_port(port)),
+            );
+        }
     }
     s
+}
+
+/// Recorded: `httpGet {path: "/"}` comes back as `{failureThreshold: 3, periodSeconds: 10,
+/// timeoutSeconds: 1, httpGet: {path: "/", port: 8080}}`.
+fn fill_probe_defaults(p: &mut run::Probe, port: i32) {
+    use run::probe::ProbeType;
+    for (v, default) in [
+        (&mut p.failure_threshold, 3),
+        (&mut p.period_seconds, 10),
+        (&mut p.timeout_seconds, 1),
+    ] {
+        if *v == 0 {
+            *v = default;
+        }
+    }
+    match &mut p.probe_type {
+        Some(ProbeType::HttpGet(h)) => {
+            if h.port == 0 {
+                h.port = port;
+            }
+            if h.path.is_empty() {
+                h.path = "/".into();
+            }
+        }
+        Some(ProbeType::TcpSocket(t)) if t.port == 0 => t.port = port,
+        Some(ProbeType::Grpc(g)) if g.port == 0 => g.port = port,
+        _ => {}
+    }
 }
 
 #[test]
