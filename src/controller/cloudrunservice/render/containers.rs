@@ -8,7 +8,7 @@ use google_cloud_run_v2::model::{
 };
 
 use super::gpu::GPU_LIMIT;
-use super::{Aspect, Resolved, Shape, or_unmanaged, probes, template, template_mut};
+use super::{Aspect, Resolved, Shape, UNMANAGED, or_unmanaged, probes, template, template_mut};
 use crate::api::v1alpha1::{self as api, CloudRunService};
 
 /// Cloud Run's default CPU limit.
@@ -98,7 +98,15 @@ fn port_of(c: &run::Container) -> i32 {
 }
 
 fn shape(svc: &Service, s: &mut Shape) {
-    for (i, c) in template(svc).containers.iter().enumerate() {
+    let containers = &template(svc).containers;
+    // Cloud Run's memory default depends on the number of containers (recorded: 512Mi for
+    // one, 256Mi each for several): with several, an unset limit is left to it.
+    let default_memory = if containers.len() > 1 {
+        UNMANAGED
+    } else {
+        DEFAULT_MEMORY
+    };
+    for (i, c) in containers.iter().enumerate() {
         let key = |f: &str| format!("template.containers[{i}].{f}");
         s.insert(key("name"), or_unmanaged(c.name.clone()));
         s.insert(key("image"), c.image.clone());
@@ -133,7 +141,7 @@ fn shape(svc: &Service, s: &mut Shape) {
         );
         s.insert(
             key("resources.memory"),
-            memory_mebibytes(&limit("memory").unwrap_or_else(|| DEFAULT_MEMORY.to_owned())),
+            memory_mebibytes(&limit("memory").unwrap_or_else(|| default_memory.to_owned())),
         );
         s.insert(key("resources.gpu"), limit(GPU_LIMIT).unwrap_or_default());
         let resources = c.resources.as_ref();
