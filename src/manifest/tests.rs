@@ -777,7 +777,18 @@ fn examples_are_valid() {
         .iter()
         .map(|s| s.metadata.name.as_deref().unwrap_or_default())
         .collect();
-    assert_eq!(names, ["ledger-worker", "payments-api", "storefront"]);
+    assert_eq!(
+        names,
+        [
+            "checkout",
+            "expenses-portal",
+            "ledger-worker",
+            "llm-inference",
+            "payments-api",
+            "refunds-api",
+            "storefront"
+        ]
+    );
     assert_eq!(m.connectors.len(), 1);
     assert_eq!(m.policies.len(), 2);
     for s in &m.services {
@@ -809,7 +820,11 @@ fn examples_are_valid() {
         ns.annotations[crate::api::PROJECT_ANNOTATION],
         "acme-payments-prod"
     );
-    let worker = &m.services[0];
+    let worker = m
+        .services
+        .iter()
+        .find(|s| s.metadata.name.as_deref() == Some("ledger-worker"))
+        .unwrap();
     let connector = &m.connectors[0];
     assert_eq!(
         worker
