@@ -259,17 +259,13 @@ fn gpu_problems(spec: &CloudRunServiceSpec) -> Vec<String> {
         return out;
     };
     let r = c.resources.clone().unwrap_or_default();
-    if r.cpu_idle != Some(false) || !r.cpu.as_deref().is_some_and(|cpu| millicores(cpu) >= 4000) {
+    if r.cpu_idle != Some(false) || r.cpu.as_deref().is_none_or(|cpu| millicores(cpu) < 4000) {
         out.push(
             "spec.gpu: the serving container needs resources.cpu of at least 4 and resources.cpuIdle: false"
                 .into(),
         );
     }
-    if !r
-        .memory
-        .as_deref()
-        .is_some_and(|m| bytes(m) >= 16 * 1024 * 1024 * 1024)
-    {
+    if r.memory.as_deref().is_none_or(|m| bytes(m) < 16 << 30) {
         out.push("spec.gpu: the serving container needs resources.memory of at least 16Gi".into());
     }
     out

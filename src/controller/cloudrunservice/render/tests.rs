@@ -1,5 +1,3 @@
-use std::collections::HashMap;
-
 use google_cloud_run_v2::model::{self as run, IngressTraffic};
 
 use google_cloud_run_v2::model::{
