@@ -120,6 +120,71 @@ fn the_api_server_refuses_invalid_specs_with_the_field_named() {
             r#"{"scaling": {"minInstances": 5, "maxInstances": 2}}"#,
             "spec.scaling: minInstances must not exceed",
         ),
+        // Issue 12: the full service model.
+        (
+            r#"{"traffic": [{"type": "Revision", "revision": "bad-00001-abc", "percent": 90}, {"percent": 20}]}"#,
+            "spec.traffic: the percents must sum to 100",
+        ),
+        (
+            r#"{"traffic": [{"percent": 100, "tag": "a"}, {"type": "Revision", "revision": "r", "percent": 0, "tag": "a"}]}"#,
+            "spec.traffic: a tag may appear at most once",
+        ),
+        (
+            r#"{"traffic": [{"type": "Revision", "percent": 100}]}"#,
+            "spec.traffic: a Revision target names a revision",
+        ),
+        (
+            r#"{"traffic": [{"type": "Latest", "revision": "r", "percent": 100}]}"#,
+            "spec.traffic: a Revision target names a revision, a Latest target does not",
+        ),
+        (
+            r#"{"executionEnvironment": "Gen1", "volumes": [{"name": "models", "gcs": {"bucket": "b"}}]}"#,
+            "spec.volumes: gcs and nfs volumes need executionEnvironment Gen2",
+        ),
+        (
+            r#"{"executionEnvironment": "Gen1", "volumes": [{"name": "share", "nfs": {"server": "10.0.0.2", "path": "/s"}}]}"#,
+            "spec.volumes: gcs and nfs volumes need executionEnvironment Gen2",
+        ),
+        (
+            r#"{"volumes": [{"name": "v", "emptyDir": {}, "cloudSqlInstances": ["p:r:i"]}]}"#,
+            "spec.volumes: set exactly one of",
+        ),
+        (
+            r#"{"executionEnvironment": "Gen1", "gpu": {"type": "nvidia-l4"}, "containers": [{"image": "i", "resources": {"cpu": "4", "memory": "16Gi", "cpuIdle": false}}]}"#,
+            "spec.gpu needs executionEnvironment Gen2",
+        ),
+        (
+            r#"{"gpu": {"type": "nvidia-l4"}, "containers": [{"image": "i", "resources": {"cpu": "2", "memory": "16Gi", "cpuIdle": false}}]}"#,
+            "spec.gpu: the serving container needs resources.cpu of at least 4",
+        ),
+        (
+            r#"{"gpu": {"type": "nvidia-l4"}, "containers": [{"image": "i", "resources": {"cpu": "4", "memory": "16Gi"}}]}"#,
+            "resources.cpuIdle: false",
+        ),
+        (
+            r#"{"gpu": {"type": "nvidia-l4"}, "containers": [{"image": "i", "resources": {"cpu": "4000m", "memory": "16383Mi", "cpuIdle": false}}]}"#,
+            "spec.gpu: the serving container needs resources.memory of at least 16Gi",
+        ),
+        (
+            r#"{"containers": [{"name": "a", "image": "i", "volumeMounts": [{"name": "nope", "mountPath": "/x"}]}]}"#,
+            "spec.containers[].volumeMounts: each name must be one of spec.volumes",
+        ),
+        (
+            r#"{"containers": [{"name": "a", "image": "i", "ports": [{"containerPort": 8080}], "dependsOn": ["ghost"]}, {"name": "b", "image": "j"}]}"#,
+            "spec.containers[].dependsOn: each entry must name another container",
+        ),
+        (
+            r#"{"containers": [{"name": "a", "image": "i"}, {"name": "b", "image": "j"}]}"#,
+            "spec.containers: with several containers exactly one serves",
+        ),
+        (
+            r#"{"scaling": {"manualInstances": 3}}"#,
+            "spec.scaling.manualInstances is only allowed with mode: Manual",
+        ),
+        (
+            r#"{"containers": [{"image": "i", "startupProbe": {"httpGet": {}, "grpc": {}}}]}"#,
+            "probe: set exactly one of httpGet, tcpSocket or grpc",
+        ),
     ];
     for (extra, expected) in cases {
         let mut spec: serde_json::Value =
@@ -143,6 +208,37 @@ fn the_api_server_refuses_invalid_specs_with_the_field_named() {
             "for {extra}: expected {expected:?} in {err}"
         );
     }
+    // A spec using every new field is admitted (and its CEL is within the cost budget).
+    let full = serde_json::json!({"apiVersion": "runwarden.dev/v1alpha1", "kind": "CloudRunService", "metadata": {"name": "full-model", "namespace": "default"}, "spec": {
+        "region": "europe-west1",
+        "iapEnabled": true,
+        "access": {"invokerIamDisabled": false, "invokers": ["group:g@example.com"]},
+        "customAudiences": ["https://api.example.com"],
+        "sessionAffinity": true,
+        "scaling": {"mode": "Manual", "manualInstances": 2},
+        "gpu": {"type": "nvidia-l4", "count": 1, "zonalRedundancy": false},
+        "traffic": [
+            {"type": "Revision", "revision": "full-model-00001-abc", "percent": 90},
+            {"type": "Latest", "percent": 10, "tag": "canary"}],
+        "volumes": [
+            {"name": "creds", "secret": {"secret": "db", "items": [{"path": "db.json", "version": "3", "mode": 256}], "defaultMode": 292}},
+            {"name": "sql", "cloudSqlInstances": ["p:europe-west1:db"]},
+            {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "256Mi"}},
+            {"name": "models", "gcs": {"bucket": "ml-models", "readOnly": true, "mountOptions": ["implicit-dirs"]}},
+            {"name": "share", "nfs": {"server": "10.0.0.2", "path": "/share"}}],
+        "containers": [
+            {"name": "app", "image": "i", "ports": [{"containerPort": 8080}], "workingDir": "/srv", "dependsOn": ["proxy"],
+             "resources": {"cpu": "4", "memory": "16Gi", "cpuIdle": false, "startupCpuBoost": true},
+             "volumeMounts": [{"name": "creds", "mountPath": "/secrets"}, {"name": "tmp", "mountPath": "/tmp"}],
+             "startupProbe": {"httpGet": {"path": "/ready", "httpHeaders": [{"name": "X-Probe", "value": "1"}]}},
+             "livenessProbe": {"grpc": {"service": "health"}, "periodSeconds": 30},
+             "readinessProbe": {"tcpSocket": {"port": 8080}}},
+            {"name": "proxy", "image": "p", "volumeMounts": [{"name": "sql", "mountPath": "/cloudsql"}]}]
+    }});
+    plane.kubectl_stdin(
+        &["apply", "--dry-run=server", "-f", "-"],
+        Some(&full.to_string()),
+    );
     // Immutable fields.
     let ok = serde_json::json!({"apiVersion": "runwarden.dev/v1alpha1", "kind": "CloudRunService", "metadata": {"name": "immutable", "namespace": "default"}, "spec": {"region": "europe-west1", "containers": [{"image": "i"}]}});
     plane.kubectl_stdin(&["apply", "-f", "-"], Some(&ok.to_string()));

@@ -88,7 +88,7 @@ async fn the_examples_plan_creates_and_waits_and_writes_nothing() {
         "{out}"
     );
     assert!(
-        out.ends_with("Plan: 2 to create, 0 to update, 0 in sync, 0 drifted, 2 waiting, 0 invalid, 0 violating, 0 failed.\n"),
+        out.ends_with("Plan: 5 to create, 0 to update, 0 in sync, 0 drifted, 3 waiting, 0 invalid, 0 violating, 0 failed.\n"),
         "{out}"
     );
     assert!(writes(&emu).is_empty(), "{:?}", emu.counters());

@@ -323,10 +323,10 @@ fn unknown_fields_are_reported_with_their_path() {
     let p = spec_problems("  service_account: sa@p.iam.gserviceaccount.com\n");
     assert_problem(&p, "spec.service_account: unknown field");
     assert_problem(&p, "did you mean \"serviceAccount\"?");
-    let p = spec_problems("  traffic: [{percent: 100}]\n");
+    let p = spec_problems("  trafficSplit: [{percent: 100}]\n");
     assert_eq!(
         p,
-        ["t.yaml#1: spec.traffic: unknown field (the API server would refuse or drop it)"]
+        ["t.yaml#1: spec.trafficSplit: unknown field (the API server would refuse or drop it)"]
     );
     let p = problems(&format!("{SERVICE}specs: {{}}\n"));
     assert_problem(&p, "t.yaml#1: specs: unknown field");
@@ -777,7 +777,18 @@ fn examples_are_valid() {
         .iter()
         .map(|s| s.metadata.name.as_deref().unwrap_or_default())
         .collect();
-    assert_eq!(names, ["ledger-worker", "payments-api", "storefront"]);
+    assert_eq!(
+        names,
+        [
+            "checkout",
+            "expenses-portal",
+            "ledger-worker",
+            "llm-inference",
+            "payments-api",
+            "refunds-api",
+            "storefront"
+        ]
+    );
     assert_eq!(m.connectors.len(), 1);
     assert_eq!(m.policies.len(), 2);
     for s in &m.services {
@@ -809,7 +820,11 @@ fn examples_are_valid() {
         ns.annotations[crate::api::PROJECT_ANNOTATION],
         "acme-payments-prod"
     );
-    let worker = &m.services[0];
+    let worker = m
+        .services
+        .iter()
+        .find(|s| s.metadata.name.as_deref() == Some("ledger-worker"))
+        .unwrap();
     let connector = &m.connectors[0];
     assert_eq!(
         worker

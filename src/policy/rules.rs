@@ -199,21 +199,30 @@ fn forbid_unauthenticated(p: &RunSecurityPolicySpec, s: &Subject<'_>) -> Option<
     if !p.forbid_unauthenticated {
         return None;
     }
-    // HOOK(invokerIamDisabled): once `spec.access.invokerIamDisabled` exists, also return
-    // "spec.access.invokerIamDisabled must be false" when it is true (and in the CEL below,
-    // joined with ", " after the allowUnauthenticated message), with cases in
-    // tests/fixtures/guardrails-cases.yaml.
-    s.spec
-        .access
-        .allow_unauthenticated
-        .then(|| "spec.access.allowUnauthenticated must be false".to_owned())
+    let access = &s.spec.access;
+    let why: Vec<&str> = [
+        (access.allow_unauthenticated, ALLOW_UNAUTHENTICATED_WHY),
+        (access.invoker_iam_disabled, INVOKER_IAM_DISABLED_WHY),
+    ]
+    .into_iter()
+    .filter_map(|(on, why)| on.then_some(why))
+    .collect();
+    (!why.is_empty()).then(|| why.join(", "))
 }
 
+const ALLOW_UNAUTHENTICATED_WHY: &str = "spec.access.allowUnauthenticated must be false";
+const INVOKER_IAM_DISABLED_WHY: &str = "spec.access.invokerIamDisabled must be false";
+
 fn forbid_unauthenticated_cel() -> String {
-    // HOOK(invokerIamDisabled): see `forbid_unauthenticated`.
+    let on = |field: &str| {
+        format!("(has({S}.access) && has({S}.access.{field}) && {S}.access.{field} == true)")
+    };
+    let (public, unchecked) = (on("allowUnauthenticated"), on("invokerIamDisabled"));
     format!(
-        "(!{on} || !(has({S}.access) && has({S}.access.allowUnauthenticated) && {S}.access.allowUnauthenticated == true)) ? '' : 'spec.access.allowUnauthenticated must be false'",
-        on = flag("forbidUnauthenticated")
+        "!{flag} ? '' : ({public} ? {a} : '') + ({public} && {unchecked} ? ', ' : '') + ({unchecked} ? {b} : '')",
+        flag = flag("forbidUnauthenticated"),
+        a = lit(ALLOW_UNAUTHENTICATED_WHY),
+        b = lit(INVOKER_IAM_DISABLED_WHY),
     )
 }
 
@@ -525,6 +534,19 @@ mod tests {
         s.access.allow_unauthenticated = false;
         s.access.invokers = vec!["domain:example.com".into()];
         assert_eq!(check("forbidUnauthenticated", &p, &s, None), None);
+        // Without the invoker check anyone who reaches the service gets in.
+        s.access.invoker_iam_disabled = true;
+        assert_eq!(
+            check("forbidUnauthenticated", &p, &s, None).as_deref(),
+            Some("spec.access.invokerIamDisabled must be false")
+        );
+        s.access.allow_unauthenticated = true;
+        assert_eq!(
+            check("forbidUnauthenticated", &p, &s, None).as_deref(),
+            Some(
+                "spec.access.allowUnauthenticated must be false, spec.access.invokerIamDisabled must be false"
+            )
+        );
     }
 
     #[test]

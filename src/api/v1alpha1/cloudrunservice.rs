@@ -34,6 +34,11 @@ use super::Condition;
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
     ),
     printcolumn(name = "URL", type_ = "string", json_path = ".status.uri"),
+    printcolumn(
+        name = "Revision",
+        type_ = "string",
+        json_path = ".status.latestReadyRevision"
+    ),
     printcolumn(name = "Ingress", type_ = "string", json_path = ".spec.ingress"),
     printcolumn(
         name = "Age",
@@ -44,6 +49,15 @@ use super::Condition;
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.serviceName) == has(oldSelf.serviceName)").message("spec.serviceName is immutable: it can be neither added nor removed after creation"))]
 #[x_kube(validation = Rule::new("!has(self.encryption) || self.encryption.kmsKey.contains('/locations/' + self.region + '/')").message("spec.encryption.kmsKey must be in the same location as spec.region"))]
+#[x_kube(validation = Rule::new("!has(self.traffic) || size(self.traffic) == 0 || self.traffic.map(t, t.percent).sum() == 100").message("spec.traffic: the percents must sum to 100"))]
+#[x_kube(validation = Rule::new("!has(self.traffic) || self.traffic.all(a, !has(a.tag) || self.traffic.filter(b, has(b.tag) && b.tag == a.tag).size() == 1)").message("spec.traffic: a tag may appear at most once"))]
+#[x_kube(validation = Rule::new("self.executionEnvironment == 'Gen2' || !has(self.volumes) || self.volumes.all(v, !has(v.gcs) && !has(v.nfs))").message("spec.volumes: gcs and nfs volumes need executionEnvironment Gen2"))]
+#[x_kube(validation = Rule::new("!has(self.gpu) || self.executionEnvironment == 'Gen2'").message("spec.gpu needs executionEnvironment Gen2"))]
+#[x_kube(validation = Rule::new("!has(self.gpu) || self.containers.all(c, !(size(self.containers) == 1 || (has(c.ports) && size(c.ports) > 0)) || (has(c.resources) && has(c.resources.cpuIdle) && c.resources.cpuIdle == false && has(c.resources.cpu) && (c.resources.cpu.matches('^([4-9]|[1-9][0-9]+)([.][0-9]+)?$') || c.resources.cpu.matches('^([4-9][0-9]{3}|[1-9][0-9]{4,})([.][0-9]+)?m$'))))").message("spec.gpu: the serving container needs resources.cpu of at least 4 and resources.cpuIdle: false"))]
+#[x_kube(validation = Rule::new("!has(self.gpu) || self.containers.all(c, !(size(self.containers) == 1 || (has(c.ports) && size(c.ports) > 0)) || (has(c.resources) && has(c.resources.memory) && (c.resources.memory.matches('^(1[6-9]|[2-9][0-9]|[1-9][0-9]{2,})Gi$') || c.resources.memory.matches('^(1638[4-9]|1639[0-9]|16[4-9][0-9]{2}|1[7-9][0-9]{3}|[2-9][0-9]{4}|[1-9][0-9]{5,})Mi$') || c.resources.memory.matches('^(1[8-9]|[2-9][0-9]|[1-9][0-9]{2,})G$'))))").message("spec.gpu: the serving container needs resources.memory of at least 16Gi"))]
+#[x_kube(validation = Rule::new("size(self.containers) == 1 || self.containers.filter(c, has(c.ports) && size(c.ports) > 0).size() == 1").message("spec.containers: with several containers exactly one serves (has ports)"))]
+#[x_kube(validation = Rule::new("self.containers.all(c, !has(c.volumeMounts) || c.volumeMounts.all(m, has(self.volumes) && self.volumes.exists(v, v.name == m.name)))").message("spec.containers[].volumeMounts: each name must be one of spec.volumes"))]
+#[x_kube(validation = Rule::new("self.containers.all(c, !has(c.dependsOn) || c.dependsOn.all(d, self.containers.exists(o, has(o.name) && o.name == d)))").message("spec.containers[].dependsOn: each entry must name another container"))]
 pub struct CloudRunServiceSpec {
     /// Google Cloud project id. Defaults to the namespace annotation `runwarden.dev/project-id`,
     /// then to the controller's `--default-project`.
@@ -138,6 +152,36 @@ pub struct CloudRunServiceSpec {
     #[x_kube(validation = Rule::new("self.all(k, self[k].size() <= 63)").message("spec.labels: values must be at most 63 characters"))]
     pub labels: BTreeMap<String, String>,
 
+    /// How requests are split between revisions. Absent: 100% to the latest ready revision.
+    /// The percents sum to 100 and a tag appears at most once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub traffic: Vec<TrafficTarget>,
+
+    /// Put Identity-Aware Proxy in front of the service (`iapEnabled`).
+    #[serde(default)]
+    pub iap_enabled: bool,
+
+    /// Extra audiences accepted in the ID tokens that invoke the service (`customAudiences`),
+    /// e.g. the URL of a load balancer in front of it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(length(min = 1, max = 512)))]
+    pub custom_audiences: Vec<String>,
+
+    /// Route a client's requests to the same instance when possible (`template.sessionAffinity`).
+    #[serde(default)]
+    pub session_affinity: bool,
+
+    /// A GPU per instance. Needs `Gen2`, a serving container with at least 4 CPU, 16Gi memory
+    /// and `resources.cpuIdle: false`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<Gpu>,
+
+    /// Volumes the containers may mount (`template.volumes`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub volumes: Vec<Volume>,
+
     /// `Manage` (default): runwarden makes Google match this spec. `Observe`: runwarden only
     /// reads — no create, patch, delete or IAM write — and reports in `status.drift` and the
     /// `Ready` condition (reason `Drifted`) where Google differs. A safe first step to bring an
@@ -228,6 +272,10 @@ pub struct Access {
         )
     )]
     pub invokers: Vec<String>,
+    /// Let every request through without checking `roles/run.invoker` (`invokerIamDisabled`):
+    /// as public as `allowUnauthenticated`, so `forbidUnauthenticated` policies refuse it too.
+    #[serde(default)]
+    pub invoker_iam_disabled: bool,
 }
 
 /// Execution environment of Cloud Run revisions.
@@ -403,6 +451,134 @@ pub struct Container {
     /// CPU and memory limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<Resources>,
+    /// Where volumes of `spec.volumes` are mounted in this container.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub volume_mounts: Vec<VolumeMount>,
+    /// Names of containers that must be started (and healthy) before this one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 10),
+        inner(
+            length(min = 1, max = 63),
+            regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+        )
+    )]
+    pub depends_on: Vec<String>,
+    /// Working directory of the entrypoint (the image's by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub working_dir: Option<String>,
+    /// Whether the container has started. Cloud Run probes the serving container over TCP
+    /// on its port when none is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_probe: Option<Probe>,
+    /// Whether the container is still alive; failing restarts the instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liveness_probe: Option<Probe>,
+    /// Whether the container may receive requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness_probe: Option<Probe>,
+}
+
+/// Where a volume is mounted.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeMount {
+    /// Name of a volume in `spec.volumes`.
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub name: String,
+    /// Absolute path in the container, e.g. `/secrets`.
+    #[schemars(length(min = 2, max = 1024), regex(pattern = r"^/"))]
+    pub mount_path: String,
+}
+
+/// A health check of a container: exactly one of `httpGet`, `tcpSocket` or `grpc`. Unset
+/// timings take Cloud Run's defaults (period 10s, timeout 1s, failure threshold 3, no delay).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, KubeSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(has(self.httpGet) ? 1 : 0) + (has(self.tcpSocket) ? 1 : 0) + (has(self.grpc) ? 1 : 0) == 1").message("probe: set exactly one of httpGet, tcpSocket or grpc"))]
+pub struct Probe {
+    /// An HTTP GET answered with a 2xx or 3xx status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_get: Option<HttpGetAction>,
+    /// A TCP connection that opens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_socket: Option<TcpSocketAction>,
+    /// A gRPC health check answered `SERVING`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<GrpcAction>,
+    /// Seconds before the first check (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub initial_delay_seconds: Option<i32>,
+    /// Seconds between checks (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub period_seconds: Option<i32>,
+    /// Seconds a check may take (default 1); at most `periodSeconds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub timeout_seconds: Option<i32>,
+    /// Consecutive failures before the container counts as failed (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub failure_threshold: Option<i32>,
+}
+
+/// An HTTP GET probe.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpGetAction {
+    /// Path to request (default `/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^/"))]
+    pub path: Option<String>,
+    /// Port to request (default: the container's port).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<i32>,
+    /// Headers sent with the request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub http_headers: Vec<HttpHeader>,
+}
+
+/// An HTTP header of a probe.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub struct HttpHeader {
+    /// Header name.
+    #[schemars(length(min = 1, max = 256))]
+    pub name: String,
+    /// Header value.
+    #[serde(default)]
+    #[schemars(length(max = 4096))]
+    pub value: String,
+}
+
+/// A TCP probe.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub struct TcpSocketAction {
+    /// Port to connect to (default: the container's port).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<i32>,
+}
+
+/// A gRPC health-check probe.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub struct GrpcAction {
+    /// Port to call (default: the container's port).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<i32>,
+    /// Service name sent in the health check request (default: the server's overall health).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub service: Option<String>,
 }
 
 /// A container port.
@@ -452,8 +628,10 @@ fn latest() -> String {
     "latest".to_owned()
 }
 
-/// CPU and memory limits, Kubernetes quantity style (`1`, `1000m`, `512Mi`, `2Gi`).
+/// CPU and memory limits, Kubernetes quantity style (`1`, `1000m`, `512Mi`, `2Gi`), and how
+/// CPU is allocated.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
 pub struct Resources {
     /// CPU limit, e.g. `1` or `1000m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -463,12 +641,20 @@ pub struct Resources {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 16), regex(pattern = r"^[0-9]+(Ki|Mi|Gi|k|M|G)?$"))]
     pub memory: Option<String>,
+    /// CPU only allocated while a request is handled (Cloud Run's default, `true`); `false`
+    /// keeps it allocated for the instance's whole life (needed for a GPU).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_idle: Option<bool>,
+    /// More CPU while the container starts (default `false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_cpu_boost: Option<bool>,
 }
 
 /// Instance autoscaling bounds.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, KubeSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.minInstances) || !has(self.maxInstances) || self.minInstances <= self.maxInstances").message("spec.scaling: minInstances must not exceed maxInstances"))]
+#[x_kube(validation = Rule::new("!has(self.manualInstances) || self.mode == 'Manual'").message("spec.scaling.manualInstances is only allowed with mode: Manual"))]
 pub struct Scaling {
     /// Minimum number of instances kept warm.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -478,6 +664,208 @@ pub struct Scaling {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000))]
     pub max_instances: Option<i32>,
+    /// `Automatic` (default): Cloud Run scales between the bounds. `Manual`: exactly
+    /// `manualInstances` instances run, whatever the load (`scaling.scalingMode`).
+    #[serde(default)]
+    pub mode: ScalingMode,
+    /// With `Manual`: how many instances run (`scaling.manualInstanceCount`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub manual_instances: Option<i32>,
+}
+
+/// How the service's instances are scaled.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub enum ScalingMode {
+    /// By Cloud Run, with the load.
+    #[default]
+    Automatic,
+    /// A fixed number of instances.
+    Manual,
+}
+
+/// Where a share of the requests goes.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, KubeSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.type == 'Revision' ? has(self.revision) : !has(self.revision)").message("spec.traffic: a Revision target names a revision, a Latest target does not"))]
+pub struct TrafficTarget {
+    /// `Latest`: the latest ready revision, whichever it is. `Revision`: the named one.
+    #[serde(default, rename = "type")]
+    pub type_: TrafficType,
+    /// With `Revision`: the revision's name, short (`payments-00042-xyz`) or full.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub revision: Option<String>,
+    /// Share of the requests, 0 to 100 (0 with a tag: reachable only at the tag's URL).
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 100))]
+    pub percent: i32,
+    /// A tag: the target also gets its own URL, `https://{tag}---{service URL host}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 46),
+        regex(pattern = r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub tag: Option<String>,
+}
+
+/// What a traffic target points at.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub enum TrafficType {
+    /// The latest ready revision.
+    #[default]
+    Latest,
+    /// A named revision.
+    Revision,
+}
+
+/// A GPU attached to each instance.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Gpu {
+    /// Accelerator type (`template.nodeSelector.accelerator`), e.g. `nvidia-l4`.
+    #[serde(rename = "type")]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub type_: String,
+    /// GPUs per instance, on the serving container (`resources.limits["nvidia.com/gpu"]`).
+    #[serde(default = "one")]
+    #[schemars(range(min = 1, max = 8))]
+    pub count: i32,
+    /// Reserve capacity in other zones for failover (default `true`); `false` sets
+    /// `template.gpuZonalRedundancyDisabled` (cheaper, with a quota of its own).
+    #[serde(default = "default_true")]
+    pub zonal_redundancy: bool,
+}
+
+fn one() -> i32 {
+    1
+}
+
+/// A volume: a `name` and exactly one of `secret`, `cloudSqlInstances`, `emptyDir`, `gcs` or
+/// `nfs`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, KubeSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(has(self.secret) ? 1 : 0) + (has(self.cloudSqlInstances) ? 1 : 0) + (has(self.emptyDir) ? 1 : 0) + (has(self.gcs) ? 1 : 0) + (has(self.nfs) ? 1 : 0) == 1").message("spec.volumes: set exactly one of secret, cloudSqlInstances, emptyDir, gcs or nfs"))]
+pub struct Volume {
+    /// Name the containers' `volumeMounts` use.
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub name: String,
+    /// Secret Manager secret versions as files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<SecretVolume>,
+    /// Cloud SQL instances, `project:region:instance`, reachable as Unix sockets under the
+    /// mount path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 10),
+        inner(
+            length(min = 5, max = 256),
+            regex(pattern = r"^[^:\s]+:[^:\s]+:[^:\s]+$")
+        )
+    )]
+    pub cloud_sql_instances: Option<Vec<String>>,
+    /// An in-memory scratch directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub empty_dir: Option<EmptyDir>,
+    /// A Cloud Storage bucket (Cloud Storage FUSE; needs `Gen2`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gcs: Option<GcsVolume>,
+    /// An NFS share, e.g. Filestore (needs `Gen2`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nfs: Option<NfsVolume>,
+}
+
+/// Secret Manager versions as files.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretVolume {
+    /// Secret name, or `projects/{project}/secrets/{secret}`.
+    #[schemars(length(min = 1, max = 512))]
+    pub secret: String,
+    /// Files to create; without items, one file named after the secret holds its latest
+    /// version.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub items: Vec<SecretItem>,
+    /// Mode bits of the files (decimal, e.g. 256 for 0400); Cloud Run's default is 0444.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 511))]
+    pub default_mode: Option<i32>,
+}
+
+/// One file of a secret volume.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub struct SecretItem {
+    /// File path relative to the mount path.
+    #[schemars(length(min = 1, max = 256))]
+    pub path: String,
+    /// Version number or `latest`.
+    #[serde(default = "latest")]
+    #[schemars(length(min = 1, max = 32))]
+    pub version: String,
+    /// Mode bits of this file (decimal); the volume's `defaultMode` by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 511))]
+    pub mode: Option<i32>,
+}
+
+/// An in-memory scratch directory.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct EmptyDir {
+    /// Where the data lives. Cloud Run only offers `Memory` (tmpfs, counted against the
+    /// containers' memory limits).
+    #[serde(default)]
+    pub medium: EmptyDirMedium,
+    /// Most the directory may hold, e.g. `256Mi`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16), regex(pattern = r"^[0-9]+(Ki|Mi|Gi|k|M|G)?$"))]
+    pub size_limit: Option<String>,
+}
+
+/// Storage medium of an `emptyDir` volume.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub enum EmptyDirMedium {
+    /// tmpfs.
+    #[default]
+    Memory,
+}
+
+/// A Cloud Storage bucket mounted with Cloud Storage FUSE.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct GcsVolume {
+    /// Bucket name.
+    #[schemars(length(min = 3, max = 222))]
+    pub bucket: String,
+    /// Mount read-only.
+    #[serde(default)]
+    pub read_only: bool,
+    /// Cloud Storage FUSE flags, e.g. `implicit-dirs`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(min = 1, max = 256)))]
+    pub mount_options: Vec<String>,
+}
+
+/// An NFS share.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct NfsVolume {
+    /// Server host name or IP address.
+    #[schemars(length(min = 1, max = 253))]
+    pub server: String,
+    /// Exported path, e.g. `/share`.
+    #[schemars(length(min = 1, max = 1024), regex(pattern = r"^/"))]
+    pub path: String,
+    /// Mount read-only.
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 /// Observed state of a CloudRunService.
@@ -509,12 +897,51 @@ pub struct CloudRunServiceStatus {
     /// Name of a long-running Google operation in flight; cleared when it is done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation: Option<String>,
+    /// How requests are split, as Cloud Run reports it (`trafficStatuses`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub traffic: Vec<TrafficStatus>,
     /// The managed field paths where Google differed from the spec at the last pass (e.g.
     /// `ingress`, `template.containers[0].image`, `access.invokers`): corrected in `Manage`, left
     /// as they are (until fixed in Google or in the spec) in `Observe`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64), inner(length(max = 256)))]
     pub drift: Vec<String>,
+}
+
+/// A share of the requests as Cloud Run routes it.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficStatus {
+    /// `Latest` or `Revision`.
+    #[serde(rename = "type")]
+    #[schemars(length(max = 16))]
+    pub type_: String,
+    /// The revision (short name) for a `Revision` target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    pub revision: Option<String>,
+    /// Share of the requests.
+    pub percent: i32,
+    /// The target's tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub tag: Option<String>,
+    /// The tag's own URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    pub uri: Option<String>,
+}
+
+impl CloudRunServiceSpec {
+    /// Index of the container that receives requests: the one with a port, else the first
+    /// (as Cloud Run picks it).
+    pub fn serving_container(&self) -> usize {
+        self.containers
+            .iter()
+            .position(|c| !c.ports.is_empty())
+            .unwrap_or(0)
+    }
 }
 
 impl CloudRunService {

@@ -13,7 +13,7 @@ use super::render::{self, Resolved};
 use super::{ACCESS_READY, ENCRYPTION_READY, SERVICE_READY, encryption, network, validate};
 use crate::api::v1alpha1::{
     AdoptionPolicy, CloudRunService, CloudRunServiceStatus, DeletionPolicy, DriftAspect,
-    ManagementPolicy,
+    ManagementPolicy, TrafficStatus,
 };
 use crate::api::{MANAGED_BY_LABEL, OWNER_LABEL};
 use crate::controller::conditions::Cond;
@@ -50,6 +50,8 @@ pub struct Fields {
     pub service_agent: Option<String>,
     /// A Google operation in flight.
     pub operation: Option<String>,
+    /// How Cloud Run splits the requests (`trafficStatuses`).
+    pub traffic: Vec<TrafficStatus>,
     /// Managed field paths that differed from the spec at this pass.
     pub drift: Vec<String>,
 }
@@ -62,6 +64,7 @@ impl Fields {
             latest_ready_revision: s.latest_ready_revision.clone(),
             service_agent: s.service_agent.clone(),
             operation: s.operation.clone(),
+            traffic: s.traffic.clone(),
             drift: s.drift.clone(),
         })
     }
@@ -381,6 +384,7 @@ fn owned(
     p.fields.uri = Some(actual.uri.clone()).filter(|u| !u.is_empty());
     p.fields.latest_ready_revision =
         Some(last_segment(&actual.latest_ready_revision).to_owned()).filter(|r| !r.is_empty());
+    p.fields.traffic = render::traffic_status(actual);
     if finished == Some(&Followed::Done { error: None }) && ours && actual.generation == 1 {
         p.notes.push(Note::normal(
             "Created",
@@ -545,24 +549,31 @@ fn held(obj: &CloudRunService, type_: &str) -> bool {
 pub fn ignored(aspects: &[DriftAspect], path: &str) -> bool {
     aspects.iter().any(|a| match a {
         DriftAspect::Image => path.starts_with("template.containers[") && path.ends_with("].image"),
-        DriftAspect::Scaling => path.starts_with("template.scaling."),
+        DriftAspect::Scaling => {
+            path.starts_with("template.scaling.") || path.starts_with("scaling.")
+        }
         DriftAspect::Traffic => path.starts_with("traffic"),
     })
 }
 
 /// Puts Google's values of the ignored aspects back into an update.
 fn keep_ignored(aspects: &[DriftAspect], actual: &Service, update: &mut Service) {
-    let (Some(have), Some(out)) = (actual.template.as_ref(), update.template.as_mut()) else {
-        return;
-    };
     for aspect in aspects {
+        let templates = (actual.template.as_ref(), update.template.as_mut());
         match aspect {
             DriftAspect::Image => {
-                for (c, h) in out.containers.iter_mut().zip(&have.containers) {
-                    c.image = h.image.clone();
+                if let (Some(have), Some(out)) = templates {
+                    for (c, h) in out.containers.iter_mut().zip(&have.containers) {
+                        c.image = h.image.clone();
+                    }
                 }
             }
-            DriftAspect::Scaling => out.scaling = have.scaling.clone(),
+            DriftAspect::Scaling => {
+                if let (Some(have), Some(out)) = templates {
+                    out.scaling = have.scaling.clone();
+                }
+                update.scaling = actual.scaling.clone();
+            }
             DriftAspect::Traffic => update.traffic = actual.traffic.clone(),
         }
     }

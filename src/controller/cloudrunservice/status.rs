@@ -31,6 +31,7 @@ pub fn compute(
         latest_ready_revision: fields.latest_ready_revision,
         service_agent: fields.service_agent,
         operation: fields.operation,
+        traffic: fields.traffic,
         drift: fields.drift,
     }
 }

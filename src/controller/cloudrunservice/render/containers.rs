@@ -1,4 +1,5 @@
-//! Containers: image, command, arguments, environment, port and resource limits.
+//! Containers: image, command, arguments, environment, port, resource limits and CPU
+//! allocation, volume mounts, start order, working directory and probes.
 
 use std::collections::HashMap;
 
@@ -6,7 +7,8 @@ use google_cloud_run_v2::model::{
     self as run, EnvVar, EnvVarSource, SecretKeySelector, Service, env_var::Values,
 };
 
-use super::{Aspect, Resolved, Shape, or_unmanaged, template, template_mut};
+use super::gpu::GPU_LIMIT;
+use super::{Aspect, Resolved, Shape, UNMANAGED, or_unmanaged, probes, template, template_mut};
 use crate::api::v1alpha1::{self as api, CloudRunService};
 
 /// Cloud Run's default CPU limit.
@@ -15,6 +17,8 @@ pub const DEFAULT_CPU: &str = "1000m";
 pub const DEFAULT_MEMORY: &str = "512Mi";
 /// Cloud Run's default container port.
 pub const DEFAULT_PORT: i32 = 8080;
+/// Cloud Run's default CPU allocation: only while a request is handled.
+pub const DEFAULT_CPU_IDLE: bool = true;
 
 pub(super) const ASPECT: Aspect = Aspect {
     name: "containers",
@@ -59,17 +63,50 @@ fn container(c: &api::Container) -> run::Container {
         if let Some(memory) = &r.memory {
             limits.insert("memory".to_owned(), memory.clone());
         }
+        // With `resources` set, Cloud Run reads an absent cpuIdle as false: send its default.
         out = out.set_resources(
             run::ResourceRequirements::new()
                 .set_limits(limits)
-                .set_cpu_idle(true),
+                .set_cpu_idle(r.cpu_idle.unwrap_or(DEFAULT_CPU_IDLE))
+                .set_startup_cpu_boost(r.startup_cpu_boost.unwrap_or(false)),
         );
     }
+    out.volume_mounts = c
+        .volume_mounts
+        .iter()
+        .map(|m| {
+            run::VolumeMount::new()
+                .set_name(&m.name)
+                .set_mount_path(&m.mount_path)
+        })
+        .collect();
+    out.depends_on = c.depends_on.clone();
+    out.working_dir = c.working_dir.clone().unwrap_or_default();
+    out.startup_probe = c.startup_probe.as_ref().map(probes::render);
+    out.liveness_probe = c.liveness_probe.as_ref().map(probes::render);
+    out.readiness_probe = c.readiness_probe.as_ref().map(probes::render);
     out
 }
 
+/// The port a container listens on, as Cloud Run fills it: the first port, else 8080.
+fn port_of(c: &run::Container) -> i32 {
+    c.ports
+        .first()
+        .map(|p| p.container_port)
+        .filter(|p| *p != 0)
+        .unwrap_or(DEFAULT_PORT)
+}
+
 fn shape(svc: &Service, s: &mut Shape) {
-    for (i, c) in template(svc).containers.iter().enumerate() {
+    let containers = &template(svc).containers;
+    // Cloud Run's memory default depends on the number of containers (recorded: 512Mi for
+    // one, 256Mi each for several): with several, an unset limit is left to it.
+    let default_memory = if containers.len() > 1 {
+        UNMANAGED
+    } else {
+        DEFAULT_MEMORY
+    };
+    for (i, c) in containers.iter().enumerate() {
         let key = |f: &str| format!("template.containers[{i}].{f}");
         s.insert(key("name"), or_unmanaged(c.name.clone()));
         s.insert(key("image"), c.image.clone());
@@ -104,13 +141,50 @@ fn shape(svc: &Service, s: &mut Shape) {
         );
         s.insert(
             key("resources.memory"),
-            memory_mebibytes(&limit("memory").unwrap_or_else(|| DEFAULT_MEMORY.to_owned())),
+            memory_mebibytes(&limit("memory").unwrap_or_else(|| default_memory.to_owned())),
+        );
+        s.insert(key("resources.gpu"), limit(GPU_LIMIT).unwrap_or_default());
+        let resources = c.resources.as_ref();
+        s.insert(
+            key("resources.cpuIdle"),
+            resources
+                .map_or(DEFAULT_CPU_IDLE, |r| r.cpu_idle)
+                .to_string(),
+        );
+        s.insert(
+            key("resources.startupCpuBoost"),
+            resources.is_some_and(|r| r.startup_cpu_boost).to_string(),
+        );
+        let mut mounts: Vec<String> = c
+            .volume_mounts
+            .iter()
+            .map(|m| format!("{}:{}", m.name, m.mount_path))
+            .collect();
+        mounts.sort();
+        s.insert(key("volumeMounts"), format!("{mounts:?}"));
+        let mut depends_on = c.depends_on.clone();
+        depends_on.sort();
+        s.insert(key("dependsOn"), format!("{depends_on:?}"));
+        s.insert(key("workingDir"), c.working_dir.clone());
+        let port = port_of(c);
+        s.insert(
+            key("startupProbe"),
+            probes::shape(c.startup_probe.as_ref(), port, true),
+        );
+        s.insert(
+            key("livenessProbe"),
+            probes::shape(c.liveness_probe.as_ref(), port, false),
+        );
+        s.insert(
+            key("readinessProbe"),
+            probes::shape(c.readiness_probe.as_ref(), port, false),
         );
     }
 }
 
 /// Managed fields of each container replaced; what runwarden does not manage of a container
-/// Google has (probes, mounts...) is kept; extra containers Google has are dropped.
+/// Google has (source code, base image...) and Cloud Run's implicit startup probe are kept;
+/// extra containers Google has are dropped.
 fn update(out: &mut Service, desired: &Service) {
     let want = template(desired).containers.clone();
     let t = template_mut(out);
@@ -128,8 +202,27 @@ fn update(out: &mut Service, desired: &Service) {
                 c.env = w.env;
                 c.ports = w.ports;
                 let mut resources = c.resources.take().unwrap_or_default();
-                resources.limits = w.resources.map(|r| r.limits).unwrap_or_default();
+                let want = w.resources.unwrap_or_else(|| {
+                    run::ResourceRequirements::new().set_cpu_idle(DEFAULT_CPU_IDLE)
+                });
+                resources.limits = want.limits;
+                resources.cpu_idle = want.cpu_idle;
+                resources.startup_cpu_boost = want.startup_cpu_boost;
                 c.resources = Some(resources);
+                c.volume_mounts = w.volume_mounts;
+                c.depends_on = w.depends_on;
+                c.working_dir = w.working_dir;
+                c.liveness_probe = w.liveness_probe;
+                c.readiness_probe = w.readiness_probe;
+                // Cloud Run's own startup probe stays when the spec sets none.
+                let port = port_of(&c);
+                let implicit = c
+                    .startup_probe
+                    .as_ref()
+                    .is_some_and(|p| probes::is_implicit_startup(p, port));
+                if w.startup_probe.is_some() || !implicit {
+                    c.startup_probe = w.startup_probe;
+                }
                 c
             }
             None => w,

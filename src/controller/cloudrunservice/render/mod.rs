@@ -12,19 +12,27 @@
 //! Google's service with them (keeping what runwarden does not manage). A new group of Cloud
 //! Run fields is a new aspect in [`ASPECTS`], with its own table tests.
 
+mod access;
 mod containers;
 mod egress;
 mod encryption;
+mod gpu;
+mod probes;
 mod revision;
+mod scaling;
 mod service;
+mod traffic;
+mod volumes;
 
 use std::collections::BTreeMap;
 
 use google_cloud_run_v2::model::{RevisionTemplate, Service};
 
-pub use self::containers::{DEFAULT_CPU, DEFAULT_MEMORY, DEFAULT_PORT};
+pub use self::containers::{DEFAULT_CPU, DEFAULT_CPU_IDLE, DEFAULT_MEMORY, DEFAULT_PORT};
+pub use self::gpu::GPU_LIMIT;
 pub use self::revision::{DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT_SECONDS};
 pub use self::service::RESERVED_LABEL_PREFIXES;
+pub use self::traffic::traffic_status;
 use crate::api::v1alpha1::CloudRunService;
 
 /// A shape value meaning "the spec leaves this to Cloud Run": never compared.
@@ -55,12 +63,18 @@ pub struct Aspect {
 }
 
 /// Every aspect runwarden manages.
-pub const ASPECTS: [Aspect; 5] = [
+pub const ASPECTS: [Aspect; 10] = [
     service::ASPECT,
+    access::ASPECT,
+    traffic::ASPECT,
+    scaling::ASPECT,
     revision::ASPECT,
     encryption::ASPECT,
     egress::ASPECT,
+    volumes::ASPECT,
     containers::ASPECT,
+    // After containers: it puts the GPU count on the serving container.
+    gpu::ASPECT,
 ];
 
 pub use crate::controller::parent;
@@ -111,7 +125,7 @@ pub fn changes(desired: &Service, actual: &Service) -> Vec<String> {
 }
 
 /// The update to send: `actual` with every managed field replaced by `desired`'s, so fields
-/// runwarden does not manage (annotations, traffic, probes...) are kept as they are.
+/// runwarden does not manage (annotations, Cloud Run's own startup probe...) are kept as they are.
 pub fn update_from(actual: &Service, desired: &Service) -> Service {
     let mut out = actual.clone();
     let template = out.template.get_or_insert_with(RevisionTemplate::default);

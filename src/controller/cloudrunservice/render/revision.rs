@@ -1,5 +1,5 @@
-//! Revision-level scalars: service identity, execution environment, concurrency, timeout and
-//! instance scaling.
+//! Revision-level scalars: service identity, execution environment, concurrency, timeout,
+//! instance scaling and session affinity.
 
 use google_cloud_run_v2::model::{ExecutionEnvironment, RevisionScaling, Service};
 use google_cloud_wkt::Duration;
@@ -40,6 +40,7 @@ fn render(obj: &CloudRunService, _: &Resolved, svc: &mut Service) {
             .set_min_instance_count(s.min_instances.unwrap_or(0))
             .set_max_instance_count(s.max_instances.unwrap_or(0))
     });
+    t.session_affinity = spec.session_affinity;
 }
 
 fn shape(svc: &Service, s: &mut Shape) {
@@ -80,6 +81,10 @@ fn shape(svc: &Service, s: &mut Shape) {
             n => n.to_string(),
         },
     );
+    s.insert(
+        "template.sessionAffinity".into(),
+        t.session_affinity.to_string(),
+    );
 }
 
 fn update(out: &mut Service, desired: &Service) {
@@ -90,6 +95,7 @@ fn update(out: &mut Service, desired: &Service) {
     t.max_instance_request_concurrency = want.max_instance_request_concurrency;
     t.timeout = want.timeout;
     t.scaling = want.scaling;
+    t.session_affinity = want.session_affinity;
 }
 
 /// The Compute Engine default account is what Cloud Run uses when none is set.
