@@ -98,7 +98,15 @@ fn port_of(c: &run::Container) -> i32 {
 }
 
 fn shape(svc: &Service, s: &mut Shape) {
-    let containers = &template(svc).containers;
+    let t = template(svc);
+    let containers = &t.containers;
+    // A container whose resources Cloud Run fills in idles its CPU, except on a GPU revision,
+    // which needs CPU always allocated.
+    let gpu = t
+        .node_selector
+        .as_ref()
+        .is_some_and(|n| !n.accelerator.is_empty());
+    let default_cpu_idle = DEFAULT_CPU_IDLE && !gpu;
     // Cloud Run's memory default depends on the number of containers (recorded: 512Mi for
     // one, 256Mi each for several): with several, an unset limit is left to it.
     let default_memory = if containers.len() > 1 {
@@ -148,7 +156,7 @@ fn shape(svc: &Service, s: &mut Shape) {
         s.insert(
             key("resources.cpuIdle"),
             resources
-                .map_or(DEFAULT_CPU_IDLE, |r| r.cpu_idle)
+                .map_or(default_cpu_idle, |r| r.cpu_idle)
                 .to_string(),
         );
         s.insert(
@@ -187,6 +195,10 @@ fn shape(svc: &Service, s: &mut Shape) {
 /// extra containers Google has are dropped.
 fn update(out: &mut Service, desired: &Service) {
     let want = template(desired).containers.clone();
+    let gpu = template(desired)
+        .node_selector
+        .as_ref()
+        .is_some_and(|n| !n.accelerator.is_empty());
     let t = template_mut(out);
     let old = std::mem::take(&mut t.containers);
     t.containers = want
@@ -203,7 +215,7 @@ fn update(out: &mut Service, desired: &Service) {
                 c.ports = w.ports;
                 let mut resources = c.resources.take().unwrap_or_default();
                 let want = w.resources.unwrap_or_else(|| {
-                    run::ResourceRequirements::new().set_cpu_idle(DEFAULT_CPU_IDLE)
+                    run::ResourceRequirements::new().set_cpu_idle(DEFAULT_CPU_IDLE && !gpu)
                 });
                 resources.limits = want.limits;
                 resources.cpu_idle = want.cpu_idle;

@@ -91,6 +91,8 @@ fn as_google_returns(desired: &Service) -> Service {
         .position(|c| !c.ports.is_empty())
         .unwrap_or(0);
     let several = t.containers.len() > 1;
+    // Filled-in resources idle their CPU, except on a GPU revision (as the emulator does).
+    let idle = t.node_selector.is_none();
     for (i, c) in t.containers.iter_mut().enumerate() {
         if i == serving && c.ports.is_empty() {
             c.ports = vec![
@@ -102,7 +104,7 @@ fn as_google_returns(desired: &Service) -> Service {
         let port = c.ports.first().map_or(0, |p| p.container_port);
         let resources = c
             .resources
-            .get_or_insert_with(|| run::ResourceRequirements::new().set_cpu_idle(true));
+            .get_or_insert_with(|| run::ResourceRequirements::new().set_cpu_idle(idle));
         // Google's canonical units; each of several containers gets 256Mi (recorded).
         let cpu = match resources.limits.get("cpu").map(String::as_str) {
             None | Some("1000m") => "1".to_owned(),
