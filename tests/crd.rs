@@ -257,3 +257,48 @@ fn the_api_server_refuses_invalid_specs_with_the_field_named() {
         "--wait=false",
     ]);
 }
+
+/// Every example manifest is accepted by a real API server (schema and CEL rules), so the
+/// examples a platform team copies never rot.
+#[test]
+fn the_api_server_accepts_every_example() {
+    let Some(plane) = common::envtest::shared() else {
+        common::envtest::skip("the_api_server_accepts_every_example");
+        return;
+    };
+    let dir = format!("{}/examples", env!("CARGO_MANIFEST_DIR"));
+    let manifests =
+        runwarden::manifest::load(&[dir.clone().into()], "default").expect("the examples load");
+    let namespaces: std::collections::BTreeSet<String> = manifests
+        .services
+        .iter()
+        .filter_map(|s| s.metadata.namespace.clone())
+        .chain(
+            manifests
+                .connectors
+                .iter()
+                .filter_map(|c| c.metadata.namespace.clone()),
+        )
+        .collect();
+    for ns in &namespaces {
+        // Created for real: a server-side dry run needs the namespace to exist.
+        let _ = plane.try_kubectl(&["create", "namespace", ns], None);
+    }
+    let out = plane.kubectl(&[
+        "apply",
+        "--server-side",
+        "--dry-run=server",
+        "-R",
+        "-f",
+        &dir,
+    ]);
+    let accepted = out
+        .lines()
+        .filter(|l| l.contains("(server dry run)"))
+        .count();
+    let objects = manifests.services.len()
+        + manifests.connectors.len()
+        + manifests.policies.len()
+        + manifests.namespaces.len();
+    assert_eq!(accepted, objects, "{out}");
+}
