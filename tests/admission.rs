@@ -5,8 +5,6 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -216,30 +214,8 @@ struct Run {
 }
 
 fn kubectl(plane: &common::envtest::ControlPlane, args: &[&str], stdin: Option<&str>) -> Run {
-    let mut child = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(&plane.kubeconfig)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl on PATH");
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    drop(child.stdin.take());
-    let out = child.wait_with_output().expect("kubectl output");
-    Run {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    let (ok, stdout, stderr) = plane.run_kubectl(args, stdin);
+    Run { ok, stdout, stderr }
 }
 
 fn must(plane: &common::envtest::ControlPlane, args: &[&str], stdin: Option<&str>) -> String {

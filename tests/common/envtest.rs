@@ -273,6 +273,13 @@ impl ControlPlane {
 
     /// Runs kubectl; `Err(stderr)` when it fails.
     pub fn try_kubectl(&self, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
+        let (ok, stdout, stderr) = self.run_kubectl(args, stdin);
+        if ok { Ok(stdout) } else { Err(stderr) }
+    }
+
+    /// Runs kubectl: whether it succeeded, its stdout and its stderr (where kubectl prints the
+    /// API server's warnings even on success).
+    pub fn run_kubectl(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
         use std::io::Write;
         let mut child = Command::new("kubectl")
             .arg("--kubeconfig")
@@ -293,11 +300,11 @@ impl ControlPlane {
         }
         drop(child.stdin.take());
         let out = child.wait_with_output().expect("kubectl output");
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     /// A kube client for this control plane (bound to the calling test's runtime).
