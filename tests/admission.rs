@@ -100,12 +100,21 @@ fn evaluate(case: &Case, index: usize, base: &serde_json::Value) -> policy::Eval
     let spec: CloudRunServiceSpec = serde_json::from_value(case.service(base))
         .unwrap_or_else(|e| panic!("case {}: service: {e}", case.name));
     let ns = case.namespace_name(index);
+    // As at admission: no controller default project.
+    let project = runwarden::controller::context::resolve_project(
+        spec.project_id.as_deref(),
+        case.namespace
+            .annotations
+            .get(runwarden::api::PROJECT_ANNOTATION)
+            .filter(|p| !p.is_empty())
+            .cloned(),
+        None,
+    );
     let subject = Subject {
         spec: &spec,
         namespace: &ns,
         namespace_labels: &case.namespace.labels,
-        // As at admission: no controller default project.
-        project: policy::resolve_project(&spec, &case.namespace.annotations, None),
+        project: project.as_deref(),
     };
     policy::evaluate(&subject, &case.policies())
 }

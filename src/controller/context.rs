@@ -251,3 +251,25 @@ impl Context {
         self.config.resync.mul_f64(0.9 + 0.2 * fastrand::f64())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_project_resolves_spec_then_annotation_then_default() {
+        assert_eq!(resolve_project(None, None, None), None);
+        assert_eq!(
+            resolve_project(None, None, Some("dflt")),
+            Some("dflt".into())
+        );
+        assert_eq!(
+            resolve_project(None, Some("from-ns".into()), Some("dflt")),
+            Some("from-ns".into())
+        );
+        assert_eq!(
+            resolve_project(Some("from-spec"), Some("from-ns".into()), Some("dflt")),
+            Some("from-spec".into())
+        );
+    }
+}

@@ -96,21 +96,6 @@ pub fn without_member(policy: &Policy, role: &str, member: &str) -> Option<Polic
     Some(out)
 }
 
-/// Reads the policy, applies `edit`, and writes the result with the etag it read, starting over
-/// with jittered backoff when someone else changed the policy in between (`ABORTED`).
-/// Returns whether a write happened; no write when `edit` returns `None`.
-pub async fn read_modify_write(
-    api: &dyn IamPolicyApi,
-    resource: &str,
-    edit: impl Fn(&Policy) -> Option<Policy> + Send,
-) -> GcpResult<bool> {
-    let current = api.get_iam_policy(resource).await?;
-    match edit(&current) {
-        None => Ok(false),
-        Some(next) => write_or_retry(api, resource, next, edit).await,
-    }
-}
-
 /// Writes `next` (an edit of a policy already read, carrying its etag); when someone else
 /// changed the policy in between (`ABORTED`), reads it again and re-applies `edit`, with
 /// jittered backoff, up to [`MAX_ATTEMPTS`] writes. Returns whether a write happened (the

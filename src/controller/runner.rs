@@ -254,39 +254,31 @@ fn services_triggers(
     > + Send
     + 'static,
 ) -> Controller<DeserializeGuard<CloudRunService>> {
-    let in_namespace = |store: &Store<DeserializeGuard<CloudRunService>>, namespace: &str| {
-        store
-            .state()
-            .into_iter()
-            .filter(|s| s.namespace().as_deref() == Some(namespace))
-            .collect::<Vec<_>>()
-    };
-    let store = caches.services.clone();
+    let cache = caches.clone();
     let services = services.watches_stream(connector_changes, move |connector| {
         let name = connector.name_any();
-        in_namespace(&store, &connector.namespace().unwrap_or_default())
+        cache
+            .services_in(&connector.namespace().unwrap_or_default())
             .into_iter()
             .filter(|s| vpcaccessconnector::references(s, &name))
             .map(|s| ObjectRef::from_obj(s.as_ref()))
             .collect::<Vec<_>>()
     });
-    let store = caches.services.clone();
+    let cache = caches.clone();
     let services = services.watches_stream(namespace_changes, move |ns| {
-        in_namespace(&store, &ns.name_any())
+        cache
+            .services_in(&ns.name_any())
             .iter()
             .map(|s| ObjectRef::from_obj(s.as_ref()))
             .collect::<Vec<_>>()
     });
-    let (store, namespaces) = (caches.services.clone(), caches.namespaces.clone());
+    let cache = caches.clone();
     services.watches_stream(policy_changes, move |policy| {
         let Ok(p) = &policy.0 else {
             return vec![];
         };
-        runsecuritypolicy::affected_services(p, &store.state(), |ns| {
-            namespaces
-                .get(&ObjectRef::new(ns))
-                .map(|m| m.labels().clone())
-                .unwrap_or_default()
+        runsecuritypolicy::affected_services(p, &cache.services.state(), |ns| {
+            cache.namespace_labels(ns)
         })
     })
 }

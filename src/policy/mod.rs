@@ -74,29 +74,9 @@ pub struct Subject<'a> {
     /// The namespace's labels. `kubernetes.io/metadata.name` is added when missing, as the API
     /// server does.
     pub namespace_labels: &'a BTreeMap<String, String>,
-    /// The resolved Google Cloud project ([`resolve_project`]); `None` leaves `allowedProjects`
+    /// The resolved Google Cloud project ([`crate::controller::context::resolve_project`]); `None` leaves `allowedProjects`
     /// unjudged, as at admission.
     pub project: Option<&'a str>,
-}
-
-/// The project a CloudRunService deploys to: `spec.projectId`, else the namespace annotation
-/// `runwarden.dev/project-id`, else the controller's default. Empty strings count as unset.
-pub fn resolve_project<'a>(
-    spec: &'a CloudRunServiceSpec,
-    namespace_annotations: &'a BTreeMap<String, String>,
-    default_project: Option<&'a str>,
-) -> Option<&'a str> {
-    let set = |p: &&str| !p.is_empty();
-    spec.project_id
-        .as_deref()
-        .filter(set)
-        .or_else(|| {
-            namespace_annotations
-                .get(PROJECT_ANNOTATION)
-                .map(String::as_str)
-                .filter(set)
-        })
-        .or(default_project.filter(set))
 }
 
 /// The violated rules of one policy.
@@ -495,23 +475,5 @@ mod tests {
         ];
         assert_eq!(summarize(&p, &subjects), (2, 1));
         assert_eq!(summarize(&p, &[]), (0, 0));
-    }
-
-    #[test]
-    fn the_project_resolves_spec_then_annotation_then_default() {
-        let mut spec = service(serde_json::json!({}));
-        let none = BTreeMap::new();
-        let annotated = labels(&[(PROJECT_ANNOTATION, "from-ns")]);
-        assert_eq!(resolve_project(&spec, &none, None), None);
-        assert_eq!(resolve_project(&spec, &none, Some("dflt")), Some("dflt"));
-        assert_eq!(
-            resolve_project(&spec, &annotated, Some("dflt")),
-            Some("from-ns")
-        );
-        spec.project_id = Some("from-spec".into());
-        assert_eq!(
-            resolve_project(&spec, &annotated, Some("dflt")),
-            Some("from-spec")
-        );
     }
 }

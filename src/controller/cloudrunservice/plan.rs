@@ -230,27 +230,27 @@ fn admit<'a>(input: &'a Input, p: &mut Plan) -> Option<&'a str> {
     let obj = input.obj;
     let Some(project) = input.project.as_deref() else {
         let message = no_project_message(&obj.namespace().unwrap_or_default());
-        p.set(Cond::fail(SERVICE_READY, INVALID_SPEC, &message));
-        p.outcome = Outcome::Stop(Error::Spec {
-            reason: INVALID_SPEC,
-            message,
-        });
-        return None;
+        let c = Cond::fail(SERVICE_READY, INVALID_SPEC, &message);
+        return p.halt(
+            c,
+            Error::Spec {
+                reason: INVALID_SPEC,
+                message,
+            },
+        );
     };
     if let Err(invalid) = validate::validate(obj) {
         let (c, e) = *invalid;
-        p.set(c);
-        p.outcome = Outcome::Stop(e);
-        return None;
+        return p.halt(c, e);
     }
     p.fields.resource_name = Some(render::service_name(obj, project));
     p.set(input.policy.clone());
     if input.policy.reason == VIOLATION {
-        p.outcome = Outcome::Stop(Error::Spec {
+        let error = Error::Spec {
             reason: VIOLATION,
             message: input.policy.message.clone(),
-        });
-        return None;
+        };
+        return p.halt(input.policy.clone(), error);
     }
     Some(project)
 }
@@ -374,12 +374,14 @@ fn owned(
             "Cloud Run service {name} exists and was not created by this object (its {OWNER_LABEL} label is {}); set spec.adoptionPolicy: Adopt to take it over",
             owner.map_or("absent".to_owned(), |o| format!("{o:?}"))
         );
-        p.set(Cond::fail(SERVICE_READY, ALREADY_EXISTS, &message));
-        p.outcome = Outcome::Stop(Error::Spec {
-            reason: ALREADY_EXISTS,
-            message,
-        });
-        return None;
+        let c = Cond::fail(SERVICE_READY, ALREADY_EXISTS, &message);
+        return p.halt(
+            c,
+            Error::Spec {
+                reason: ALREADY_EXISTS,
+                message,
+            },
+        );
     }
     p.fields.uri = Some(actual.uri.clone()).filter(|u| !u.is_empty());
     p.fields.latest_ready_revision =
