@@ -121,12 +121,7 @@ mod tests {
     use super::*;
 
     fn gcp(code: Code) -> Error {
-        Error::Gcp(GcpError {
-            api: "run",
-            method: "services.patch",
-            code,
-            message: "m".into(),
-        })
+        Error::Gcp(GcpError::new("run", "services.patch", code, "m"))
     }
 
     #[test]

@@ -127,6 +127,33 @@ struct ControllerArgs {
     /// Only watch this namespace (default: all).
     #[arg(long, env = "RUNWARDEN_WATCH_NAMESPACE")]
     watch_namespace: Option<String>,
+    /// Only reconcile objects matching this label selector (e.g. `shard=a`), so that several
+    /// installations can split the objects between them (default: all).
+    #[arg(long, env = "RUNWARDEN_WATCH_SELECTOR")]
+    watch_selector: Option<String>,
+    /// Reconcile nothing in a namespace without the runwarden.dev/google-service-account
+    /// annotation (multi-tenant installs: every team acts in Google as its own identity).
+    #[arg(long, env = "RUNWARDEN_REQUIRE_NAMESPACE_IDENTITY")]
+    require_namespace_identity: bool,
+    /// Client-side budget of Cloud Run Admin API reads per minute, per project and region
+    /// (set your project's real quota).
+    #[arg(
+        long,
+        env = "RUNWARDEN_QUOTA_RUN_READS_PER_MINUTE",
+        default_value_t = 600
+    )]
+    quota_run_reads_per_minute: u32,
+    /// Client-side budget of Cloud Run Admin API writes per minute, per project and region
+    /// (set your project's real quota).
+    #[arg(
+        long,
+        env = "RUNWARDEN_QUOTA_RUN_WRITES_PER_MINUTE",
+        default_value_t = 60
+    )]
+    quota_run_writes_per_minute: u32,
+    /// Longest a single Google API call may take.
+    #[arg(long, env = "RUNWARDEN_GCP_CALL_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    gcp_call_timeout: Duration,
     /// Log line format.
     #[arg(long, env = "RUNWARDEN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -348,6 +375,11 @@ async fn run_controller(args: ControllerArgs) -> Result<(), String> {
         operation_poll: args.operation_poll,
         concurrency: args.concurrency,
         watch_namespace: args.watch_namespace,
+        watch_selector: args.watch_selector,
+        require_namespace_identity: args.require_namespace_identity,
+        quota_run_reads_per_minute: args.quota_run_reads_per_minute,
+        quota_run_writes_per_minute: args.quota_run_writes_per_minute,
+        gcp_call_timeout: args.gcp_call_timeout,
         ..controller::Config::default()
     };
     let parts = Parts {

@@ -34,6 +34,16 @@ pub struct Config {
     pub concurrency: u16,
     /// Only watch this namespace (all when `None`).
     pub watch_namespace: Option<String>,
+    /// Only watch the objects this label selector matches (sharding; all when `None`).
+    pub watch_selector: Option<String>,
+    /// Reconcile nothing in a namespace without `runwarden.dev/google-service-account`.
+    pub require_namespace_identity: bool,
+    /// Client-side budget of Cloud Run Admin API reads per minute, per project and region.
+    pub quota_run_reads_per_minute: u32,
+    /// Client-side budget of Cloud Run Admin API writes per minute, per project and region.
+    pub quota_run_writes_per_minute: u32,
+    /// Longest a single Google call may take before it counts as failed (`DEADLINE_EXCEEDED`).
+    pub gcp_call_timeout: Duration,
 }
 
 impl Default for Config {
@@ -46,6 +56,11 @@ impl Default for Config {
             max_backoff: Duration::from_secs(300),
             concurrency: 16,
             watch_namespace: None,
+            watch_selector: None,
+            require_namespace_identity: false,
+            quota_run_reads_per_minute: 600,
+            quota_run_writes_per_minute: 60,
+            gcp_call_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -55,12 +55,7 @@ mod tests {
     use super::*;
 
     fn err(code: Code) -> GcpError {
-        GcpError {
-            api: "run",
-            method: "operations.get",
-            code,
-            message: "m".into(),
-        }
+        GcpError::new("run", "operations.get", code, "m")
     }
 
     #[test]

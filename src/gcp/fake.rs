@@ -145,12 +145,7 @@ impl DerefMut for Call<'_> {
 
 impl Call<'_> {
     fn err(&self, code: Code, message: impl Into<String>) -> GcpError {
-        GcpError {
-            api: self.api,
-            method: self.method,
-            code,
-            message: message.into(),
-        }
+        GcpError::new(self.api, self.method, code, message)
     }
 }
 

@@ -112,12 +112,7 @@ fn to_gcp_error(api: &'static str, method: &'static str, e: &GaxError) -> GcpErr
             None => (Code::Unavailable, e.to_string()),
         },
     };
-    GcpError {
-        api,
-        method,
-        code,
-        message,
-    }
+    GcpError::new(api, method, code, message)
 }
 
 /// The gRPC code Google uses for an HTTP status without a JSON error body.
@@ -353,14 +348,16 @@ impl ProjectsApi for ProjectsClient {
             .strip_prefix("projects/")
             .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
             .map(str::to_owned)
-            .ok_or_else(|| GcpError {
-                api: "resourcemanager",
-                method: "projects.get",
-                code: Code::Internal,
-                message: format!(
-                    "project {project_id} has no project number in its name {:?}",
-                    project.name
-                ),
+            .ok_or_else(|| {
+                GcpError::new(
+                    "resourcemanager",
+                    "projects.get",
+                    Code::Internal,
+                    format!(
+                        "project {project_id} has no project number in its name {:?}",
+                        project.name
+                    ),
+                )
             })
     }
 }
@@ -379,12 +376,7 @@ mod tests {
 
     #[test]
     fn not_found_is_absence_and_other_errors_stay_errors() {
-        let err = |code| GcpError {
-            api: "run",
-            method: "services.get",
-            code,
-            message: String::new(),
-        };
+        let err = |code| GcpError::new("run", "services.get", code, "");
         assert_eq!(found::<()>(Err(err(Code::NotFound))), Ok(None));
         assert_eq!(
             found::<()>(Err(err(Code::PermissionDenied))),

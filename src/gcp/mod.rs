@@ -30,9 +30,27 @@ pub struct GcpError {
     pub code: Code,
     /// Google's message, shown to users in conditions and events.
     pub message: String,
+    /// How long Google asked the caller to wait before retrying (`google.rpc.RetryInfo`).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl GcpError {
+    /// An error without retry advice.
+    pub fn new(
+        api: &'static str,
+        method: &'static str,
+        code: Code,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            api,
+            method,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
     /// Whether retrying the same call later can succeed without any change.
     pub fn is_transient(&self) -> bool {
         matches!(

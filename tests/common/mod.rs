@@ -94,6 +94,7 @@ impl Harness {
             max_backoff: Duration::from_secs(5),
             concurrency: 4,
             watch_namespace: Some(ns.clone()),
+            ..controller::Config::default()
         };
         Some(Harness {
             plane,

@@ -55,12 +55,7 @@ struct Google {
 }
 
 fn gcp_error(code: Code) -> GcpError {
-    GcpError {
-        api: "run",
-        method: "x",
-        code,
-        message: format!("{code:?} from Google"),
-    }
+    GcpError::new("run", "x", code, format!("{code:?} from Google"))
 }
 
 /// Runs the plan against `google` as the controller would (each read made when asked), and
