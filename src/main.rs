@@ -330,7 +330,14 @@ async fn run_controller(args: ControllerArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot reach Kubernetes: {e}"))?;
     let metrics = Arc::new(Metrics::default());
-    let gcp = gcp::google::connect(endpoint.as_deref(), credentials, metrics.clone())
+    let clients = Arc::new(gcp::identity::Clients::new(gcp::identity::GoogleConnect {
+        endpoint: endpoint.clone(),
+        base: credentials,
+        metrics: metrics.clone(),
+    }));
+    // Fail fast on clients that cannot be built, before taking any lease.
+    clients
+        .get(&gcp::identity::Identity::Controller)
         .await
         .map_err(|e| e.to_string())?;
     let health = Health::default();
@@ -384,7 +391,7 @@ async fn run_controller(args: ControllerArgs) -> Result<(), String> {
     };
     let parts = Parts {
         client: client.clone(),
-        gcp,
+        clients,
         config,
         recorder,
         metrics: metrics.clone(),

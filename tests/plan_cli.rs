@@ -118,6 +118,8 @@ async fn stdin_in_sync_drift_and_json() {
             project: Some("acme-team-prod".into()),
             connector: None,
             policy: runwarden::controller::conditions::Cond::ok("PolicyCompliant", "NoPolicy", ""),
+            identity: Ok(runwarden::gcp::identity::Identity::Controller),
+            owners: &runwarden::controller::cloudrunservice::plan::NoOwners,
         };
         let (status, _) =
             runwarden::controller::cloudrunservice::pass(&input, &gcp, &numbers).await;

@@ -10,6 +10,9 @@ pub const FINALIZER: &str = "runwarden.dev/cleanup";
 pub const FIELD_MANAGER: &str = "runwarden";
 /// Namespace annotation naming the default Google Cloud project of the namespace.
 pub const PROJECT_ANNOTATION: &str = "runwarden.dev/project-id";
+/// Namespace annotation naming the Google service account every Google call for the namespace's
+/// objects is made as (tenancy).
+pub const GOOGLE_SERVICE_ACCOUNT_ANNOTATION: &str = "runwarden.dev/google-service-account";
 /// Label put on every Google resource runwarden creates.
 pub const MANAGED_BY_LABEL: &str = "managed-by";
 /// Value of [`MANAGED_BY_LABEL`].

@@ -12,8 +12,9 @@ use kube::{Client, Resource, ResourceExt};
 use tracing::warn;
 
 use super::iam;
-use crate::api::PROJECT_ANNOTATION;
 use crate::api::v1alpha1::{CloudRunService, RunSecurityPolicy, VpcAccessConnector};
+use crate::api::{GOOGLE_SERVICE_ACCOUNT_ANNOTATION, PROJECT_ANNOTATION};
+use crate::gcp::identity::{Clients, Identity, is_service_account_email};
 use crate::gcp::{Gcp, GcpResult, ProjectsApi};
 use crate::metrics::Metrics;
 
@@ -135,6 +136,25 @@ pub fn resolve_project(
         .or_else(|| default_project.map(str::to_owned))
 }
 
+/// The identity of a namespace's objects: the service account its annotation names; the
+/// controller's own without one, unless `required` (multi-tenant installs fail closed). `Err`
+/// says what is wrong, for the `IdentityNotConfigured` condition.
+pub fn identity_of(
+    namespace: &str,
+    annotation: Option<&str>,
+    required: bool,
+) -> Result<Identity, String> {
+    match Identity::of(annotation) {
+        Identity::Controller if required => Err(format!(
+            "namespace {namespace} has no {GOOGLE_SERVICE_ACCOUNT_ANNOTATION} annotation, and this controller runs with --require-namespace-identity: a cluster admin must name the Google service account this namespace acts as (kubectl annotate namespace {namespace} {GOOGLE_SERVICE_ACCOUNT_ANNOTATION}=NAME@PROJECT.iam.gserviceaccount.com)"
+        )),
+        Identity::ServiceAccount(email) if !is_service_account_email(&email) => Err(format!(
+            "namespace {namespace}'s {GOOGLE_SERVICE_ACCOUNT_ANNOTATION} annotation {email:?} is not a service account e-mail (NAME@PROJECT.iam.gserviceaccount.com)"
+        )),
+        identity => Ok(identity),
+    }
+}
+
 /// Project numbers by project id: read from Resource Manager once, then cached (they never
 /// change).
 #[derive(Default)]
@@ -164,8 +184,8 @@ impl ProjectNumbers {
 pub struct Context {
     /// Kubernetes client.
     pub client: Client,
-    /// Google API clients.
-    pub gcp: Gcp,
+    /// Google API clients, one set per identity.
+    pub clients: Arc<Clients>,
     /// Settings.
     pub config: Config,
     /// The one event recorder.
@@ -184,7 +204,7 @@ impl Context {
     /// A context over these clients and caches.
     pub fn new(
         client: Client,
-        gcp: Gcp,
+        clients: Arc<Clients>,
         config: Config,
         recorder: Recorder,
         metrics: Arc<Metrics>,
@@ -192,7 +212,7 @@ impl Context {
     ) -> Self {
         Self {
             client,
-            gcp,
+            clients,
             config,
             recorder,
             metrics,
@@ -210,6 +230,25 @@ impl Context {
                 .namespace_annotation(namespace, PROJECT_ANNOTATION),
             self.config.default_project.as_deref(),
         )
+    }
+
+    /// Whose credentials the Google calls for objects of `namespace` use (see [`identity_of`]).
+    pub fn identity_for(&self, namespace: &str) -> Result<Identity, String> {
+        identity_of(
+            namespace,
+            self.caches
+                .namespace_annotation(namespace, GOOGLE_SERVICE_ACCOUNT_ANNOTATION)
+                .as_deref(),
+            self.config.require_namespace_identity,
+        )
+    }
+
+    /// The API clients that act as `identity`.
+    pub async fn gcp(&self, identity: &Result<Identity, String>) -> GcpResult<Gcp> {
+        // Without an identity the plan stops before any call: the controller's clients are
+        // handed over unused.
+        let identity = identity.as_ref().unwrap_or(&Identity::Controller);
+        self.clients.get(identity).await
     }
 
     /// The next delay after one more transient failure of an object.
@@ -270,6 +309,27 @@ impl Context {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_namespace_acts_as_its_service_account_and_fails_closed_when_required() {
+        let sa = "team-a@proj-a.iam.gserviceaccount.com";
+        assert_eq!(identity_of("a", None, false), Ok(Identity::Controller));
+        assert_eq!(
+            identity_of("a", Some(sa), false),
+            Ok(Identity::ServiceAccount(sa.into()))
+        );
+        assert_eq!(
+            identity_of("a", Some(sa), true),
+            Ok(Identity::ServiceAccount(sa.into()))
+        );
+        let missing = identity_of("a", None, true).unwrap_err();
+        assert!(
+            missing.contains("--require-namespace-identity"),
+            "{missing}"
+        );
+        let bad = identity_of("a", Some("alice@example.com"), false).unwrap_err();
+        assert!(bad.contains("not a service account"), "{bad}");
+    }
 
     #[test]
     fn the_project_resolves_spec_then_annotation_then_default() {

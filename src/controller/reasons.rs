@@ -7,6 +7,12 @@
 pub const INVALID_SPEC: &str = "InvalidSpec";
 /// A Google resource of that name exists and is not this object's.
 pub const ALREADY_EXISTS: &str = "AlreadyExists";
+/// `Adopt` names a Google resource that another live object owns.
+pub const ALREADY_OWNED: &str = "AlreadyOwned";
+/// `--require-namespace-identity` and the namespace names no Google service account.
+pub const IDENTITY_NOT_CONFIGURED: &str = "IdentityNotConfigured";
+/// The project now resolves elsewhere than where the object's Google resource lives.
+pub const PROJECT_CHANGED: &str = "ProjectChanged";
 /// The key is not in the service's region.
 pub const LOCATION_MISMATCH: &str = "LocationMismatch";
 /// The connector is not in the service's region.

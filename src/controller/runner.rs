@@ -16,7 +16,6 @@ use serde::de::DeserializeOwned;
 use super::context::Caches;
 use super::{Config, Context, cloudrunservice, runsecuritypolicy, vpcaccessconnector};
 use crate::api::v1alpha1::{CloudRunService, RunSecurityPolicy, VpcAccessConnector};
-use crate::gcp::Gcp;
 use crate::metrics::Metrics;
 
 /// Handles the daemon shares with its HTTP endpoints.
@@ -40,8 +39,8 @@ impl Health {
 pub struct Parts {
     /// Kubernetes client.
     pub client: Client,
-    /// Google API clients.
-    pub gcp: Gcp,
+    /// Google API clients, one set per identity.
+    pub clients: Arc<crate::gcp::identity::Clients>,
     /// Settings.
     pub config: Config,
     /// The one event recorder.
@@ -181,7 +180,7 @@ pub async fn run(
 
     let ctx = Arc::new(Context::new(
         parts.client,
-        parts.gcp,
+        parts.clients,
         parts.config,
         parts.recorder,
         parts.metrics,

@@ -29,7 +29,7 @@ pub use output::{render_json, render_text};
 use crate::api::v1alpha1::{CloudRunService, VpcAccessConnector};
 use crate::api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, OWNER_LABEL, PROJECT_ANNOTATION};
 use crate::controller::cloudrunservice::observe::Observed;
-use crate::controller::cloudrunservice::plan::{self as service_plan, Change, Input};
+use crate::controller::cloudrunservice::plan::{self as service_plan, Change, Input, NoOwners};
 use crate::controller::cloudrunservice::render;
 use crate::controller::conditions::Cond;
 use crate::controller::context::{ProjectNumbers, resolve_project};
@@ -37,6 +37,7 @@ use crate::controller::vpcaccessconnector::{self, plan as connector_plan};
 use crate::controller::{Outcome, observe_and_plan_from};
 use crate::error::Error;
 use crate::gcp::Gcp;
+use crate::gcp::identity::Identity;
 use crate::manifest::Manifests;
 
 /// What a reconcile would do with one object.
@@ -296,11 +297,15 @@ async fn plan_service(
         }
         seed.service = Some(read);
     }
+    // `runwarden plan` reads with the caller's own credentials, whatever identity the namespace
+    // names.
     let input = Input {
         obj: &obj,
         project,
         connector,
         policy,
+        identity: Ok(Identity::Controller),
+        owners: &NoOwners,
     };
     let (plan, observed) =
         observe_and_plan_from(seed, gcp, numbers, |o| service_plan::plan(&input, o)).await;
@@ -517,6 +522,8 @@ async fn plan_connector(
         obj: &obj,
         project,
         users: vec![],
+        identity: Ok(Identity::Controller),
+        claimed_by: None,
     };
     let (plan, _) = observe_and_plan_from(connector_plan::Observed::default(), gcp, numbers, |o| {
         connector_plan::plan(&input, o)

@@ -62,6 +62,8 @@ async fn deploy(google: &FakeGcp, docs: &[&str]) {
             project: Some("acme-team-prod".into()),
             connector: None,
             policy: Cond::ok("PolicyCompliant", "NoPolicy", ""),
+            identity: Ok(crate::gcp::identity::Identity::Controller),
+            owners: &crate::controller::cloudrunservice::plan::NoOwners,
         };
         let (status, _) =
             crate::controller::cloudrunservice::pass(&input, &google.gcp(), &numbers).await;

@@ -111,13 +111,6 @@ impl Harness {
 
     /// Starts the controller (again) in-process.
     pub async fn start_controller(&mut self) {
-        let gcp = runwarden::gcp::google::connect(
-            Some(&self.emu.endpoint()),
-            anonymous(),
-            self.metrics.clone(),
-        )
-        .await
-        .expect("gcp clients");
         let recorder = kube::runtime::events::Recorder::new(
             self.client.clone(),
             kube::runtime::events::Reporter {
@@ -127,7 +120,13 @@ impl Harness {
         );
         let parts = Parts {
             client: self.client.clone(),
-            gcp,
+            clients: Arc::new(runwarden::gcp::identity::Clients::new(
+                runwarden::gcp::identity::GoogleConnect {
+                    endpoint: Some(self.emu.endpoint()),
+                    base: anonymous(),
+                    metrics: self.metrics.clone(),
+                },
+            )),
             config: self.config.clone(),
             recorder,
             metrics: self.metrics.clone(),

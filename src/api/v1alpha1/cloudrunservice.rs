@@ -48,6 +48,7 @@ use super::Condition;
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.serviceName) == has(oldSelf.serviceName)").message("spec.serviceName is immutable: it can be neither added nor removed after creation"))]
+#[x_kube(validation = Rule::new("!has(oldSelf.projectId) || has(self.projectId)").message("spec.projectId is immutable: it cannot be removed once set"))]
 #[x_kube(validation = Rule::new("!has(self.encryption) || self.encryption.kmsKey.contains('/locations/' + self.region + '/')").message("spec.encryption.kmsKey must be in the same location as spec.region"))]
 #[x_kube(validation = Rule::new("!has(self.traffic) || size(self.traffic) == 0 || self.traffic.map(t, t.percent).sum() == 100").message("spec.traffic: the percents must sum to 100"))]
 #[x_kube(validation = Rule::new("!has(self.traffic) || self.traffic.all(a, !has(a.tag) || self.traffic.filter(b, has(b.tag) && b.tag == a.tag).size() == 1)").message("spec.traffic: a tag may appear at most once"))]
@@ -60,12 +61,14 @@ use super::Condition;
 #[x_kube(validation = Rule::new("self.containers.all(c, !has(c.dependsOn) || c.dependsOn.all(d, self.containers.exists(o, has(o.name) && o.name == d)))").message("spec.containers[].dependsOn: each entry must name another container"))]
 pub struct CloudRunServiceSpec {
     /// Google Cloud project id. Defaults to the namespace annotation `runwarden.dev/project-id`,
-    /// then to the controller's `--default-project`.
+    /// then to the controller's `--default-project`. Immutable once set: the service stays in
+    /// the project it was created in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(min = 6, max = 30),
         regex(pattern = r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")
     )]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("spec.projectId is immutable: create a new CloudRunService instead"))]
     pub project_id: Option<String>,
 
     /// Cloud Run region, e.g. `europe-west1`. Immutable.

@@ -206,7 +206,8 @@ pub async fn execute_cleanup(plan: CleanupPlan, gcp: &Gcp) -> Cleaned {
                 outcome = CleanupOutcome::wait(format!("deletion of {name}"));
             }
             Err(e) => {
-                let (c, err) = service_failed(&e);
+                let (mut c, err) = service_failed(&e);
+                c.message = format!("{}; {}", c.message, super::plan::stuck_deletion_help(&name));
                 conditions.push(c);
                 outcome = CleanupOutcome::Stop(err);
             }

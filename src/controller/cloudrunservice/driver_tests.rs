@@ -57,6 +57,8 @@ impl World {
             project: Some("p1".into()),
             connector: None,
             policy: Cond::ok(POLICY_COMPLIANT, reasons::NO_POLICY, "none"),
+            identity: Ok(crate::gcp::identity::Identity::Controller),
+            owners: &super::plan::NoOwners,
         };
         let (status, applied) = pass(&input, &self.google.gcp(), &self.numbers).await;
         let outcome = match &applied.outcome {

@@ -60,7 +60,10 @@ impl super::frame::Finalized for CloudRunService {
 }
 
 async fn apply(obj: &CloudRunService, ctx: &Context) -> Result<Action> {
-    let (status, applied) = pass(&input(obj, ctx), &ctx.gcp, &ctx.project_numbers).await;
+    let owners = CachedOwners(ctx);
+    let input = input(obj, ctx, &owners);
+    let gcp = ctx.gcp(&input.identity).await?;
+    let (status, applied) = pass(&input, &gcp, &ctx.project_numbers).await;
     ctx.publish(obj, &applied.notes).await;
     write_status(&ctx.client, obj, obj.status.as_ref(), &status).await?;
     applied.outcome.into_result(ctx)
@@ -85,12 +88,14 @@ pub async fn pass(
 }
 
 async fn cleanup(obj: &CloudRunService, ctx: &Context) -> Result<Action> {
-    let input = input(obj, ctx);
-    let plan = observe_and_plan(&ctx.gcp, &ctx.project_numbers, |o| {
+    let owners = CachedOwners(ctx);
+    let input = input(obj, ctx, &owners);
+    let gcp = ctx.gcp(&input.identity).await?;
+    let plan = observe_and_plan(&gcp, &ctx.project_numbers, |o| {
         plan::plan_cleanup(&input, o)
     })
     .await;
-    let cleaned = act::execute_cleanup(plan, &ctx.gcp).await;
+    let cleaned = act::execute_cleanup(plan, &gcp).await;
     ctx.publish(obj, &cleaned.notes).await;
     let result = cleaned.outcome.into_result(ctx);
     let previous = obj.status.as_ref().and_then(|s| s.operation.as_ref());
@@ -105,8 +110,42 @@ async fn cleanup(obj: &CloudRunService, ctx: &Context) -> Result<Action> {
 #[cfg(test)]
 mod driver_tests;
 
+/// The owners of Google resources, as the controller's cache of CloudRunServices knows them.
+/// A controller that watches only some objects (`--watch-namespace`, `--watch-selector`) cannot
+/// tell that an owner outside its watch is gone, so it takes every unknown owner as live:
+/// adoption fails closed.
+struct CachedOwners<'a>(&'a Context);
+
+impl std::fmt::Debug for CachedOwners<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CachedOwners")
+    }
+}
+
+impl plan::Owners for CachedOwners<'_> {
+    fn live(&self, uid: &str) -> Option<String> {
+        let found = self
+            .0
+            .caches
+            .services
+            .state()
+            .into_iter()
+            .find(|s| s.meta().uid.as_deref() == Some(uid))
+            .map(|s| format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any()));
+        let config = &self.0.config;
+        let partial = config.watch_namespace.is_some() || config.watch_selector.is_some();
+        found.or_else(|| {
+            partial.then(|| {
+                format!(
+                    "with uid {uid}, outside this controller's --watch-namespace/--watch-selector (it may be live)"
+                )
+            })
+        })
+    }
+}
+
 /// What a pass knows about the object from the controller's caches.
-fn input<'a>(obj: &'a CloudRunService, ctx: &Context) -> Input<'a> {
+fn input<'a>(obj: &'a CloudRunService, ctx: &Context, owners: &'a dyn plan::Owners) -> Input<'a> {
     let namespace = obj.namespace().unwrap_or_default();
     let connector = obj
         .spec
@@ -126,6 +165,8 @@ fn input<'a>(obj: &'a CloudRunService, ctx: &Context) -> Input<'a> {
         project,
         connector,
         policy,
+        identity: ctx.identity_for(&namespace),
+        owners,
     }
 }
 

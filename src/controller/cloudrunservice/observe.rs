@@ -34,6 +34,8 @@ pub enum Read {
     Operation(String),
     /// The Cloud Run service, by full name.
     Service(String),
+    /// The service `status.resourceName` names, when the project now resolves elsewhere.
+    Pinned(String),
     /// The IAM policy of the Cloud Run service.
     InvokerPolicy(String),
 }
@@ -53,6 +55,8 @@ pub struct Observed {
     pub operation: Option<GcpResult<Operation>>,
     /// The Cloud Run service.
     pub service: Option<GcpResult<Option<Service>>>,
+    /// The service of `status.resourceName`, when it is not the one the spec now names.
+    pub pinned: Option<GcpResult<Option<Service>>>,
     /// The service's IAM policy.
     pub invoker_policy: Option<GcpResult<Policy>>,
 }
@@ -83,6 +87,7 @@ impl Observed {
             Read::KeyPolicy(name) => self.key_policy = Some(gcp.kms.get_iam_policy(name).await),
             Read::Operation(name) => self.operation = Some(gcp.run.get_operation(name).await),
             Read::Service(name) => self.service = Some(gcp.run.get_service(name).await),
+            Read::Pinned(name) => self.pinned = Some(gcp.run.get_service(name).await),
             Read::InvokerPolicy(name) => {
                 self.invoker_policy = Some(gcp.run.get_iam_policy(name).await);
             }

@@ -15,13 +15,14 @@ use crate::api::v1alpha1::{
     AdoptionPolicy, CloudRunService, CloudRunServiceStatus, DeletionPolicy, DriftAspect,
     ManagementPolicy, TrafficStatus,
 };
-use crate::api::{MANAGED_BY_LABEL, OWNER_LABEL};
+use crate::api::{MANAGED_BY_LABEL, OWNER_LABEL, PROJECT_ANNOTATION};
 use crate::controller::conditions::Cond;
 use crate::controller::iam::{self, ALL_USERS, INVOKER_ROLE};
 use crate::controller::operation::{Followed, follow};
 use crate::controller::reasons::*;
 use crate::controller::{CleanupOutcome, Note, Outcome, last_segment, no_project_message};
 use crate::error::{Error, reason_of};
+use crate::gcp::identity::Identity;
 use crate::gcp::{Code, GcpError};
 
 /// What a pass knows without calling Google: the object and what the caches say about it.
@@ -35,6 +36,28 @@ pub struct Input<'a> {
     pub connector: Option<crate::api::v1alpha1::VpcAccessConnector>,
     /// `PolicyCompliant`, as the RunSecurityPolicies that match the namespace judge the spec.
     pub policy: Cond,
+    /// Whose credentials the pass acts with; `Err`: none usable (`IdentityNotConfigured`).
+    pub identity: Result<Identity, String>,
+    /// The live objects that own Google resources, by the owner uid the resources carry.
+    pub owners: &'a dyn Owners,
+}
+
+/// Which live object of the cluster owns a Google resource, by the `runwarden-owner` uid it
+/// carries.
+pub trait Owners: std::fmt::Debug + Sync {
+    /// `namespace/name` of the live object with `uid` (or why it may be live), `None` when no
+    /// object has it.
+    fn live(&self, uid: &str) -> Option<String>;
+}
+
+/// No object owns anything (plans without a cluster).
+#[derive(Debug)]
+pub struct NoOwners;
+
+impl Owners for NoOwners {
+    fn live(&self, _: &str) -> Option<String> {
+        None
+    }
 }
 
 /// The status fields besides conditions, as a pass leaves them.
@@ -184,7 +207,7 @@ type Step<T> = Result<Option<T>, Read>;
 /// not ours ([`owned`]), then compared ([`observe_only`] or [`manage`]) → invokers.
 pub fn plan(input: &Input, obs: &Observed) -> Result<Plan, Read> {
     let mut p = Plan::new(input.obj.status.as_ref());
-    let Some(project) = admit(input, &mut p) else {
+    let Some(project) = admit(input, obs, &mut p)? else {
         return Ok(p);
     };
     let Some((connector, grant_drift)) = dependencies(input, project, obs, &mut p)? else {
@@ -224,24 +247,36 @@ pub fn plan(input: &Input, obs: &Observed) -> Result<Plan, Read> {
     }
 }
 
-/// The project, the controller's validation and the guardrails: nothing is read from Google
-/// for an object they stop.
-fn admit<'a>(input: &'a Input, p: &mut Plan) -> Option<&'a str> {
+/// The identity, the project, the controller's validation and the guardrails: nothing is read
+/// from Google for an object they stop (but the service it already manages, when the project
+/// now resolves elsewhere).
+fn admit<'a>(input: &'a Input, obs: &Observed, p: &mut Plan) -> Step<&'a str> {
     let obj = input.obj;
+    if let Err(message) = &input.identity {
+        let c = Cond::fail(SERVICE_READY, IDENTITY_NOT_CONFIGURED, message);
+        let e = Error::Spec {
+            reason: IDENTITY_NOT_CONFIGURED,
+            message: message.clone(),
+        };
+        return Ok(p.halt(c, e));
+    }
     let Some(project) = input.project.as_deref() else {
         let message = no_project_message(&obj.namespace().unwrap_or_default());
         let c = Cond::fail(SERVICE_READY, INVALID_SPEC, &message);
-        return p.halt(
+        return Ok(p.halt(
             c,
             Error::Spec {
                 reason: INVALID_SPEC,
                 message,
             },
-        );
+        ));
     };
     if let Err(invalid) = validate::validate(obj) {
         let (c, e) = *invalid;
-        return p.halt(c, e);
+        return Ok(p.halt(c, e));
+    }
+    if pinned_elsewhere(input, project, obs, p)?.is_none() {
+        return Ok(None);
     }
     p.fields.resource_name = Some(render::service_name(obj, project));
     p.set(input.policy.clone());
@@ -250,9 +285,46 @@ fn admit<'a>(input: &'a Input, p: &mut Plan) -> Option<&'a str> {
             reason: VIOLATION,
             message: input.policy.message.clone(),
         };
-        return p.halt(input.policy.clone(), error);
+        return Ok(p.halt(input.policy.clone(), error));
     }
-    Some(project)
+    Ok(Some(project))
+}
+
+/// The service this object manages stays where it is: when the project now resolves elsewhere
+/// (the namespace's annotation or the default changed; `spec.projectId` is immutable) and the
+/// service named in `status.resourceName` is still this object's, the pass stops with
+/// `ProjectChanged` instead of creating a second service and orphaning the first. A pinned name
+/// with nothing of this object behind it (never created, or deleted) is simply replaced.
+fn pinned_elsewhere(input: &Input, project: &str, obs: &Observed, p: &mut Plan) -> Step<()> {
+    let obj = input.obj;
+    let wanted = render::service_name(obj, project);
+    let Some(pinned) = obj
+        .status
+        .as_ref()
+        .and_then(|s| s.resource_name.clone())
+        .filter(|n| *n != wanted)
+    else {
+        return Ok(Some(()));
+    };
+    let uid = obj.metadata.uid.as_deref().unwrap_or_default();
+    match need(&obs.pinned, || Read::Pinned(pinned.clone()))? {
+        Err(e) => {
+            let c = Cond::fail(SERVICE_READY, reason_of(e.code), e.message.clone());
+            Ok(p.halt(c, e.clone().into()))
+        }
+        Ok(Some(s)) if s.labels.get(OWNER_LABEL).map(String::as_str) == Some(uid) => {
+            let message = format!(
+                "this object manages Cloud Run service {pinned}, but its project now resolves to {project} (the namespace's {PROJECT_ANNOTATION} annotation or the controller's default project changed); runwarden neither moves nor orphans a service: restore the project, or delete this object (its deletionPolicy applies to {pinned}) and create it again"
+            );
+            let c = Cond::fail(SERVICE_READY, PROJECT_CHANGED, &message);
+            let e = Error::Spec {
+                reason: PROJECT_CHANGED,
+                message,
+            };
+            Ok(p.halt(c, e))
+        }
+        Ok(_) => Ok(Some(())),
+    }
 }
 
 /// Egress and the key: the connector's full name to deploy with, and whether (in Observe) the
@@ -369,6 +441,22 @@ fn owned(
     let ours = owner == Some(uid);
     // Observe writes nothing, so it may look at a service it does not own.
     let observe = obj.spec.management_policy == ManagementPolicy::Observe;
+    if let Some(other) = owner
+        .filter(|o| !ours && !observe && !o.is_empty())
+        .and_then(|o| input.owners.live(o))
+    {
+        let message = format!(
+            "Cloud Run service {name} is owned by CloudRunService {other}; adoptionPolicy: Adopt never takes a service another live object owns (to hand it over, delete that object with deletionPolicy: Abandon first)"
+        );
+        let c = Cond::fail(SERVICE_READY, ALREADY_OWNED, &message);
+        return p.halt(
+            c,
+            Error::Blocked {
+                reason: ALREADY_OWNED,
+                message,
+            },
+        );
+    }
     if !ours && !observe && obj.spec.adoption_policy == AdoptionPolicy::Never {
         let message = format!(
             "Cloud Run service {name} exists and was not created by this object (its {OWNER_LABEL} label is {}); set spec.adoptionPolicy: Adopt to take it over",
@@ -717,16 +805,37 @@ pub fn plan_cleanup(input: &Input, obs: &Observed) -> Result<CleanupPlan, Read> 
         ));
         return Ok(p);
     }
-    // Without a project nothing can have been created.
-    let Some(project) = input.project.as_deref() else {
+    // The service this object created or adopted is the one its status names; without one and
+    // without a project, nothing can have been created.
+    let pinned = obj.status.as_ref().and_then(|s| s.resource_name.clone());
+    let Some(name) = pinned.or_else(|| {
+        input
+            .project
+            .as_deref()
+            .map(|project| render::service_name(obj, project))
+    }) else {
         return Ok(p);
     };
-    let name = render::service_name(obj, project);
+    if let Err(message) = &input.identity {
+        p.conditions.push(Cond::fail(
+            SERVICE_READY,
+            IDENTITY_NOT_CONFIGURED,
+            format!(
+                "cannot delete {name}: {message}; {}",
+                stuck_deletion_help(&name)
+            ),
+        ));
+        p.outcome = CleanupOutcome::Stop(Error::Spec {
+            reason: IDENTITY_NOT_CONFIGURED,
+            message: message.clone(),
+        });
+        return Ok(p);
+    }
     let failed = |mut p: CleanupPlan, e: &GcpError| {
         p.conditions.push(Cond::fail(
             SERVICE_READY,
             reason_of(e.code),
-            e.message.clone(),
+            format!("{}; {}", e.message, stuck_deletion_help(&name)),
         ));
         p.outcome = CleanupOutcome::Stop(e.clone().into());
         Ok(p)
@@ -780,6 +889,13 @@ pub fn plan_cleanup(input: &Input, obs: &Observed) -> Result<CleanupPlan, Read> 
     }
     p.delete = Some(name);
     Ok(p)
+}
+
+/// How to get an object whose Google service cannot be deleted out of its finalizer.
+pub(super) fn stuck_deletion_help(name: &str) -> String {
+    format!(
+        "the finalizer keeps this object until {name} is deleted: give the namespace's Google identity the permission (roles/run.admin on the project), or set spec.deletionPolicy: Abandon to leave the service in Google and let the object go"
+    )
 }
 
 #[cfg(test)]

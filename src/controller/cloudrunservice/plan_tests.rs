@@ -8,7 +8,7 @@ use google_cloud_longrunning::model::Operation;
 use google_cloud_run_v2::model::{Condition, condition};
 
 use super::*;
-use crate::api::v1alpha1::{CloudRunServiceSpec, status};
+use crate::api::v1alpha1::{CloudRunServiceSpec, CloudRunServiceStatus, status};
 use crate::controller::cloudrunservice::{ENCRYPTION_READY, NETWORK_READY};
 
 const PROJECT: &str = "p1";
@@ -39,6 +39,8 @@ fn input(obj: &CloudRunService) -> Input<'_> {
         project: Some(PROJECT.into()),
         connector: None,
         policy: Cond::ok(super::super::POLICY_COMPLIANT, NO_POLICY, "none"),
+        identity: Ok(Identity::Controller),
+        owners: &NoOwners,
     }
 }
 
@@ -52,6 +54,8 @@ struct Google {
     operation: Option<Operation>,
     key: Option<CryptoKey>,
     key_policy: Policy,
+    /// The service `status.resourceName` names, when the project resolves elsewhere.
+    pinned: Option<Service>,
 }
 
 fn gcp_error(code: Code) -> GcpError {
@@ -93,6 +97,7 @@ fn run(input: &Input, google: &Google) -> (Plan, Vec<Read>) {
                     Read::Key(_) => obs.key = Some(Ok(google.key.clone())),
                     Read::KeyPolicy(_) => obs.key_policy = Some(Ok(google.key_policy.clone())),
                     Read::Connector(_) => obs.connector = Some(Ok(None)),
+                    Read::Pinned(_) => obs.pinned = Some(Ok(google.pinned.clone())),
                 }
                 reads.push(read);
             }
@@ -478,4 +483,106 @@ fn cleanup_deletes_only_its_own_service() {
     let abandon = object(serde_json::json!({"deletionPolicy": "Abandon"}));
     let p = plan_cleanup(&input(&abandon), &Observed::default()).unwrap();
     assert_eq!((p.delete, p.notes[0].reason), (None, "Abandoned"));
+}
+
+/// The cluster's live owners, for tests: one object, `team-b/api`, with uid `uid-b`.
+#[derive(Debug)]
+struct OneLiveOwner;
+
+impl Owners for OneLiveOwner {
+    fn live(&self, uid: &str) -> Option<String> {
+        (uid == "uid-b").then(|| "team-b/api".to_owned())
+    }
+}
+
+#[test]
+fn without_an_identity_nothing_is_read_and_the_pass_waits_for_the_namespace() {
+    let obj = object(serde_json::json!({}));
+    let mut i = input(&obj);
+    i.identity = Err("namespace team has no runwarden.dev/google-service-account".into());
+    let (p, reads) = run(&i, &Google::default());
+    assert!(reads.is_empty(), "{reads:?}");
+    assert!(p.changes.is_empty());
+    assert_eq!(stop_reason(&p), (IDENTITY_NOT_CONFIGURED, false));
+    assert_eq!(cond(&p, SERVICE_READY).reason, IDENTITY_NOT_CONFIGURED);
+
+    let p = plan_cleanup(&i, &Observed::default()).unwrap();
+    assert_eq!(p.delete, None, "nothing deleted with no identity to act as");
+    assert!(matches!(p.outcome, CleanupOutcome::Stop(_)));
+    assert!(p.conditions[0].message.contains("deletionPolicy: Abandon"));
+}
+
+#[test]
+fn adopt_never_takes_a_service_another_live_object_owns() {
+    let adopting = object(serde_json::json!({"adoptionPolicy": "Adopt"}));
+    let mut theirs = deployed(&adopting);
+    theirs.labels.insert(OWNER_LABEL.into(), "uid-b".into());
+    let google = Google {
+        service: Some(theirs.clone()),
+        ..Default::default()
+    };
+    let mut i = input(&adopting);
+    i.owners = &OneLiveOwner;
+    let (p, reads) = run(&i, &google);
+    assert!(p.changes.is_empty(), "nothing written: {:?}", p.changes);
+    assert_eq!(reads.len(), 1, "{reads:?}");
+    assert_eq!(stop_reason(&p), (ALREADY_OWNED, true));
+    assert!(cond(&p, SERVICE_READY).message.contains("team-b/api"));
+
+    // An owner that is gone leaves the service to be adopted.
+    theirs.labels.insert(OWNER_LABEL.into(), "uid-gone".into());
+    let google = Google {
+        service: Some(theirs),
+        ..Default::default()
+    };
+    let (p, _) = run(&i, &google);
+    assert!(matches!(
+        p.changes.first(),
+        Some(Change::Update { adopt: true, .. })
+    ));
+}
+
+#[test]
+fn a_service_stays_in_the_project_it_was_created_in() {
+    const OLD: &str = "projects/p0/locations/europe-west1/services/api";
+    let mut obj = object(serde_json::json!({}));
+    obj.status = Some(CloudRunServiceStatus {
+        resource_name: Some(OLD.into()),
+        ..Default::default()
+    });
+    let mut ours = deployed(&obj);
+    ours.name = OLD.into();
+    let google = Google {
+        pinned: Some(ours),
+        ..Default::default()
+    };
+    let (p, reads) = run(&input(&obj), &google);
+    assert_eq!(reads, [Read::Pinned(OLD.into())]);
+    assert!(p.changes.is_empty(), "no second service: {:?}", p.changes);
+    assert_eq!(stop_reason(&p), (PROJECT_CHANGED, false));
+    let message = &cond(&p, SERVICE_READY).message;
+    assert!(message.contains(OLD) && message.contains("p1"), "{message}");
+
+    // Nothing of this object behind the old name (never created): the new project is used.
+    let (p, reads) = run(&input(&obj), &Google::default());
+    assert_eq!(
+        reads,
+        [Read::Pinned(OLD.into()), Read::Service(NAME.into())]
+    );
+    assert!(matches!(p.changes.as_slice(), [Change::Create { .. }]));
+    assert_eq!(p.fields.resource_name.as_deref(), Some(NAME));
+
+    // Cleanup deletes what the status names, wherever the project now resolves.
+    let mut old = deployed(&obj);
+    old.name = OLD.into();
+    let obs = Observed {
+        service: Some(Ok(Some(old))),
+        ..Default::default()
+    };
+    assert!(matches!(
+        plan_cleanup(&input(&obj), &Observed::default()),
+        Err(Read::Service(n)) if n == OLD
+    ));
+    let p = plan_cleanup(&input(&obj), &obs).unwrap();
+    assert_eq!(p.delete.as_deref(), Some(OLD));
 }

@@ -247,17 +247,45 @@ fn input<'a>(obj: &'a VpcAccessConnector, ctx: &Context) -> Input<'a> {
         .map(|s| s.name_any())
         .collect();
     users.sort();
+    let project = ctx.project_for(obj.spec.project_id.as_deref(), &namespace);
+    let claimed_by = project.as_deref().and_then(|project| {
+        let name = connector_name(obj, project);
+        let uid = obj.meta().uid.clone();
+        ctx.caches
+            .connectors
+            .state()
+            .into_iter()
+            .filter_map(|g| g.0.as_ref().ok().cloned())
+            .find(|c| {
+                c.meta().uid != uid
+                    && c.status.as_ref().and_then(|s| s.resource_name.as_deref())
+                        == Some(name.as_str())
+            })
+            .map(|c| format!("{}/{}", c.namespace().unwrap_or_default(), c.name_any()))
+    });
     Input {
         obj,
-        project: ctx.project_for(obj.spec.project_id.as_deref(), &namespace),
+        project,
         users,
+        identity: ctx.identity_for(&namespace),
+        claimed_by,
     }
 }
 
 async fn apply(obj: &VpcAccessConnector, ctx: &Context) -> Result<Action> {
     let input = input(obj, ctx);
-    let planned = observe_and_plan(&ctx.gcp, &ctx.project_numbers, |o| plan::plan(&input, o)).await;
-    let applied = plan::execute(planned, &ctx.gcp).await;
+    let gcp = ctx.gcp(&input.identity).await?;
+    let planned = observe_and_plan(&gcp, &ctx.project_numbers, |o| plan::plan(&input, o)).await;
+    if planned.claim(obj.status.as_ref()).is_some() {
+        let claim = status_of(
+            obj,
+            planned.ready.clone(),
+            planned.fields.clone(),
+            &super::now(),
+        );
+        write_status(&ctx.client, obj, obj.status.as_ref(), &claim).await?;
+    }
+    let applied = plan::execute(planned, &gcp).await;
     ctx.publish(obj, &applied.notes).await;
     let status = status_of(obj, applied.ready, applied.fields, &super::now());
     write_status(&ctx.client, obj, obj.status.as_ref(), &status).await?;
@@ -266,11 +294,12 @@ async fn apply(obj: &VpcAccessConnector, ctx: &Context) -> Result<Action> {
 
 async fn cleanup(obj: &VpcAccessConnector, ctx: &Context) -> Result<Action> {
     let input = input(obj, ctx);
-    let planned = observe_and_plan(&ctx.gcp, &ctx.project_numbers, |o| {
+    let gcp = ctx.gcp(&input.identity).await?;
+    let planned = observe_and_plan(&gcp, &ctx.project_numbers, |o| {
         plan::plan_cleanup(&input, o)
     })
     .await;
-    let cleaned = plan::execute_cleanup(planned, &ctx.gcp).await;
+    let cleaned = plan::execute_cleanup(planned, &gcp).await;
     ctx.publish(obj, &cleaned.notes).await;
     let result = cleaned.outcome.into_result(ctx);
     if result.is_err() {

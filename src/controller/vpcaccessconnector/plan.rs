@@ -18,6 +18,7 @@ use crate::controller::operation::{Followed, follow};
 use crate::controller::reasons::*;
 use crate::controller::{CleanupOutcome, Note, Observation, Outcome, no_project_message};
 use crate::error::{Error, reason_of};
+use crate::gcp::identity::Identity;
 use crate::gcp::{Gcp, GcpError, GcpResult};
 
 /// What a pass knows without calling Google.
@@ -28,6 +29,11 @@ pub struct Input<'a> {
     pub project: Option<String>,
     /// The CloudRunServices of the namespace that use it, sorted.
     pub users: Vec<String>,
+    /// Whose credentials the pass acts with; `Err`: none usable (`IdentityNotConfigured`).
+    pub identity: Result<Identity, String>,
+    /// Another live VpcAccessConnector (`namespace/name`) whose status owns the connector this
+    /// one names.
+    pub claimed_by: Option<String>,
 }
 
 /// A fact about Google a plan can ask for.
@@ -135,6 +141,18 @@ impl<O> Plan<O> {
 }
 
 impl Plan<Outcome> {
+    /// The status to write *before* the create call when this object does not own the
+    /// connector's name yet: the name is deterministic, so once recorded, a controller that
+    /// dies between Google's answer and its next status write still finds the connector its
+    /// own (instead of refusing it as someone else's).
+    pub fn claim(&self, status: Option<&VpcAccessConnectorStatus>) -> Option<&str> {
+        let Some(Change::Create { name, .. }) = &self.change else {
+            return None;
+        };
+        let recorded = status.and_then(|s| s.resource_name.as_deref());
+        (recorded != Some(name.as_str())).then_some(name.as_str())
+    }
+
     fn stop(mut self, ready: Cond, error: Error) -> Self {
         self.ready = Some(ready);
         self.outcome = Outcome::Stop(error);
@@ -155,6 +173,15 @@ fn failed(e: &GcpError) -> (Cond, Error) {
 pub fn plan(input: &Input, obs: &Observed) -> Result<Plan<Outcome>, Read> {
     let obj = input.obj;
     let mut p = Plan::new(obj, Outcome::Progressing);
+    if let Err(message) = &input.identity {
+        return Ok(p.stop(
+            Cond::fail(READY, IDENTITY_NOT_CONFIGURED, message),
+            Error::Spec {
+                reason: IDENTITY_NOT_CONFIGURED,
+                message: message.clone(),
+            },
+        ));
+    }
     let Some(project) = input.project.as_deref() else {
         let message = no_project_message(&obj.namespace().unwrap_or_default());
         return Ok(p.stop(
@@ -180,11 +207,14 @@ pub fn plan(input: &Input, obs: &Observed) -> Result<Plan<Outcome>, Read> {
             Ok(p.stop(c, e))
         }
         Ok(None) => {
+            let existed = matches!(p.fields.state.as_deref(), Some(state::READY | state::ERROR));
             p.change = Some(Change::Create {
                 name: name.clone(),
                 connector: Box::new(desired_connector(&obj.spec, project)),
-                again: ours,
+                again: ours && existed,
             });
+            // The ownership record is written before the create call (see [`Plan::claim`]).
+            p.fields.resource_name = Some(name.clone());
             p.fields.state = Some(state::CREATING.to_owned());
             p.fields.connected_projects.clear();
             p.ready = Some(Cond::unknown(
@@ -195,7 +225,7 @@ pub fn plan(input: &Input, obs: &Observed) -> Result<Plan<Outcome>, Read> {
             Ok(p)
         }
         Ok(Some(actual)) => {
-            if owned(obj, &name, ours, &mut p) {
+            if owned(input, &name, ours, &mut p) {
                 judge(obj, &name, actual, created, &mut p);
             }
             Ok(p)
@@ -244,9 +274,22 @@ fn follow_create(name: &str, obs: &Observed, p: &mut Plan<Outcome>) -> Result<Op
 }
 
 /// Whether the connector may be managed: ours, or adopted now; else the plan stops.
-fn owned(obj: &VpcAccessConnector, name: &str, ours: bool, p: &mut Plan<Outcome>) -> bool {
+fn owned(input: &Input, name: &str, ours: bool, p: &mut Plan<Outcome>) -> bool {
+    let obj = input.obj;
     if ours {
         return true;
+    }
+    if let Some(other) = input.claimed_by.as_deref() {
+        let message = format!(
+            "connector {name} is owned by VpcAccessConnector {other}; adoptionPolicy: Adopt never takes a connector another live object owns (to hand it over, delete that object with deletionPolicy: Abandon first)"
+        );
+        p.fields.state = None;
+        p.ready = Some(Cond::fail(READY, ALREADY_OWNED, &message));
+        p.outcome = Outcome::Stop(Error::Blocked {
+            reason: ALREADY_OWNED,
+            message,
+        });
+        return false;
     }
     if obj.spec.adoption_policy == AdoptionPolicy::Never {
         let message = format!(
@@ -343,6 +386,20 @@ pub fn plan_cleanup(input: &Input, obs: &Observed) -> Result<Plan<CleanupOutcome
             "Delete",
             "left the connector in place (deletionPolicy: Abandon)",
         ));
+        return Ok(p);
+    }
+    if let Err(message) = &input.identity {
+        p.ready = Some(Cond::fail(
+            READY,
+            IDENTITY_NOT_CONFIGURED,
+            format!(
+                "cannot delete the connector: {message}; or set spec.deletionPolicy: Abandon to leave it in Google and let the object go"
+            ),
+        ));
+        p.outcome = CleanupOutcome::Stop(Error::Spec {
+            reason: IDENTITY_NOT_CONFIGURED,
+            message: message.clone(),
+        });
         return Ok(p);
     }
     let Some(name) = p.fields.resource_name.clone() else {
@@ -459,9 +516,14 @@ pub async fn execute(mut p: Plan<Outcome>, gcp: &Gcp) -> Plan<Outcome> {
             p.fields.operation = Some(op.name);
         }
         Err(e) => {
+            // Nothing was created: the claim written before the call is withdrawn, so that a
+            // connector someone else creates under that name later is not taken for ours.
+            if !again {
+                p.fields.resource_name = None;
+            }
             p.fields.state = None;
-            let (c, e) = failed(&e);
-            p = p.stop(c, e);
+            let (c, err) = failed(&e);
+            p = p.stop(c, err);
         }
     }
     p
@@ -526,6 +588,8 @@ mod tests {
             obj,
             project: Some("p1".into()),
             users: users.iter().map(|u| u.to_string()).collect(),
+            identity: Ok(Identity::Controller),
+            claimed_by: None,
         }
     }
 
@@ -552,20 +616,77 @@ mod tests {
     }
 
     #[test]
-    fn a_connector_is_created_and_only_then_owned() {
+    fn a_connector_is_claimed_before_the_create_call() {
         let obj = object(None, false);
         let p = plan(&input(&obj, &[]), &observed(None)).ok().unwrap();
         assert!(
             matches!(&p.change, Some(Change::Create { name, again: false, .. }) if name == NAME)
         );
         assert_eq!(
-            p.fields.resource_name, None,
-            "owned once Google accepts the create"
+            p.claim(obj.status.as_ref()),
+            Some(NAME),
+            "the name is recorded before Google is asked, so a crash cannot lock it out"
         );
+        assert_eq!(p.fields.resource_name.as_deref(), Some(NAME));
+        // Once recorded, it is not written again before each create.
+        let claimed = object(owned(), false);
+        let p = plan(&input(&claimed, &[]), &observed(None)).ok().unwrap();
+        assert!(matches!(
+            &p.change,
+            Some(Change::Create { again: false, .. })
+        ));
+        assert_eq!(p.claim(claimed.status.as_ref()), None);
         assert!(matches!(
             plan(&input(&obj, &[]), &Observed::default()),
             Err(Read::Connector(n)) if n == NAME
         ));
+    }
+
+    #[tokio::test]
+    async fn a_claim_is_withdrawn_when_the_create_fails_and_kept_when_it_starts() {
+        use crate::gcp::fake::FakeGcp;
+        let obj = object(None, false);
+        let google = FakeGcp::new();
+        google.fail(
+            "vpcaccess.connectors.create",
+            crate::gcp::Code::PermissionDenied,
+            1,
+        );
+        let p = plan(&input(&obj, &[]), &observed(None)).ok().unwrap();
+        let p = execute(p, &google.gcp()).await;
+        assert_eq!(p.fields.resource_name, None, "nothing was created");
+        let p = plan(&input(&obj, &[]), &observed(None)).ok().unwrap();
+        let p = execute(p, &google.gcp()).await;
+        assert_eq!(p.fields.resource_name.as_deref(), Some(NAME));
+        assert!(p.fields.operation.is_some());
+    }
+
+    #[test]
+    fn a_connector_another_live_object_owns_is_never_adopted() {
+        let obj = object(None, true);
+        let mut i = input(&obj, &[]);
+        i.claimed_by = Some("team-b/egress".into());
+        let p = plan(&i, &observed(Some(ready()))).ok().unwrap();
+        assert!(p.change.is_none());
+        assert_eq!(p.fields.resource_name, None);
+        let ready = p.ready.unwrap();
+        assert_eq!(ready.reason, ALREADY_OWNED);
+        assert!(ready.message.contains("team-b/egress"), "{}", ready.message);
+    }
+
+    #[test]
+    fn without_an_identity_nothing_is_read_and_nothing_deleted() {
+        let obj = object(owned(), false);
+        let mut i = input(&obj, &[]);
+        i.identity = Err("no identity".into());
+        let p = plan(&i, &Observed::default()).ok().unwrap();
+        assert_eq!(p.ready.unwrap().reason, IDENTITY_NOT_CONFIGURED);
+        let p = plan_cleanup(&i, &Observed::default()).ok().unwrap();
+        assert!(p.change.is_none());
+        assert!(matches!(p.outcome, CleanupOutcome::Stop(_)));
+        let ready = p.ready.unwrap();
+        assert_eq!(ready.reason, IDENTITY_NOT_CONFIGURED);
+        assert!(ready.message.contains("deletionPolicy: Abandon"));
     }
 
     #[test]
