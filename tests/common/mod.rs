@@ -154,13 +154,23 @@ impl Harness {
 
     /// Server-side applies a CloudRunService spec as a user (field manager `test-user`).
     pub async fn apply(&self, name: &str, spec: serde_json::Value) {
+        self.apply_in(&self.ns.clone(), name, spec).await;
+    }
+
+    /// The CloudRunService API of another namespace.
+    pub fn api_in(&self, ns: &str) -> Api<CloudRunService> {
+        Api::namespaced(self.client.clone(), ns)
+    }
+
+    /// [`Self::apply`] in namespace `ns`.
+    pub async fn apply_in(&self, ns: &str, name: &str, spec: serde_json::Value) {
         let obj = serde_json::json!({
             "apiVersion": "runwarden.dev/v1alpha1",
             "kind": "CloudRunService",
             "metadata": {"name": name},
             "spec": spec,
         });
-        self.api()
+        self.api_in(ns)
             .patch(
                 name,
                 &PatchParams::apply("test-user").force(),
@@ -185,9 +195,20 @@ impl Harness {
         what: &str,
         pred: impl Fn(Option<&CloudRunService>) -> bool,
     ) -> Option<CloudRunService> {
+        self.wait_for_in(&self.ns, name, what, pred).await
+    }
+
+    /// [`Self::wait_for`] in namespace `ns`.
+    pub async fn wait_for_in(
+        &self,
+        ns: &str,
+        name: &str,
+        what: &str,
+        pred: impl Fn(Option<&CloudRunService>) -> bool,
+    ) -> Option<CloudRunService> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let obj = self.api().get_opt(name).await.expect("get");
+            let obj = self.api_in(ns).get_opt(name).await.expect("get");
             if pred(obj.as_ref()) {
                 return obj;
             }
@@ -203,7 +224,12 @@ impl Harness {
 
     /// Waits until the object is Ready for its current generation.
     pub async fn wait_ready(&self, name: &str) -> CloudRunService {
-        self.wait_for(name, "Ready=True", |o| {
+        self.wait_ready_in(&self.ns, name).await
+    }
+
+    /// [`Self::wait_ready`] in namespace `ns`.
+    pub async fn wait_ready_in(&self, ns: &str, name: &str) -> CloudRunService {
+        self.wait_for_in(ns, name, "Ready=True", |o| {
             o.is_some_and(|o| controller::cloudrunservice::is_ready(o) == Some(true))
         })
         .await
@@ -212,7 +238,18 @@ impl Harness {
 
     /// Waits until condition `type_` has `reason`.
     pub async fn wait_reason(&self, name: &str, type_: &str, reason: &str) -> CloudRunService {
-        self.wait_for(name, &format!("{type_} reason {reason}"), |o| {
+        self.wait_reason_in(&self.ns, name, type_, reason).await
+    }
+
+    /// [`Self::wait_reason`] in namespace `ns`.
+    pub async fn wait_reason_in(
+        &self,
+        ns: &str,
+        name: &str,
+        type_: &str,
+        reason: &str,
+    ) -> CloudRunService {
+        self.wait_for_in(ns, name, &format!("{type_} reason {reason}"), |o| {
             o.and_then(|o| o.status.as_ref())
                 .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
                 .is_some_and(|c| c.reason == reason)
