@@ -1,6 +1,8 @@
-//! Emulator-only controls under `/emulator/v1/`: counters, operation delay, faults, reset, health.
+//! Emulator-only controls under `/emulator/v1/`: counters, operation delay and rate quotas
+//! (`config`), the emulator clock, faults, reset, health.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -30,6 +32,7 @@ pub(crate) fn handle(
         }
         ("GET", "config") => ok(config(shared)),
         ("PUT", "config") | ("PATCH", "config") => set_config(shared, body),
+        ("POST", "clock:advance") => advance_clock(shared, body),
         ("POST", "faults") => add_fault(shared, body),
         ("GET", "faults") => ok(json!({"faults": *lock(&shared.faults)})),
         ("DELETE", "faults") => {
@@ -46,35 +49,74 @@ pub(crate) fn handle(
     }
 }
 
-/// `PUT config`: `{"operationDelay": "2.5s"}` (or seconds as a number).
+/// A JSON body, or INVALID_ARGUMENT.
+fn json_body(body: &[u8]) -> Result<Value, (StatusCode, Value)> {
+    serde_json::from_slice(body).map_err(|e| {
+        err(GError::invalid(format!(
+            "Invalid JSON payload received. {e}"
+        )))
+    })
+}
+
+/// A duration field (`"2.5s"` or seconds as a number), or INVALID_ARGUMENT naming it.
+fn duration_field(field: &str, d: &Value) -> Result<Duration, (StatusCode, Value)> {
+    let parsed = match d {
+        Value::String(s) => util::parse_duration(s),
+        Value::Number(n) => n
+            .as_f64()
+            .filter(|f| *f >= 0.0)
+            .map(Duration::from_secs_f64),
+        _ => None,
+    };
+    parsed.ok_or_else(|| {
+        err(GError::invalid_field(
+            field,
+            format!("Invalid {field} {d}: use a duration such as \"2.5s\"."),
+        ))
+    })
+}
+
+/// `PUT config`: `{"operationDelay": "2.5s", "runReadsPerMinute": 60, "runWritesPerMinute": 0}`;
+/// absent fields are left as they are, a quota of 0 is off.
 fn set_config(shared: &Shared, body: &[u8]) -> (StatusCode, Value) {
-    let v: Value = match serde_json::from_slice(body) {
+    let v = match json_body(body) {
         Ok(v) => v,
-        Err(e) => {
-            return err(GError::invalid(format!(
-                "Invalid JSON payload received. {e}"
-            )));
-        }
+        Err(e) => return e,
     };
     if let Some(d) = v.get("operationDelay") {
-        let parsed = match d {
-            Value::String(s) => util::parse_duration(s),
-            Value::Number(n) => n
-                .as_f64()
-                .filter(|f| *f >= 0.0)
-                .map(std::time::Duration::from_secs_f64),
-            _ => None,
-        };
-        match parsed {
-            Some(d) => *lock(&shared.delay) = d,
-            None => {
+        match duration_field("operationDelay", d) {
+            Ok(d) => *lock(&shared.delay) = d,
+            Err(e) => return e,
+        }
+    }
+    let mut quotas = lock(&shared.quotas).limits;
+    for (field, slot) in [
+        ("runReadsPerMinute", &mut quotas.run_reads_per_minute),
+        ("runWritesPerMinute", &mut quotas.run_writes_per_minute),
+    ] {
+        match v.get(field).map(Value::as_u64) {
+            None => {}
+            Some(Some(n)) => *slot = n,
+            Some(None) => {
                 return err(GError::invalid_field(
-                    "operationDelay",
-                    format!("Invalid operationDelay {d}: use a duration such as \"2.5s\"."),
+                    field,
+                    format!("Invalid {field}: use a whole number of calls (0 = no limit)."),
                 ));
             }
         }
     }
+    lock(&shared.quotas).limits = quotas;
+    (StatusCode::OK, config(shared))
+}
+
+/// `POST clock:advance`: `{"by": "61s"}` moves the emulator clock forward (token expiry, quota
+/// windows).
+fn advance_clock(shared: &Shared, body: &[u8]) -> (StatusCode, Value) {
+    let by = match json_body(body).and_then(|v| duration_field("by", &v["by"])) {
+        Ok(d) => d,
+        Err(e) => return e,
+    };
+    *lock(&shared.clock_offset) += by;
     (StatusCode::OK, config(shared))
 }
 
@@ -109,7 +151,13 @@ fn add_fault(shared: &Shared, body: &[u8]) -> (StatusCode, Value) {
 }
 
 fn config(shared: &Shared) -> Value {
-    json!({"operationDelay": util::format_duration(*lock(&shared.delay))})
+    let quotas = lock(&shared.quotas).limits;
+    json!({
+        "operationDelay": util::format_duration(*lock(&shared.delay)),
+        "runReadsPerMinute": quotas.run_reads_per_minute,
+        "runWritesPerMinute": quotas.run_writes_per_minute,
+        "clockOffset": util::format_duration(*lock(&shared.clock_offset)),
+    })
 }
 
 /// `a, b, c or d`.
@@ -127,7 +175,7 @@ mod tests {
     fn fault_apis_are_listed_as_before() {
         assert_eq!(
             super::one_of(&crate::routes::apis()),
-            "run, vpcaccess, kms or resourcemanager"
+            "run, vpcaccess, kms, resourcemanager, iam or iamcredentials"
         );
     }
 }

@@ -172,6 +172,13 @@ impl GError {
         }))
     }
 
+    /// PERMISSION_DENIED for an IAM permission on a resource: `ErrorInfo` metadata names both.
+    pub fn permission_on(permission: &str, resource: &str, message: impl Into<String>) -> Self {
+        let mut e = GError::permission(permission, message);
+        e.details[0]["metadata"]["resource"] = json!(resource);
+        e
+    }
+
     /// Adds one `details` entry.
     pub fn with_detail(mut self, detail: Value) -> Self {
         self.details.push(detail);

@@ -1,5 +1,7 @@
-//! IAM policies shared by Cloud Run services and KMS keys: `getIamPolicy` / `setIamPolicy` with
+//! IAM policies shared by Cloud Run services, KMS keys, projects and service accounts: `getIamPolicy` / `setIamPolicy` with
 //! base64 etags, ABORTED on a stale etag, member validation, conditions kept verbatim.
+
+use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
@@ -65,6 +67,20 @@ impl Policy {
         })
     }
 
+    /// The roles any of `members` holds in bindings without a condition (conditions are not
+    /// evaluated, so a conditional binding grants nothing).
+    pub fn roles_of<'a>(&'a self, members: &'a [String]) -> impl Iterator<Item = &'a str> + 'a {
+        self.bindings
+            .iter()
+            .filter(|b| b.get("condition").is_none())
+            .filter(|b| {
+                b.get("members")
+                    .and_then(Value::as_array)
+                    .is_some_and(|m| m.iter().any(|x| members.iter().any(|w| x == w.as_str())))
+            })
+            .map(|b| util::str_of(b, "role"))
+    }
+
     /// Applies a `SetIamPolicyRequest` body (`{policy, updateMask}`); `seq` feeds new etags.
     pub fn set(&mut self, body: &Value, seq: &mut u64) -> GResult<Value> {
         let Some(policy) = body.get("policy").filter(|p| p.is_object()) else {
@@ -93,6 +109,23 @@ impl Policy {
         self.etag = Some(util::base64(&seq.to_be_bytes()));
         Ok(self.render())
     }
+}
+
+/// `getIamPolicy` of a policy kept by key (projects, service accounts): never set = empty.
+pub fn render_in(policies: &BTreeMap<String, Policy>, key: &str) -> Value {
+    policies
+        .get(key)
+        .map_or_else(|| Policy::default().render(), Policy::render)
+}
+
+/// `setIamPolicy` of a policy kept by key (created on first set).
+pub fn set_in(
+    policies: &mut BTreeMap<String, Policy>,
+    key: &str,
+    body: &Value,
+    seq: &mut u64,
+) -> GResult<Value> {
+    policies.entry(key.to_string()).or_default().set(body, seq)
 }
 
 /// The request's `updateMask` paths (camelCase), `bindings,etag` when absent.

@@ -1,6 +1,11 @@
 //! A local emulator of the Google Cloud REST APIs runwarden uses: Cloud Run Admin v2 (services,
 //! operations, IAM), Serverless VPC Access v1 (connectors, operations), Cloud KMS v1 (key rings,
-//! crypto keys, versions, key IAM) and Resource Manager v3 (`projects.get`).
+//! crypto keys, versions, key IAM), Resource Manager v3 (`projects.get`, project IAM), IAM v1
+//! (service-account IAM) and IAM Credentials v1 (`generateAccessToken`).
+//!
+//! Calls without an `Authorization` header have full access. Calls with a bearer token the
+//! emulator issued are made as that service account and checked against the IAM policies that
+//! apply (`authz`); Cloud Run read/write rate quotas can be switched on (`quota`).
 //!
 //! It speaks Google's wire format as the official google-cloud-rust clients send and expect it
 //! (integer or string enums, int64 as strings, durations as `"300s"`, `{"error":{...}}` bodies),
@@ -18,6 +23,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod authz;
 mod completion;
 mod controls;
 pub mod enums;
@@ -25,11 +31,14 @@ pub mod error;
 pub mod iam;
 mod kms;
 mod operations;
+mod quota;
 mod request;
 mod resourcemanager;
+mod roles;
 mod router;
 mod routes;
 mod run;
+mod serviceaccounts;
 mod shared;
 pub mod state;
 pub mod util;
@@ -43,6 +52,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use crate::quota::Quotas;
 pub use crate::shared::Fault;
 use crate::shared::{Shared, lock};
 
@@ -66,9 +76,18 @@ pub struct Emulator {
 impl Emulator {
     /// Binds `addr` (e.g. `"127.0.0.1:0"`) and serves in a background tokio task.
     pub async fn start(addr: &str, config: Config) -> std::io::Result<Emulator> {
+        Emulator::start_with(addr, config, Quotas::default()).await
+    }
+
+    /// Like [`Emulator::start`], with Cloud Run rate quotas switched on from the first request.
+    pub async fn start_with(
+        addr: &str,
+        config: Config,
+        quotas: Quotas,
+    ) -> std::io::Result<Emulator> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
-        let shared = Arc::new(Shared::new(config.operation_delay));
+        let shared = Arc::new(Shared::new(config.operation_delay, quotas));
         let (tx, rx) = oneshot::channel::<()>();
         let app = router::app(shared.clone());
         let task = tokio::spawn(async move {
@@ -119,6 +138,22 @@ impl Emulator {
         *lock(&self.shared.delay) = d;
     }
 
+    /// Sets the Cloud Run rate quotas (0 = off); usage so far is kept.
+    pub fn set_quotas(&self, quotas: Quotas) {
+        lock(&self.shared.quotas).limits = quotas;
+    }
+
+    /// The Cloud Run rate quotas in force.
+    pub fn quotas(&self) -> Quotas {
+        lock(&self.shared.quotas).limits
+    }
+
+    /// Moves the emulator clock forward: access tokens expire and quota windows reset as if `by`
+    /// had passed (long-running operations keep real time).
+    pub fn advance_clock(&self, by: Duration) {
+        *lock(&self.shared.clock_offset) += by;
+    }
+
     /// Adds a fault.
     pub fn inject_fault(&self, fault: Fault) {
         lock(&self.shared.faults).push(fault);
@@ -162,7 +197,7 @@ pub async fn serve(
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let shared = Arc::new(Shared::new(config.operation_delay));
+    let shared = Arc::new(Shared::new(config.operation_delay, Quotas::default()));
     axum::serve(listener, router::app(shared))
         .with_graceful_shutdown(shutdown)
         .await

@@ -1,7 +1,7 @@
 //! A parsed API request, as the router hands it to the API handlers. A leaf module: it knows
 //! nothing of routing or of the APIs, so handlers and the router can both depend on it.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
 
@@ -18,6 +18,18 @@ pub(crate) struct Req {
     pub(crate) int: bool,
     /// Operation delay for operations started by this request.
     pub(crate) delay: Duration,
+    /// Who makes the call (resolved from the bearer token with the state locked).
+    pub(crate) caller: Caller,
+    /// The emulator clock when the request arrived (drives token expiry and quota windows).
+    pub(crate) now: SystemTime,
+}
+
+/// Who makes a request: nobody in particular (no `Authorization` header, full access) or the
+/// service account a token from `generateAccessToken` stands for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Caller {
+    Anonymous,
+    ServiceAccount(String),
 }
 
 impl Req {

@@ -1,6 +1,7 @@
 //! One axum handler for every request: `/emulator/v1/` goes to the controls; anything else is
-//! looked up in the route table (`routes`), counted, checked for injected faults and the
-//! forbidden-project rule, and handed to the route's handler with the state locked.
+//! looked up in the route table (`routes`), counted, checked for injected faults, then (with the
+//! state locked) for the caller's token, the rate quota, the forbidden-project rule and the
+//! caller's IAM permissions (`authz`), and handed to the route's handler.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,8 +13,9 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use serde_json::Value;
 
+use crate::authz;
 use crate::error::{Code, GError, GResult};
-use crate::request::Req;
+use crate::request::{Caller, Req};
 use crate::routes::{self, Handler, HandlerFn, Route};
 use crate::shared::{Shared, lock};
 use crate::util;
@@ -47,7 +49,8 @@ fn fault_message(code: Code, api: &str, perm: &str, project: &str) -> String {
             )
         }
         Code::ResourceExhausted => format!(
-            "Quota exceeded for quota metric 'Requests' and limit 'Requests per minute' of service '{api}.googleapis.com' for consumer 'project_number:{}'.",
+            "Quota exceeded for quota metric 'Requests' and limit 'Requests per minute' of service '{}' for consumer 'project_number:{}'.",
+            routes::service(api),
             crate::state::project_number(project)
         ),
         Code::Aborted => "The operation was aborted.".into(),
@@ -76,6 +79,10 @@ async fn handle(AxState(shared): AxState<Arc<Shared>>, req: Request) -> Response
 async fn dispatch(shared: &Arc<Shared>, req: Request) -> Response {
     let method = req.method().clone();
     let path = util::percent_decode(req.uri().path());
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let query: Vec<(String, String)> = Query::<Vec<(String, String)>>::try_from_uri(req.uri())
         .map(|q| q.0)
         .unwrap_or_default();
@@ -90,7 +97,14 @@ async fn dispatch(shared: &Arc<Shared>, req: Request) -> Response {
     let Some(route) = routes::find(method.as_str(), &split) else {
         return error_response(&unimplemented(&method, &path));
     };
-    let project = split.segs.get(1).cloned().unwrap_or_default();
+    let project = match crate::serviceaccounts::path_project(&split.segs, route.api) {
+        Some(Ok(p)) => p,
+        Some(Err(e)) => {
+            shared.count(&route.key());
+            return error_response(&e);
+        }
+        None => split.segs.get(1).cloned().unwrap_or_default(),
+    };
     shared.count(&route.key());
     if let Some(e) = injected_fault(shared, route, &project) {
         return error_response(&e);
@@ -99,12 +113,14 @@ async fn dispatch(shared: &Arc<Shared>, req: Request) -> Response {
         Ok(v) => v,
         Err(e) => return error_response(&e),
     };
-    let req = Req {
+    let mut req = Req {
         segs: split.segs,
         int: util::wants_int_enums(&query),
         query,
         body,
         delay: *lock(&shared.delay),
+        caller: Caller::Anonymous,
+        now: shared.now(),
     };
     let handler = match route.handler {
         Handler::Now(f) => f,
@@ -113,7 +129,13 @@ async fn dispatch(shared: &Arc<Shared>, req: Request) -> Response {
             f
         }
     };
-    match call(shared, route, &project, handler, &req) {
+    let call = Call {
+        route,
+        project: &project,
+        authorization: authorization.as_deref(),
+        handler,
+    };
+    match call.run(shared, &mut req) {
         Ok(v) => json_response(StatusCode::OK, &v),
         Err(e) => error_response(&e),
     }
@@ -171,45 +193,39 @@ async fn wait_until_operation_due(shared: &Shared, req: &Req) {
     }
 }
 
-/// With the state locked: the project rules (invalid ids, `denied-` projects), then due
-/// operations complete, then the handler runs.
-fn call(
-    shared: &Shared,
-    route: &Route,
-    project: &str,
+/// A routed call, ready to run.
+struct Call<'a> {
+    route: &'static Route,
+    /// The project segment (id or number), or a service account's project.
+    project: &'a str,
+    authorization: Option<&'a str>,
     handler: HandlerFn,
-    req: &Req,
-) -> GResult<Value> {
-    let mut st = lock(&shared.state);
-    match st.project(project) {
-        Err(_) if route.api == "resourcemanager" => {
-            Err(crate::resourcemanager::not_found_or_denied(project))
-        }
-        Err(e) => Err(e),
-        Ok(p) if p.denied() => Err(denied(route, project, req)),
-        Ok(_) => {
-            crate::completion::complete_due_operations(&mut st);
-            handler(&mut st, req)
-        }
-    }
 }
 
-/// PERMISSION_DENIED for a call in a `denied-` project, in the API's wording.
-fn denied(route: &Route, project: &str, req: &Req) -> GError {
-    if route.api == "resourcemanager" {
-        return crate::resourcemanager::not_found_or_denied(project);
+impl Call<'_> {
+    /// With the state locked: the project must be valid; due operations complete; the caller's
+    /// token is resolved (401); Cloud Run calls spend their rate quota (429); `denied-` projects
+    /// and the caller's IAM permissions are checked (403); then the handler runs.
+    fn run(&self, shared: &Shared, req: &mut Req) -> GResult<Value> {
+        let route = self.route;
+        let mut st = lock(&shared.state);
+        let p = match st.project(self.project) {
+            Err(_) if route.api == "resourcemanager" => {
+                return Err(crate::resourcemanager::not_found_or_denied(self.project));
+            }
+            r => r?,
+        };
+        crate::completion::complete_due_operations(&mut st);
+        req.caller = authz::caller(&st, self.authorization, route, req.now)?;
+        if route.api == "run" {
+            lock(&shared.quotas).take(route.quota_kind(), p.number, req.seg(3), req.now)?;
+        }
+        if !route.permission.is_empty() {
+            if p.denied() {
+                return Err(authz::denied(route, req, &p.id));
+            }
+            authz::check(&st, route, req, &p.id)?;
+        }
+        (self.handler)(&mut st, req)
     }
-    let resource = req.segs.join("/");
-    let tail = if route.api == "run" {
-        "(or resource may not exist)"
-    } else {
-        "(or it may not exist)"
-    };
-    GError::permission(
-        route.permission,
-        format!(
-            "Permission '{}' denied on resource '{resource}' {tail}.",
-            route.permission
-        ),
-    )
 }

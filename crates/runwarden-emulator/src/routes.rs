@@ -6,9 +6,10 @@
 use serde_json::Value;
 
 use crate::error::GResult;
+use crate::quota::Kind;
 use crate::request::Req;
 use crate::state::State;
-use crate::{kms, resourcemanager, run, vpcaccess};
+use crate::{kms, resourcemanager, run, serviceaccounts, vpcaccess};
 use Handler::{AfterOperationDue as Wait, Now};
 
 /// An API method's implementation, called with the state locked and due operations completed.
@@ -31,11 +32,13 @@ pub(crate) struct Route {
     /// The path without the leading `/`: literal segments, `{name}` for any one segment, and an
     /// optional `:verb` on the last one.
     pub(crate) pattern: &'static str,
-    /// `run`, `vpcaccess`, `kms` or `resourcemanager`, as counters and faults name it.
+    /// `run`, `vpcaccess`, `kms`, `resourcemanager`, `iam` or `iamcredentials`, as counters and
+    /// faults name it.
     pub(crate) api: &'static str,
     /// `{collection}.{verb}`, e.g. `services.create`.
     pub(crate) method: &'static str,
-    /// The IAM permission Google checks (used in PERMISSION_DENIED wording).
+    /// The IAM permission Google checks: enforced for callers with a token (`authz`) and named
+    /// in PERMISSION_DENIED. Empty for `testIamPermissions`, which Google serves to anyone.
     pub(crate) permission: &'static str,
     pub(crate) handler: Handler,
 }
@@ -44,6 +47,21 @@ impl Route {
     /// The counter and fault key: `{api}.{method}`.
     pub(crate) fn key(&self) -> String {
         format!("{}.{}", self.api, self.method)
+    }
+
+    /// Which rate quota the call spends: reads are GETs, `operations.wait` and
+    /// `testIamPermissions`; everything else writes.
+    pub(crate) fn quota_kind(&self) -> Kind {
+        if self.http == "GET"
+            || matches!(
+                self.method,
+                "operations.wait" | "services.testIamPermissions"
+            )
+        {
+            Kind::Read
+        } else {
+            Kind::Write
+        }
     }
 
     /// Whether a request (already split by [`split_path`]) is this method.
@@ -107,6 +125,18 @@ pub(crate) fn apis() -> Vec<&'static str> {
     apis
 }
 
+/// The Google service name of an API (`ErrorInfo.metadata.service`, quota messages).
+pub(crate) fn service(api: &str) -> &'static str {
+    match api {
+        RUN => "run.googleapis.com",
+        VPC => "vpcaccess.googleapis.com",
+        KMS => "cloudkms.googleapis.com",
+        RM => "cloudresourcemanager.googleapis.com",
+        IAM => "iam.googleapis.com",
+        _ => "iamcredentials.googleapis.com",
+    }
+}
+
 const fn route(
     http: &'static str,
     pattern: &'static str,
@@ -129,6 +159,8 @@ const RUN: &str = "run";
 const VPC: &str = "vpcaccess";
 const KMS: &str = "kms";
 const RM: &str = "resourcemanager";
+const IAM: &str = "iam";
+const CRED: &str = "iamcredentials";
 
 /// The table. Paths use `{p}` project (id or number), `{l}` location, then the resource ids.
 #[rustfmt::skip]
@@ -141,7 +173,7 @@ pub(crate) static ROUTES: &[Route] = &[
     route("DELETE", "v2/projects/{p}/locations/{l}/services/{s}",                   RUN, "services.delete",             "run.services.delete",             Now(run::services::delete)),
     route("GET",    "v2/projects/{p}/locations/{l}/services/{s}:getIamPolicy",      RUN, "services.getIamPolicy",       "run.services.getIamPolicy",       Now(run::iam::get_policy)),
     route("POST",   "v2/projects/{p}/locations/{l}/services/{s}:setIamPolicy",      RUN, "services.setIamPolicy",       "run.services.setIamPolicy",       Now(run::iam::set_policy)),
-    route("POST",   "v2/projects/{p}/locations/{l}/services/{s}:testIamPermissions",RUN, "services.testIamPermissions", "run.services.get",                Now(run::iam::test_permissions)),
+    route("POST",   "v2/projects/{p}/locations/{l}/services/{s}:testIamPermissions",RUN, "services.testIamPermissions", "",                                Now(run::iam::test_permissions)),
     route("GET",    "v2/projects/{p}/locations/{l}/operations",                     RUN, "operations.list",             "run.operations.list",             Now(run::operations::list)),
     route("GET",    "v2/projects/{p}/locations/{l}/operations/{o}",                 RUN, "operations.get",              "run.operations.get",              Now(run::operations::get)),
     route("DELETE", "v2/projects/{p}/locations/{l}/operations/{o}",                 RUN, "operations.delete",           "run.operations.delete",           Now(run::operations::delete)),
@@ -172,6 +204,13 @@ pub(crate) static ROUTES: &[Route] = &[
     route("POST",   "v1/projects/{p}/locations/{l}/keyRings/{r}/cryptoKeys/{k}/cryptoKeyVersions/{v}:restore", KMS, "cryptoKeyVersions.restore", "cloudkms.cryptoKeyVersions.restore", Now(kms::restore_version)),
     // Resource Manager v3
     route("GET",    "v3/projects/{p}",                                              RM,  "projects.get",                "resourcemanager.projects.get",    Now(resourcemanager::get_project)),
+    route("POST",   "v3/projects/{p}:getIamPolicy",                                 RM,  "projects.getIamPolicy",       "resourcemanager.projects.getIamPolicy", Now(resourcemanager::get_project_policy)),
+    route("POST",   "v3/projects/{p}:setIamPolicy",                                 RM,  "projects.setIamPolicy",       "resourcemanager.projects.setIamPolicy", Now(resourcemanager::set_project_policy)),
+    // IAM v1 (service accounts' own policies; `{p}` is usually `-`, the e-mail names the project)
+    route("POST",   "v1/projects/{p}/serviceAccounts/{sa}:getIamPolicy",            IAM, "serviceAccounts.getIamPolicy", "iam.serviceAccounts.getIamPolicy", Now(serviceaccounts::get_policy)),
+    route("POST",   "v1/projects/{p}/serviceAccounts/{sa}:setIamPolicy",            IAM, "serviceAccounts.setIamPolicy", "iam.serviceAccounts.setIamPolicy", Now(serviceaccounts::set_policy)),
+    // IAM Credentials v1
+    route("POST",   "v1/projects/{p}/serviceAccounts/{sa}:generateAccessToken",     CRED, "serviceAccounts.generateAccessToken", "iam.serviceAccounts.getAccessToken", Now(serviceaccounts::generate_access_token)),
 ];
 
 #[cfg(test)]
@@ -212,6 +251,28 @@ mod tests {
             Some("resourcemanager.projects.get")
         );
         assert_eq!(key("GET", "/v2/projects/x/unknown"), None);
-        assert_eq!(apis(), ["run", "vpcaccess", "kms", "resourcemanager"]);
+        assert_eq!(
+            key(
+                "POST",
+                "/v1/projects/-/serviceAccounts/a@b.c:generateAccessToken"
+            )
+            .as_deref(),
+            Some("iamcredentials.serviceAccounts.generateAccessToken")
+        );
+        assert_eq!(
+            key("POST", "/v3/projects/p:setIamPolicy").as_deref(),
+            Some("resourcemanager.projects.setIamPolicy")
+        );
+        assert_eq!(
+            apis(),
+            [
+                "run",
+                "vpcaccess",
+                "kms",
+                "resourcemanager",
+                "iam",
+                "iamcredentials"
+            ]
+        );
     }
 }

@@ -1,11 +1,12 @@
 //! What the server task and the [`crate::Emulator`] handle share: the emulated state, request
-//! counters, injected faults and the operation delay.
+//! counters, injected faults, the operation delay, the rate quotas and the emulator clock.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::error::Code;
+use crate::quota::{Quotas, Usage};
 use crate::state::State;
 
 /// A fault to inject: matching calls fail with `code` instead of being served.
@@ -39,6 +40,10 @@ pub(crate) struct Shared {
     pub(crate) counters: Mutex<BTreeMap<String, u64>>,
     pub(crate) faults: Mutex<Vec<Fault>>,
     pub(crate) delay: Mutex<Duration>,
+    /// Rate quotas and their usage.
+    pub(crate) quotas: Mutex<Usage>,
+    /// How far the emulator clock is ahead of the system clock (token expiry, quota windows).
+    pub(crate) clock_offset: Mutex<Duration>,
 }
 
 /// Locks a mutex, recovering from poisoning (a panicking handler must not wedge the emulator).
@@ -48,11 +53,18 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Shared {
     /// Empty state, with this delay for the operations to come.
-    pub(crate) fn new(operation_delay: Duration) -> Self {
-        Shared {
+    pub(crate) fn new(operation_delay: Duration, quotas: Quotas) -> Self {
+        let shared = Shared {
             delay: Mutex::new(operation_delay),
             ..Shared::default()
-        }
+        };
+        lock(&shared.quotas).limits = quotas;
+        shared
+    }
+
+    /// The emulator clock: the system clock plus what [`crate::Emulator::advance_clock`] added.
+    pub(crate) fn now(&self) -> SystemTime {
+        SystemTime::now() + *lock(&self.clock_offset)
     }
 
     pub(crate) fn count(&self, key: &str) {
@@ -92,5 +104,6 @@ impl Shared {
         *lock(&self.state) = State::default();
         lock(&self.counters).clear();
         lock(&self.faults).clear();
+        lock(&self.quotas).clear();
     }
 }

@@ -1,9 +1,9 @@
-//! In-memory state of every emulated API: projects, Cloud Run services, operations, VPC
-//! connectors, KMS keys. Plain data; what the APIs do with it lives in their modules, and
+//! In-memory state of every emulated API: projects and their IAM policies, Cloud Run services,
+//! operations, VPC connectors, KMS keys, service-account IAM policies and issued access tokens. Plain data; what the APIs do with it lives in their modules, and
 //! operation behaviour in `operations` and `completion`.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
 
@@ -136,6 +136,15 @@ pub struct KeyRec {
     pub policy: Policy,
 }
 
+/// An access token issued by `generateAccessToken`.
+#[derive(Clone, Debug)]
+pub struct Token {
+    /// The service account the token stands for.
+    pub email: String,
+    /// When it stops being accepted (emulator clock).
+    pub expires: SystemTime,
+}
+
 /// Everything the emulator stores.
 #[derive(Debug, Default)]
 pub struct State {
@@ -151,6 +160,12 @@ pub struct State {
     pub key_rings: BTreeMap<String, Value>,
     /// KMS crypto keys by name.
     pub crypto_keys: BTreeMap<String, KeyRec>,
+    /// Project IAM policies by project id.
+    pub project_policies: BTreeMap<String, Policy>,
+    /// Service-account IAM policies by e-mail.
+    pub sa_policies: BTreeMap<String, Policy>,
+    /// Access tokens issued by `generateAccessToken`.
+    pub tokens: BTreeMap<String, Token>,
     /// Sequence for etags.
     pub etag_seq: u64,
     /// Sequence for operations.

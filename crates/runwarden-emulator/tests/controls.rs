@@ -192,7 +192,13 @@ async fn http_controls_delay_counters_faults_reset() -> TestResult {
         Some(r#"{"operationDelay":"2.5s"}"#),
     )
     .await;
-    assert_eq!((s, v), (200, json!({"operationDelay": "2.5s"})));
+    assert_eq!(
+        (s, v),
+        (
+            200,
+            json!({"operationDelay": "2.5s", "runReadsPerMinute": 0, "runWritesPerMinute": 0, "clockOffset": "0s"})
+        )
+    );
     let (_, v) = http(&emu, "GET", "/emulator/v1/config", None).await;
     assert_eq!(v["operationDelay"], "2.5s");
     let (s, _) = http(

@@ -25,14 +25,26 @@ pub(crate) fn set_policy(st: &mut State, req: &Req) -> GResult<Value> {
     Ok(out)
 }
 
-/// `run.services.testIamPermissions`: IAM is not enforced, so every permission asked is granted.
+/// `run.services.testIamPermissions`: the permissions asked that the caller holds on the service
+/// (all of them for an anonymous caller).
 pub(crate) fn test_permissions(st: &mut State, req: &Req) -> GResult<Value> {
-    let (name, _) = service_name(st, req)?;
+    let (name, p) = service_name(st, req)?;
     st.services.get(&name).ok_or_else(|| not_found(&name))?;
-    let perms = req.body.get("permissions").cloned().unwrap_or(json!([]));
-    Ok(if perms.as_array().is_some_and(|a| !a.is_empty()) {
-        json!({"permissions": perms})
-    } else {
+    let asked: Vec<String> = req
+        .body
+        .get("permissions")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    let held = crate::authz::permitted(st, req, &p.id, &asked);
+    Ok(if held.is_empty() {
         json!({})
+    } else {
+        json!({"permissions": held})
     })
 }

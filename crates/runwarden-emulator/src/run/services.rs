@@ -99,13 +99,14 @@ fn create_new(st: &mut State, req: &Req, body: Value, target: &NewService) -> GR
             format!("Resource '{sid}' already exists."),
         ));
     }
+    let parent = format!("projects/{}/locations/{region}", target.project.id);
+    check_service_limit(st, &parent)?;
     apply_defaults(&mut svc, target.project);
     let etag = service_etag(st, name, 1);
     let o = svc
         .as_object_mut()
         .ok_or_else(|| GError::invalid("bad service"))?;
     set_creation_fields(o, name, &etag);
-    let parent = format!("projects/{}/locations/{region}", target.project.id);
     if req.q_bool("validateOnly") {
         let v = service_any(&svc);
         let op = operations::start_done(st, Api::Run, &parent, v.clone(), Ok(v));
@@ -137,6 +138,41 @@ fn create_new(st: &mut State, req: &Req, body: Value, target: &NewService) -> GR
     };
     let op = operations::start(st, Api::Run, &parent, req.delay, kind, metadata);
     submitted(st, &op, req)
+}
+
+/// Services per project and region (Cloud Run's limit; it cannot be raised).
+const SERVICES_PER_REGION: usize = 1000;
+
+/// RESOURCE_EXHAUSTED when `parent` (`projects/{id}/locations/{region}`) already has
+/// [`SERVICES_PER_REGION`] services (being deleted ones count until the delete completes). The
+/// wording is the emulator's own, after Cloud Run's recorded GPU count quota message.
+fn check_service_limit(st: &State, parent: &str) -> GResult<()> {
+    let prefix = format!("{parent}/services/");
+    let count = st
+        .services
+        .range(prefix.clone()..)
+        .take_while(|(k, _)| k.starts_with(&prefix))
+        .count();
+    if count < SERVICES_PER_REGION {
+        return Ok(());
+    }
+    let region = parent.rsplit('/').next().unwrap_or("");
+    Err(GError::new(
+        Code::ResourceExhausted,
+        format!(
+            "Quota exceeded for total allowable count of services per project per region: {parent} already has {SERVICES_PER_REGION} services, the maximum in region {region}. Delete a service or use another region or project."
+        ),
+    )
+    .with_detail(json!({
+        "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+        "violations": [{
+            "subject": parent,
+            "description": format!("Maximum number of services per project and region: {SERVICES_PER_REGION}."),
+            "apiService": "run.googleapis.com",
+            "quotaDimensions": {"region": region},
+            "quotaValue": SERVICES_PER_REGION.to_string(),
+        }]
+    })))
 }
 
 /// The output fields a new service gets: name, uid, generation 1, times, creator, etag.

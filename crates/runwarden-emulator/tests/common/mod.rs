@@ -39,25 +39,137 @@ fn anonymous() -> google_cloud_auth::credentials::Credentials {
     google_cloud_auth::credentials::anonymous::Builder::new().build()
 }
 
+/// Credentials that send `Authorization: Bearer {token}` (a token from the emulator's
+/// `generateAccessToken`), as impersonated credentials would after their exchange.
+#[derive(Debug)]
+struct Bearer(String);
+
+impl google_cloud_auth::credentials::CredentialsProvider for Bearer {
+    async fn headers(
+        &self,
+        _: axum::http::Extensions,
+    ) -> Result<
+        google_cloud_auth::credentials::CacheableResource<axum::http::HeaderMap>,
+        google_cloud_auth::errors::CredentialsError,
+    > {
+        let mut headers = axum::http::HeaderMap::new();
+        let value = axum::http::HeaderValue::from_str(&format!("Bearer {}", self.0))
+            .expect("token is a header value");
+        headers.insert(axum::http::header::AUTHORIZATION, value);
+        Ok(google_cloud_auth::credentials::CacheableResource::New {
+            entity_tag: google_cloud_auth::credentials::EntityTag::new(),
+            data: headers,
+        })
+    }
+
+    async fn universe_domain(&self) -> Option<String> {
+        None
+    }
+}
+
+fn bearer(token: &str) -> google_cloud_auth::credentials::Credentials {
+    Bearer(token.to_string()).into()
+}
+
+/// `$name(emu)` builds an anonymous client, `$as_name(emu, token)` one calling with a token.
 macro_rules! client {
-    ($name:ident, $ty:ty) => {
+    ($name:ident, $as_name:ident, $ty:ty) => {
         pub async fn $name(emu: &Emulator) -> $ty {
-            <$ty>::builder()
-                .with_endpoint(emu.endpoint())
-                .with_credentials(anonymous())
-                .with_polling_backoff_policy(backoff())
-                .with_retry_policy(NeverRetry)
-                .build()
-                .await
-                .expect("client builds")
+            client_with::<$ty>(emu, anonymous()).await
+        }
+        pub async fn $as_name(emu: &Emulator, token: &str) -> $ty {
+            client_with::<$ty>(emu, bearer(token)).await
+        }
+        impl Client for $ty {
+            async fn build(
+                emu: &Emulator,
+                credentials: google_cloud_auth::credentials::Credentials,
+            ) -> Self {
+                <$ty>::builder()
+                    .with_endpoint(emu.endpoint())
+                    .with_credentials(credentials)
+                    .with_polling_backoff_policy(backoff())
+                    .with_retry_policy(NeverRetry)
+                    .build()
+                    .await
+                    .expect("client builds")
+            }
         }
     };
 }
 
-client!(run, google_cloud_run_v2::client::Services);
-client!(kms, google_cloud_kms_v1::client::KeyManagementService);
-client!(vpc, google_cloud_vpcaccess_v1::client::VpcAccessService);
-client!(projects, google_cloud_resourcemanager_v3::client::Projects);
+/// An official client built against the emulator.
+pub trait Client: Sized {
+    fn build(
+        emu: &Emulator,
+        credentials: google_cloud_auth::credentials::Credentials,
+    ) -> impl std::future::Future<Output = Self>;
+}
+
+async fn client_with<C: Client>(
+    emu: &Emulator,
+    credentials: google_cloud_auth::credentials::Credentials,
+) -> C {
+    C::build(emu, credentials).await
+}
+
+client!(run, run_as, google_cloud_run_v2::client::Services);
+client!(
+    kms,
+    kms_as,
+    google_cloud_kms_v1::client::KeyManagementService
+);
+client!(
+    vpc,
+    vpc_as,
+    google_cloud_vpcaccess_v1::client::VpcAccessService
+);
+client!(
+    projects,
+    projects_as,
+    google_cloud_resourcemanager_v3::client::Projects
+);
+client!(
+    credentials,
+    credentials_as,
+    google_cloud_iam_credentials_v1::client::IAMCredentials
+);
+
+/// A service account e-mail in [`PROJECT`].
+pub fn sa(name: &str) -> String {
+    format!("{name}@{PROJECT}.iam.gserviceaccount.com")
+}
+
+/// An access token for `email`, issued to an anonymous caller.
+pub async fn token_for(emu: &Emulator, email: &str) -> String {
+    credentials(emu)
+        .await
+        .generate_access_token()
+        .set_name(format!("projects/-/serviceAccounts/{email}"))
+        .set_scope(["https://www.googleapis.com/auth/cloud-platform"])
+        .send()
+        .await
+        .expect("token issued")
+        .access_token
+}
+
+/// Replaces the IAM policy of `resource` (a REST path such as `/v3/projects/p`) with `bindings`
+/// (`[(role, [members])]`), as an anonymous caller.
+pub async fn set_policy(emu: &Emulator, resource: &str, bindings: &[(&str, &[&str])]) {
+    let bindings: Vec<serde_json::Value> = bindings
+        .iter()
+        .map(|(role, members)| serde_json::json!({"role": role, "members": members}))
+        .collect();
+    let body = serde_json::json!({"policy": {"bindings": bindings}}).to_string();
+    let (status, v) = http(
+        emu,
+        "POST",
+        &format!("{resource}:setIamPolicy"),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+}
 
 pub fn parent() -> String {
     format!("projects/{PROJECT}/locations/{REGION}")

@@ -1,0 +1,128 @@
+//! Service accounts: IAM Credentials v1 `generateAccessToken` and IAM v1 `getIamPolicy` /
+//! `setIamPolicy` on a service account. Every well-formed `NAME@PROJECT.iam.gserviceaccount.com`
+//! exists (no create/delete); its project is the one in the e-mail, whatever the path names
+//! (`projects/-/serviceAccounts/...` is the usual form).
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::error::{GError, GResult};
+use crate::iam;
+use crate::request::Req;
+use crate::state::{State, Token, valid_project_id};
+use crate::util;
+
+const DOMAIN: &str = ".iam.gserviceaccount.com";
+/// The longest lifetime Google grants without the org policy that extends it to 12 hours.
+const MAX_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// The project of a user-managed service account `NAME@PROJECT.iam.gserviceaccount.com`
+/// (NAME 6–30 characters, lowercase letters, digits and hyphens), or `None`.
+pub(crate) fn project_of(email: &str) -> Option<&str> {
+    let (name, host) = email.split_once('@')?;
+    let project = host.strip_suffix(DOMAIN)?;
+    let n = name.as_bytes();
+    let name_ok = (6..=30).contains(&n.len())
+        && n[0].is_ascii_lowercase()
+        && n.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && n[n.len() - 1] != b'-';
+    (name_ok && valid_project_id(project)).then_some(project)
+}
+
+/// For a path `projects/{p}/serviceAccounts/{email}...`: the account's project, or the API's
+/// NOT_FOUND when the e-mail is not a service account. `None` for any other path.
+pub(crate) fn path_project(segs: &[String], api: &str) -> Option<GResult<String>> {
+    if segs.get(2).map(String::as_str) != Some("serviceAccounts") {
+        return None;
+    }
+    let email = segs.get(3).map(String::as_str).unwrap_or("");
+    Some(
+        project_of(email)
+            .map(String::from)
+            .ok_or_else(|| not_found(api, email)),
+    )
+}
+
+/// NOT_FOUND for an e-mail that is no service account, in each API's recorded wording.
+pub(crate) fn not_found(api: &str, email: &str) -> GError {
+    if api == "iamcredentials" {
+        GError::not_found(format!("Not found; Gaia id not found for email {email}"))
+    } else {
+        GError::not_found("Unknown service account")
+    }
+}
+
+/// The e-mail of `projects/-/serviceAccounts/{email}` (or a bare e-mail, as delegates may be).
+pub(crate) fn email_in(name: &str) -> &str {
+    name.rsplit_once("/serviceAccounts/")
+        .map(|(_, e)| e)
+        .unwrap_or(name)
+}
+
+/// `iamcredentials.serviceAccounts.generateAccessToken`: `{scope, lifetime, delegates}` →
+/// `{accessToken, expireTime}`. The permission checks along the delegation chain are `authz`'s.
+pub(crate) fn generate_access_token(st: &mut State, req: &Req) -> GResult<Value> {
+    let email = req.seg(3).to_string();
+    let body = req.object_body()?;
+    let scopes = body.get("scope").and_then(Value::as_array);
+    if scopes.is_none_or(|s| s.is_empty()) {
+        return Err(GError::invalid_field("scope", "Scope required."));
+    }
+    let lifetime = match body.get("lifetime") {
+        None | Some(Value::Null) => MAX_LIFETIME,
+        Some(Value::String(s)) => util::parse_duration(s)
+            .filter(|d| !d.is_zero() && *d <= MAX_LIFETIME)
+            .ok_or_else(|| {
+                GError::invalid_field(
+                    "lifetime",
+                    format!("The lifetime must be between 1s and 3600s, got '{s}'."),
+                )
+            })?,
+        Some(other) => {
+            return Err(util::bad_value(
+                "lifetime",
+                "type.googleapis.com/google.protobuf.Duration",
+                other,
+            ));
+        }
+    };
+    let token = format!("ya29.emu-{}", util::random_alnum(40));
+    let expires = req.now + lifetime;
+    st.tokens.insert(token.clone(), Token { email, expires });
+    Ok(json!({"accessToken": token, "expireTime": util::timestamp(expires)}))
+}
+
+/// `iam.serviceAccounts.getIamPolicy`.
+pub(crate) fn get_policy(st: &mut State, req: &Req) -> GResult<Value> {
+    Ok(iam::render_in(&st.sa_policies, req.seg(3)))
+}
+
+/// `iam.serviceAccounts.setIamPolicy`.
+pub(crate) fn set_policy(st: &mut State, req: &Req) -> GResult<Value> {
+    let body = req.object_body()?;
+    iam::set_in(&mut st.sa_policies, req.seg(3), &body, &mut st.etag_seq)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_account_emails() {
+        assert_eq!(
+            project_of("deployer@my-project.iam.gserviceaccount.com"),
+            Some("my-project")
+        );
+        for bad in [
+            "short@my-project.iam.gserviceaccount.com",
+            "deployer@my-project.example.com",
+            "deployer@P.iam.gserviceaccount.com",
+            "no-at-sign",
+        ] {
+            assert_eq!(project_of(bad), None, "{bad}");
+        }
+        assert_eq!(email_in("projects/-/serviceAccounts/a@b.c"), "a@b.c");
+    }
+}
