@@ -7,6 +7,7 @@
 #[cfg(any(test, feature = "fake-gcp"))]
 pub mod fake;
 pub mod google;
+pub mod quota;
 
 use std::sync::Arc;
 
