@@ -111,10 +111,17 @@ impl Harness {
 
     /// Starts the controller (again) in-process.
     pub async fn start_controller(&mut self) {
+        let options = runwarden::gcp::google::ClientOptions::budgeted(
+            self.config.gcp_call_timeout,
+            self.config.quota_run_reads_per_minute,
+            self.config.quota_run_writes_per_minute,
+            self.metrics.clone(),
+        );
         let gcp = runwarden::gcp::google::connect(
             Some(&self.emu.endpoint()),
             anonymous(),
             self.metrics.clone(),
+            &options,
         )
         .await
         .expect("gcp clients");
