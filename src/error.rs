@@ -83,6 +83,15 @@ impl Error {
         }
     }
 
+    /// When to retry, if the failed call said (Google's `RetryInfo`, or a spent client-side
+    /// Cloud Run budget): the retry is scheduled for then instead of the exponential backoff.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self.inner() {
+            Error::Gcp(e) => e.retry_after,
+            _ => None,
+        }
+    }
+
     /// A short label for metrics and condition reasons.
     pub fn metric_label(&self) -> &'static str {
         match self.inner() {
@@ -148,6 +157,27 @@ mod tests {
         assert!(
             gcp(Code::PermissionDenied).is_transient(),
             "a missing grant can be fixed outside the spec"
+        );
+    }
+
+    #[test]
+    fn retry_advice_survives_the_finalizer_wrapper() {
+        let advised = GcpError {
+            retry_after: Some(Duration::from_secs(42)),
+            ..GcpError::new("run", "services.patch", Code::ResourceExhausted, "m")
+        };
+        let wrapped = Error::Finalizer(Box::new(kube::runtime::finalizer::Error::ApplyFailed(
+            Error::Gcp(advised),
+        )));
+        assert_eq!(wrapped.retry_after(), Some(Duration::from_secs(42)));
+        assert_eq!(gcp(Code::ResourceExhausted).retry_after(), None);
+        assert_eq!(
+            Error::Spec {
+                reason: "InvalidSpec",
+                message: String::new()
+            }
+            .retry_after(),
+            None
         );
     }
 

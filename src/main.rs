@@ -287,13 +287,18 @@ async fn plan(args: PlanArgs) -> Result<ExitCode, String> {
             None,
         ),
     };
-    let gcp = gcp::google::connect(
-        endpoint.as_deref(),
-        credentials,
-        Arc::new(Metrics::default()),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    // Plan only reads, within the controller's default budgets and timeout.
+    let defaults = controller::Config::default();
+    let metrics = Arc::new(Metrics::default());
+    let options = gcp::google::ClientOptions::budgeted(
+        defaults.gcp_call_timeout,
+        defaults.quota_run_reads_per_minute,
+        defaults.quota_run_writes_per_minute,
+        metrics.clone(),
+    );
+    let gcp = gcp::google::connect(endpoint.as_deref(), credentials, metrics, &options)
+        .await
+        .map_err(|e| e.to_string())?;
     let settings = runwarden::plan::Settings {
         default_project: args.default_project,
     };
@@ -330,10 +335,18 @@ async fn run_controller(args: ControllerArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot reach Kubernetes: {e}"))?;
     let metrics = Arc::new(Metrics::default());
+    // One set of budgets for the whole process: every worker (and identity) shares it.
+    let options = gcp::google::ClientOptions::budgeted(
+        args.gcp_call_timeout,
+        args.quota_run_reads_per_minute,
+        args.quota_run_writes_per_minute,
+        metrics.clone(),
+    );
     let clients = Arc::new(gcp::identity::Clients::new(gcp::identity::GoogleConnect {
         endpoint: endpoint.clone(),
         base: credentials,
         metrics: metrics.clone(),
+        options,
     }));
     // Fail fast on clients that cannot be built, before taking any lease.
     clients

@@ -46,6 +46,104 @@ pub struct GcpMethodLabels {
     pub method: String,
 }
 
+// ---- Cloud Run quota budgets (src/gcp/quota.rs) ----------------------------------------------
+
+/// Labels of a Cloud Run quota budget: project, region and `read` or `write`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QuotaLabels {
+    /// The Google project.
+    pub project: String,
+    /// The Cloud Run region.
+    pub region: String,
+    /// `read` or `write`.
+    pub kind: String,
+}
+
+/// Labels of a project and region.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProjectRegionLabels {
+    /// The Google project.
+    pub project: String,
+    /// The Cloud Run region.
+    pub region: String,
+}
+
+fn quota_wait_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 14))
+}
+
+/// The metrics of the Cloud Run quota budgets.
+struct QuotaMetrics {
+    wait: Family<QuotaLabels, Histogram, Buckets>,
+    refusals: Family<QuotaLabels, Counter>,
+    exceeded: Family<ProjectRegionLabels, Counter>,
+}
+
+impl QuotaMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let m = Self {
+            wait: Family::new_with_constructor(Buckets(quota_wait_buckets)),
+            refusals: Family::default(),
+            exceeded: Family::default(),
+        };
+        registry.register(
+            "gcp_quota_wait_seconds",
+            "Time Cloud Run calls waited for their client-side budget, by project, region and kind (read or write)",
+            m.wait.clone(),
+        );
+        registry.register(
+            "gcp_quota_refusals",
+            "Cloud Run calls refused by the client-side budget (requeued for when it frees), by project, region and kind",
+            m.refusals.clone(),
+        );
+        registry.register(
+            "gcp_quota_exceeded",
+            "RESOURCE_EXHAUSTED (429) answers of the Cloud Run Admin API, by project and region",
+            m.exceeded.clone(),
+        );
+        m
+    }
+}
+
+impl Metrics {
+    /// Records a Cloud Run call let through by its budget after `waited`.
+    pub fn quota_waited(&self, project: &str, region: &str, kind: &str, waited: Duration) {
+        self.quota
+            .wait
+            .get_or_create(&quota_labels(project, region, kind))
+            .observe(waited.as_secs_f64());
+    }
+
+    /// Counts a Cloud Run call refused by its budget.
+    pub fn quota_refused(&self, project: &str, region: &str, kind: &str) {
+        self.quota
+            .refusals
+            .get_or_create(&quota_labels(project, region, kind))
+            .inc();
+    }
+
+    /// Counts a `RESOURCE_EXHAUSTED` answer of Cloud Run.
+    pub fn quota_exceeded(&self, project: &str, region: &str) {
+        self.quota
+            .exceeded
+            .get_or_create(&ProjectRegionLabels {
+                project: project.to_owned(),
+                region: region.to_owned(),
+            })
+            .inc();
+    }
+}
+
+fn quota_labels(project: &str, region: &str, kind: &str) -> QuotaLabels {
+    QuotaLabels {
+        project: project.to_owned(),
+        region: region.to_owned(),
+        kind: kind.to_owned(),
+    }
+}
+
+// ---- end of the Cloud Run quota budgets ----------------------------------------------------------
+
 /// Labels of the managed objects gauge.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReadyLabels {
@@ -83,6 +181,7 @@ pub struct Metrics {
     managed: Family<ReadyLabels, Gauge>,
     deletions_stuck: Family<KindLabels, Gauge>,
     leader: Gauge,
+    quota: QuotaMetrics,
 }
 
 impl Default for Metrics {
@@ -136,6 +235,7 @@ impl Default for Metrics {
             "1 when this replica holds the leader lease",
             leader.clone(),
         );
+        let quota = QuotaMetrics::register(&mut registry);
         Self {
             registry,
             reconciles,
@@ -146,6 +246,7 @@ impl Default for Metrics {
             managed,
             deletions_stuck,
             leader,
+            quota,
         }
     }
 }

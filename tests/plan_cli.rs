@@ -6,6 +6,7 @@ mod common;
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
+use std::time::Duration;
 
 use runwarden_emulator::Emulator;
 
@@ -100,10 +101,12 @@ async fn stdin_in_sync_drift_and_json() {
     common::crypto();
     let emu = emulator().await;
     // Deploy the service as the controller would, with the cluster's uid in its owner label.
+    let metrics = Arc::new(runwarden::metrics::Metrics::default());
     let gcp = runwarden::gcp::google::connect(
         Some(&emu.endpoint()),
         common::anonymous(),
-        Arc::new(runwarden::metrics::Metrics::default()),
+        metrics.clone(),
+        &runwarden::gcp::google::ClientOptions::budgeted(Duration::from_secs(30), 600, 60, metrics),
     )
     .await
     .unwrap();

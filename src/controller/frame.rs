@@ -134,7 +134,8 @@ pub fn error_policy<K: Reconciled>(
 }
 
 /// What to do after a failed reconcile: wait for a spec change when retrying cannot help, else
-/// retry with capped, jittered exponential backoff.
+/// retry when the error says (Google's `RetryInfo`, a spent Cloud Run budget), else with capped,
+/// jittered exponential backoff.
 pub fn error_policy_for(
     kind: &'static str,
     namespace: String,
@@ -148,7 +149,10 @@ pub fn error_policy_for(
     ctx.metrics.failed(kind, err.metric_label());
     warn!(kind, namespace, name, error = %err, "reconcile failed");
     if err.is_transient() {
-        Action::requeue(ctx.backoff((kind, namespace, name)))
+        Action::requeue(
+            err.retry_after()
+                .unwrap_or_else(|| ctx.backoff((kind, namespace, name))),
+        )
     } else {
         Action::await_change()
     }

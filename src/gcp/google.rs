@@ -2,14 +2,17 @@
 //!
 //! The clients never retry on their own (`NeverRetry`): the controllers own retries, with
 //! backoff per object, so that a call count seen in metrics or the emulator is the real one.
+//! Every call is bounded by [`ClientOptions::timeout`] (`DEADLINE_EXCEEDED` beyond), and Cloud
+//! Run calls are counted against [`ClientOptions::budgets`] (see [`super::quota`]).
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use google_cloud_auth::credentials::Credentials;
 use google_cloud_gax::error::Error as GaxError;
+use google_cloud_gax::error::rpc::{Status, StatusDetails};
 use google_cloud_gax::retry_policy::NeverRetry;
 use google_cloud_iam_v1::model::{GetPolicyOptions, Policy};
 use google_cloud_kms_v1::client::KeyManagementService;
@@ -21,6 +24,7 @@ use google_cloud_run_v2::model::Service;
 use google_cloud_vpcaccess_v1::client::VpcAccessService;
 use google_cloud_vpcaccess_v1::model::Connector;
 
+use super::quota::{self, Budgets};
 use super::{
     CloudRunApi, Code, Gcp, GcpError, GcpResult, IamPolicyApi, KmsApi, ProjectsApi, VpcAccessApi,
 };
@@ -38,11 +42,46 @@ pub struct BuildError {
     source: google_cloud_gax::client_builder::Error,
 }
 
+/// How the clients call Google.
+#[derive(Clone)]
+pub struct ClientOptions {
+    /// Longest a single call may take (`DEADLINE_EXCEEDED` beyond; zero: no limit). Time spent
+    /// waiting on a budget does not count.
+    pub timeout: Duration,
+    /// The Cloud Run budgets, shared by every client set of the process (none: unbudgeted).
+    pub budgets: Option<Arc<Budgets>>,
+    /// The service account the clients act as (a namespace's identity), named in refusals.
+    pub principal: Option<String>,
+}
+
+impl ClientOptions {
+    /// A `timeout` per call and Cloud Run budgets of `reads_per_minute` and
+    /// `writes_per_minute` per project and region (the controller's `--gcp-call-timeout`,
+    /// `--quota-run-reads-per-minute` and `--quota-run-writes-per-minute`).
+    pub fn budgeted(
+        timeout: Duration,
+        reads_per_minute: u32,
+        writes_per_minute: u32,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            timeout,
+            budgets: Some(Arc::new(Budgets::new(
+                reads_per_minute,
+                writes_per_minute,
+                metrics,
+            ))),
+            principal: None,
+        }
+    }
+}
+
 /// Builds every client against `endpoint` (Google's own endpoints when `None`).
 pub async fn connect(
     endpoint: Option<&str>,
     credentials: Credentials,
     metrics: Arc<Metrics>,
+    options: &ClientOptions,
 ) -> Result<Gcp, BuildError> {
     macro_rules! build {
         ($client:ty, $api:literal) => {{
@@ -58,12 +97,20 @@ pub async fn connect(
                 .map_err(|source| BuildError { api: $api, source })?
         }};
     }
-    let meter = Meter(metrics);
+    let meter = Meter {
+        metrics,
+        timeout: options.timeout,
+        principal: options.principal.clone().map(Arc::from),
+    };
+    let run: Arc<dyn CloudRunApi> = Arc::new(RunClient {
+        client: build!(Services, "run"),
+        meter: meter.clone(),
+    });
     Ok(Gcp {
-        run: Arc::new(RunClient {
-            client: build!(Services, "run"),
-            meter: meter.clone(),
-        }),
+        run: match &options.budgets {
+            Some(budgets) => quota::budgeted(run, budgets.clone()),
+            None => run,
+        },
         kms: Arc::new(KmsClient {
             client: build!(KeyManagementService, "kms"),
             meter: meter.clone(),
@@ -79,9 +126,13 @@ pub async fn connect(
     })
 }
 
-/// Times and counts each call and turns client errors into [`GcpError`].
+/// Bounds, times and counts each call and turns client errors into [`GcpError`].
 #[derive(Clone)]
-struct Meter(Arc<Metrics>);
+struct Meter {
+    metrics: Arc<Metrics>,
+    timeout: Duration,
+    principal: Option<Arc<str>>,
+}
 
 impl Meter {
     async fn call<T>(
@@ -91,14 +142,40 @@ impl Meter {
         call: impl Future<Output = google_cloud_gax::Result<T>>,
     ) -> GcpResult<T> {
         let start = Instant::now();
-        let result = call.await.map_err(|e| to_gcp_error(api, method, &e));
+        let result = if self.timeout.is_zero() {
+            call.await.map_err(|e| to_gcp_error(api, method, &e))
+        } else {
+            match tokio::time::timeout(self.timeout, call).await {
+                Ok(result) => result.map_err(|e| to_gcp_error(api, method, &e)),
+                Err(_) => Err(GcpError::new(
+                    api,
+                    method,
+                    Code::DeadlineExceeded,
+                    format!(
+                        "no answer within {:?} (--gcp-call-timeout); the call may still take effect",
+                        self.timeout
+                    ),
+                )),
+            }
+        };
         let code = match &result {
             Ok(_) => Code::Ok.name(),
             Err(e) => e.code.name(),
         };
-        self.0.gcp_request(api, method, code, start.elapsed());
-        result
+        self.metrics.gcp_request(api, method, code, start.elapsed());
+        result.map_err(|e| match &self.principal {
+            Some(who) => as_principal(e, who),
+            None => e,
+        })
     }
+}
+
+/// A refusal names whom Google refused: the namespace's identity, not the controller's.
+fn as_principal(mut e: GcpError, principal: &str) -> GcpError {
+    if matches!(e.code, Code::PermissionDenied | Code::Unauthenticated) {
+        e.message = format!("{} (as {principal})", e.message);
+    }
+    e
 }
 
 fn to_gcp_error(api: &'static str, method: &'static str, e: &GaxError) -> GcpError {
@@ -112,7 +189,23 @@ fn to_gcp_error(api: &'static str, method: &'static str, e: &GaxError) -> GcpErr
             None => (Code::Unavailable, e.to_string()),
         },
     };
-    GcpError::new(api, method, code, message)
+    let retry_after = e.status().and_then(retry_delay);
+    let message = match retry_after {
+        Some(after) => format!("{message} (retry at {})", quota::retry_time(after)),
+        None => message,
+    };
+    GcpError {
+        retry_after,
+        ..GcpError::new(api, method, code, message)
+    }
+}
+
+/// The delay of Google's `google.rpc.RetryInfo` detail, if the status has one.
+fn retry_delay(status: &Status) -> Option<Duration> {
+    status.details.iter().find_map(|detail| match detail {
+        StatusDetails::RetryInfo(info) => info.retry_delay.and_then(|d| Duration::try_from(d).ok()),
+        _ => None,
+    })
 }
 
 /// The gRPC code Google uses for an HTTP status without a JSON error body.
@@ -372,6 +465,62 @@ mod tests {
         assert_eq!(code_of_http(429), Code::ResourceExhausted);
         assert_eq!(code_of_http(503), Code::Unavailable);
         assert_eq!(code_of_http(418), Code::Unknown);
+    }
+
+    fn status(details: serde_json::Value) -> GaxError {
+        let status: Status = serde_json::from_value(serde_json::json!({
+            "code": 8,
+            "message": "Quota exceeded for quota metric 'Write requests'",
+            "details": details,
+        }))
+        .expect("a google.rpc.Status");
+        GaxError::service(status)
+    }
+
+    #[test]
+    fn googles_retry_info_becomes_retry_after_and_the_message_says_when() {
+        let e = to_gcp_error(
+            "run",
+            "services.patch",
+            &status(serde_json::json!([
+                {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "RATE_LIMIT_EXCEEDED", "domain": "googleapis.com"},
+                {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "42.5s"},
+            ])),
+        );
+        assert_eq!(e.code, Code::ResourceExhausted);
+        assert_eq!(e.retry_after, Some(Duration::from_millis(42_500)));
+        let at = e
+            .message
+            .strip_prefix("Quota exceeded for quota metric 'Write requests' (retry at ")
+            .and_then(|m| m.strip_suffix(')'))
+            .unwrap_or_else(|| panic!("{}", e.message));
+        let at: jiff::Timestamp = at.parse().expect("RFC 3339");
+        let wait = at.duration_since(jiff::Timestamp::now());
+        assert!(
+            wait > jiff::SignedDuration::from_secs(40)
+                && wait <= jiff::SignedDuration::from_secs(44),
+            "{wait:?}"
+        );
+    }
+
+    #[test]
+    fn a_status_without_retry_info_has_no_retry_after() {
+        let e = to_gcp_error(
+            "run",
+            "services.create",
+            &status(serde_json::json!([
+                {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{"subject": "project", "description": "services"}]},
+            ])),
+        );
+        assert_eq!(
+            e,
+            GcpError::new(
+                "run",
+                "services.create",
+                Code::ResourceExhausted,
+                "Quota exceeded for quota metric 'Write requests'"
+            )
+        );
     }
 
     #[test]

@@ -272,6 +272,8 @@ pub struct GoogleConnect {
     pub base: Credentials,
     /// Where calls are counted.
     pub metrics: Arc<Metrics>,
+    /// Timeout and Cloud Run budgets, shared by every identity's clients.
+    pub options: super::google::ClientOptions,
 }
 
 #[async_trait]
@@ -284,7 +286,11 @@ impl Connect for GoogleConnect {
                 Impersonated::new(email, self.base.clone(), endpoint, self.metrics.clone()).await?,
             ),
         };
-        super::google::connect(endpoint, credentials, self.metrics.clone())
+        let options = super::google::ClientOptions {
+            principal: identity.email().map(str::to_owned),
+            ..self.options.clone()
+        };
+        super::google::connect(endpoint, credentials, self.metrics.clone(), &options)
             .await
             .map_err(|e| GcpError::new("gcp", "connect", Code::Internal, e.to_string()))
     }

@@ -8,6 +8,7 @@
 pub mod fake;
 pub mod google;
 pub mod identity;
+pub mod quota;
 
 use std::sync::Arc;
 

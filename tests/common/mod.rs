@@ -94,6 +94,9 @@ impl Harness {
             max_backoff: Duration::from_secs(5),
             concurrency: 4,
             watch_namespace: Some(ns.clone()),
+            // Tests that are not about quotas are not slowed by the production budgets.
+            quota_run_reads_per_minute: 100_000,
+            quota_run_writes_per_minute: 100_000,
             ..controller::Config::default()
         };
         Some(Harness {
@@ -125,6 +128,12 @@ impl Harness {
                     endpoint: Some(self.emu.endpoint()),
                     base: anonymous(),
                     metrics: self.metrics.clone(),
+                    options: runwarden::gcp::google::ClientOptions::budgeted(
+                        self.config.gcp_call_timeout,
+                        self.config.quota_run_reads_per_minute,
+                        self.config.quota_run_writes_per_minute,
+                        self.metrics.clone(),
+                    ),
                 },
             )),
             config: self.config.clone(),
