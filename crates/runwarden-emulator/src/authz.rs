@@ -15,7 +15,7 @@ use crate::iam::Policy;
 use crate::request::{Caller, Req};
 use crate::routes::{self, Route};
 use crate::state::State;
-use crate::{resourcemanager, roles, serviceaccounts};
+use crate::{resourcemanager, roles, serviceaccounts, util};
 
 const GET_ACCESS_TOKEN: &str = "iam.serviceAccounts.getAccessToken";
 const IMPLICIT_DELEGATION: &str = "iam.serviceAccounts.implicitDelegation";
@@ -105,17 +105,10 @@ pub(crate) fn permitted(st: &State, req: &Req, project: &str, asked: &[String]) 
 /// `implicitDelegation` on the next account, the last one `getAccessToken` on the target. An
 /// anonymous caller skips only its own hop.
 fn check_chain(st: &State, caller: &Caller, req: &Req) -> GResult<()> {
-    let mut hops: Vec<&str> = req
-        .body
-        .get("delegates")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(serviceaccounts::email_in)
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut hops: Vec<&str> = util::strs_of(&req.body, "delegates")
+        .into_iter()
+        .map(serviceaccounts::email_in)
+        .collect();
     hops.push(req.seg(3));
     let mut from = match caller {
         Caller::Anonymous => None,

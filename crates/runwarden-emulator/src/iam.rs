@@ -136,16 +136,10 @@ fn update_mask(body: &Value) -> GResult<Vec<String>> {
             .map(|p| util::camel(p.trim()))
             .filter(|p| !p.is_empty())
             .collect(),
-        Some(Value::Object(o)) => o
-            .get("paths")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(util::camel)
-                    .collect()
-            })
-            .unwrap_or_default(),
+        Some(o @ Value::Object(_)) => util::strs_of(o, "paths")
+            .into_iter()
+            .map(util::camel)
+            .collect(),
         _ => Vec::new(),
     };
     let mask = if mask.is_empty() {

@@ -267,6 +267,14 @@ pub fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
+/// The strings of the array at `key` (non-strings skipped; none when absent).
+pub fn strs_of<'a>(v: &'a Value, key: &str) -> Vec<&'a str> {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
 /// Reads an integer that proto3 JSON may send as a number or a string. `field` names it in the
 /// error (`service.template.scaling.max_instance_count`).
 pub fn int_at(v: &Value, key: &str, field: &str, kind: &str) -> GResult<Option<i64>> {

@@ -30,17 +30,10 @@ pub(crate) fn set_policy(st: &mut State, req: &Req) -> GResult<Value> {
 pub(crate) fn test_permissions(st: &mut State, req: &Req) -> GResult<Value> {
     let (name, p) = service_name(st, req)?;
     st.services.get(&name).ok_or_else(|| not_found(&name))?;
-    let asked: Vec<String> = req
-        .body
-        .get("permissions")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default();
+    let asked: Vec<String> = crate::util::strs_of(&req.body, "permissions")
+        .into_iter()
+        .map(String::from)
+        .collect();
     let held = crate::authz::permitted(st, req, &p.id, &asked);
     Ok(if held.is_empty() {
         json!({})
