@@ -54,12 +54,18 @@ impl Cond {
 }
 
 /// The `Ready` condition over sub-conditions given in causal order: True when all are, else the
-/// first one that is not, with its reason and message. An `Audit` policy's violation
-/// (`AuditViolation`) reports without blocking: the service is deployed and serves.
+/// first one that is not, with its reason and message; one not evaluated yet (`Pending`) gives
+/// way to a later one that says what stops the object (a pass that stopped before the earlier
+/// steps). An `Audit` policy's violation (`AuditViolation`) reports without blocking: the
+/// service is deployed and serves.
 pub fn ready(subs: &[Cond]) -> Cond {
+    let blocking = |c: &&Cond| !c.is_true() && c.reason != super::reasons::AUDIT_VIOLATION;
+    let evaluated = |c: &&Cond| c.reason != super::reasons::PENDING;
     match subs
         .iter()
-        .find(|c| !c.is_true() && c.reason != super::reasons::AUDIT_VIOLATION)
+        .filter(blocking)
+        .find(evaluated)
+        .or_else(|| subs.iter().find(blocking))
     {
         None => Cond::ok("Ready", "Ready", "all conditions are satisfied"),
         Some(first) => Cond {
@@ -177,6 +183,12 @@ mod tests {
             ready(&audited).is_true(),
             "an audit finding does not block Ready"
         );
+        let stopped_early = [
+            Cond::unknown("PolicyCompliant", "Pending", "not evaluated yet"),
+            Cond::fail("ServiceReady", "IdentityNotConfigured", "annotate it"),
+        ];
+        assert_eq!(ready(&stopped_early).reason, "IdentityNotConfigured");
+        assert_eq!(ready(&stopped_early[..1]).reason, "Pending");
     }
 
     #[test]
