@@ -270,3 +270,82 @@ async fn a_call_that_gets_no_answer_fails_with_deadline_exceeded() {
         1
     );
 }
+
+const IMAGE: &str = "europe-docker.pkg.dev/runwarden-test/apps/quota@sha256:4444444444444444444444444444444444444444444444444444444444444444";
+
+/// The client-side refusal as users see it: `QuotaExceeded` saying when the next call is, a
+/// requeue for then (not the backoff, not a loop of status writes), and no 429 from Google.
+#[tokio::test]
+async fn a_spent_write_budget_says_when_and_requeues_for_then() {
+    let Some(mut h) = common::Harness::new("quota").await else {
+        return;
+    };
+    h.config.quota_run_writes_per_minute = 1;
+    // A backoff this short would retry a dozen times in the seconds watched below.
+    h.config.max_backoff = Duration::from_millis(300);
+    h.start_controller().await;
+    h.apply("first", common::spec(IMAGE)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while h.emu.count("run.services.create") == 0 {
+        assert!(Instant::now() < deadline, "first was never created");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    h.apply("second", common::spec(IMAGE)).await;
+    let obj = h
+        .wait_reason("second", "ServiceReady", "QuotaExceeded")
+        .await;
+    let message = obj
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "ServiceReady"))
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(
+        message.starts_with(&format!(
+            "client-side budget of 1 Cloud Run writes per minute for project {} in {} is spent; next call at ",
+            common::PROJECT,
+            common::REGION
+        )),
+        "{message}"
+    );
+    assert!(
+        h.events("second")
+            .await
+            .iter()
+            .any(|e| e.starts_with("QuotaExceeded: ") && e.contains("next call at")),
+        "{:?}",
+        h.events("second").await
+    );
+    // Requeued for the next slot, a minute away: with the backoff (at most 300 ms) or a status
+    // write waking it, it would be refused again and again meanwhile. (A pass woken by another
+    // event, e.g. `first`'s status, is refused again with the same time: at most one or two.)
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let refusals = || {
+        h.metrics
+            .encode()
+            .lines()
+            .filter(|l| {
+                l.starts_with("runwarden_gcp_quota_refusals_total{") && l.contains("kind=\"write\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    let before = refusals();
+    let version = obj.metadata.resource_version.clone();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let again = refusals() - before;
+    assert!(again <= 2.0, "refused {again} more times before its time");
+    let now = h.api().get("second").await.expect("get");
+    assert_eq!(
+        now.metadata.resource_version, version,
+        "the status was not rewritten"
+    );
+    assert_eq!(h.emu.count("run.services.create"), 1);
+    assert!(
+        !h.metrics
+            .encode()
+            .contains("runwarden_gcp_quota_exceeded_total"),
+        "no 429 from Google"
+    );
+    h.stop_controller().await;
+}

@@ -151,6 +151,7 @@ pub fn error_policy_for(
     if err.is_transient() {
         Action::requeue(
             err.retry_after()
+                .filter(|after| !after.is_zero())
                 .unwrap_or_else(|| ctx.backoff((kind, namespace, name))),
         )
     } else {

@@ -18,9 +18,11 @@
 //! [`Budgets::max_wait`] sleeps until then (the slot is reserved, first come first served, and
 //! the wait is recorded in `runwarden_gcp_quota_wait_seconds`). A later turn fails at once with
 //! a local `RESOURCE_EXHAUSTED` [`GcpError`] whose `retry_after` is when a slot frees, so the
-//! object is requeued for then without holding a worker. Refused callers are handed successive
+//! object is requeued for then without holding a worker. Refused calls are handed successive
 //! free slots (the first refused gets the first slot, the next one the second, ...), so that
-//! when a window frees, about as many objects come back as it has room for, not all of them.
+//! when a window frees, about as many objects come back as it has room for, not all of them. A
+//! resource refused again before its time gets the same time: its condition message stays the
+//! same, so its status is not rewritten (which would wake it again).
 //!
 //! **Google's 429.** A `RESOURCE_EXHAUSTED` from Google with `RetryInfo` pauses the whole budget
 //! (the project-region's reads, or its writes) until the delay Google asked for has passed; every
@@ -107,8 +109,10 @@ struct Budget {
     /// When the last calls (at most the limit) were let through, oldest first. Some may lie in
     /// the future: callers sleeping until their reserved turn.
     grants: VecDeque<Instant>,
-    /// Retry times handed to refused callers that are not due yet, earliest first.
-    promised: VecDeque<Instant>,
+    /// Retry times handed to refused calls that are not due yet, by resource: a resource
+    /// refused again before its time is given the same time (so its condition message, and
+    /// with it its status, stays the same).
+    promised: HashMap<String, Instant>,
     /// Google asked to make no call before this (`RetryInfo`).
     paused_until: Option<Instant>,
 }
@@ -156,6 +160,8 @@ pub struct Budgets {
     max_wait: Duration,
     budgets: Mutex<HashMap<(Scope, Kind), Budget>>,
     metrics: Arc<Metrics>,
+    /// One reading of the monotonic and the wall clock, to write instants as times.
+    epoch: (Instant, jiff::Timestamp),
 }
 
 impl Budgets {
@@ -169,6 +175,7 @@ impl Budgets {
             max_wait: DEFAULT_MAX_WAIT,
             budgets: Mutex::default(),
             metrics,
+            epoch: (Instant::now(), jiff::Timestamp::now()),
         }
     }
 
@@ -195,9 +202,9 @@ impl Budgets {
         self.budgets.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The decision for a call of `kind` in `scope` at `now` (the clock is a parameter so that
-    /// tests can drive it).
-    fn decide(&self, scope: &Scope, kind: Kind, now: Instant) -> Decision {
+    /// The decision for a call of `kind` on `resource` in `scope` at `now` (the clock is a
+    /// parameter so that tests can drive it).
+    fn decide(&self, scope: &Scope, kind: Kind, resource: &str, now: Instant) -> Decision {
         let limit = self.limit(kind) as usize;
         let mut budgets = self.lock();
         let budget = budgets.entry((scope.clone(), kind)).or_default();
@@ -209,9 +216,10 @@ impl Budgets {
             grant(&mut budget.grants, limit, turn);
             return Decision::Go(wait);
         }
-        // Hand this caller the first turn not already promised to a refused caller.
-        while budget.promised.front().is_some_and(|&p| p <= now) {
-            budget.promised.pop_front();
+        // Hand this caller its earlier promise, else the first turn not promised to another.
+        budget.promised.retain(|_, &mut at| at > now);
+        if let Some(&at) = budget.promised.get(resource) {
+            return Decision::Refuse { at, paused_until };
         }
         let mut grants = budget.grants.clone();
         let mut at = turn;
@@ -219,7 +227,7 @@ impl Budgets {
             grant(&mut grants, limit, at);
             at = next_turn(&grants, limit, floor);
         }
-        budget.promised.push_back(at);
+        budget.promised.insert(resource.to_owned(), at);
         Decision::Refuse { at, paused_until }
     }
 
@@ -232,11 +240,17 @@ impl Budgets {
         budget.paused_until = Some(budget.paused_until.map_or(until, |p| p.max(until)));
     }
 
-    /// Waits for the turn of a `method` call of `kind` in `scope`, or refuses it at once with a
-    /// local `RESOURCE_EXHAUSTED` that says when to retry.
-    pub async fn acquire(&self, scope: &Scope, kind: Kind, method: &'static str) -> GcpResult<()> {
+    /// Waits for the turn of a `method` call of `kind` on `resource` in `scope`, or refuses it
+    /// at once with a local `RESOURCE_EXHAUSTED` that says when to retry.
+    pub async fn acquire(
+        &self,
+        scope: &Scope,
+        kind: Kind,
+        method: &'static str,
+        resource: &str,
+    ) -> GcpResult<()> {
         let now = Instant::now();
-        match self.decide(scope, kind, now) {
+        match self.decide(scope, kind, resource, now) {
             Decision::Go(wait) => {
                 if !wait.is_zero() {
                     tokio::time::sleep(wait).await;
@@ -248,7 +262,7 @@ impl Budgets {
             Decision::Refuse { at, paused_until } => {
                 self.metrics
                     .quota_refused(&scope.project, &scope.region, kind.label());
-                Err(self.refusal(scope, kind, method, at - now, paused_until.map(|p| p - now)))
+                Err(self.refusal(scope, kind, method, now, at, paused_until))
             }
         }
     }
@@ -262,23 +276,31 @@ impl Budgets {
         }
     }
 
-    /// The error of a refused call, retried after `after`.
+    /// The wall-clock time of `at`, as RFC 3339 rounded up to the second. Derived from one
+    /// reading of both clocks, so that one instant always reads the same.
+    fn wall(&self, at: Instant) -> String {
+        let since = at.saturating_duration_since(self.epoch.0);
+        rfc3339(self.epoch.1, since)
+    }
+
+    /// The error of a call refused at `now`, to be retried `at`.
     fn refusal(
         &self,
         scope: &Scope,
         kind: Kind,
         method: &'static str,
-        after: Duration,
-        paused_for: Option<Duration>,
+        now: Instant,
+        at: Instant,
+        paused_until: Option<Instant>,
     ) -> GcpError {
         let Scope { project, region } = scope;
         let limit = self.limit(kind);
         let kind = kind.label();
-        let next = retry_time(after);
-        let message = match paused_for {
+        let next = self.wall(at);
+        let message = match paused_until {
             Some(paused) => format!(
                 "Cloud Run {kind}s for project {project} in {region} are paused until {}: Google answered RESOURCE_EXHAUSTED and asked to retry then; next call at {next}",
-                retry_time(paused)
+                self.wall(paused)
             ),
             None => format!(
                 "client-side budget of {} Cloud Run {kind}s per minute for project {project} in {region} is spent; next call at {next}",
@@ -286,7 +308,7 @@ impl Budgets {
             ),
         };
         GcpError {
-            retry_after: Some(after),
+            retry_after: Some(at - now),
             ..GcpError::new("run", method, Code::ResourceExhausted, message)
         }
     }
@@ -294,12 +316,16 @@ impl Budgets {
 
 /// `after` from now as RFC 3339 (UTC, rounded up to the second), for messages users read.
 pub fn retry_time(after: Duration) -> String {
-    use jiff::{RoundMode, SignedDuration, Timestamp, TimestampRound, Unit};
-    let now = Timestamp::now();
+    rfc3339(jiff::Timestamp::now(), after)
+}
+
+/// `from + after` as RFC 3339, rounded up to the second.
+fn rfc3339(from: jiff::Timestamp, after: Duration) -> String {
+    use jiff::{RoundMode, SignedDuration, TimestampRound, Unit};
     let at = SignedDuration::try_from(after)
         .ok()
-        .and_then(|d| now.checked_add(d).ok())
-        .unwrap_or(now);
+        .and_then(|d| from.checked_add(d).ok())
+        .unwrap_or(from);
     at.round(
         TimestampRound::new()
             .smallest(Unit::Second)
@@ -330,7 +356,7 @@ impl Budgeted {
         call: impl Future<Output = GcpResult<T>>,
     ) -> GcpResult<T> {
         let scope = Scope::of(name);
-        self.budgets.acquire(&scope, kind, method).await?;
+        self.budgets.acquire(&scope, kind, method, name).await?;
         let result = call.await;
         if let Err(e) = &result
             && e.code == Code::ResourceExhausted
@@ -369,9 +395,9 @@ impl CloudRunApi for Budgeted {
         service_id: &str,
         service: Service,
     ) -> GcpResult<Operation> {
+        let name = format!("{parent}/services/{service_id}");
         let call = self.inner.create_service(parent, service_id, service);
-        self.call("services.create", Kind::Write, parent, call)
-            .await
+        self.call("services.create", Kind::Write, &name, call).await
     }
 
     async fn update_service(&self, service: Service) -> GcpResult<Operation> {

@@ -27,7 +27,7 @@ fn drive(b: &Budgets, kind: Kind, start: Instant, step: Duration, span: Duration
     let mut starts = Vec::new();
     let mut now = start;
     while now < start + span {
-        if let Decision::Go(wait) = b.decide(&s, kind, now) {
+        if let Decision::Go(wait) = b.decide(&s, kind, "svc", now) {
             starts.push(now + wait);
         }
         now += step;
@@ -56,10 +56,13 @@ fn a_burst_of_the_whole_budget_starts_at_once() {
     let s = scope("p", "r");
     let t0 = Instant::now();
     for _ in 0..10 {
-        assert_eq!(b.decide(&s, Kind::Write, t0), Decision::Go(Duration::ZERO));
+        assert_eq!(
+            b.decide(&s, Kind::Write, "svc", t0),
+            Decision::Go(Duration::ZERO)
+        );
     }
     assert!(matches!(
-        b.decide(&s, Kind::Write, t0),
+        b.decide(&s, Kind::Write, "svc", t0),
         Decision::Refuse { .. }
     ));
 }
@@ -92,19 +95,22 @@ fn a_turn_within_the_bound_waits_and_a_later_one_is_refused_with_when() {
     let b = budgets(600, 2).with_max_wait(secs(5));
     let s = scope("p", "r");
     let t0 = Instant::now();
-    assert_eq!(b.decide(&s, Kind::Write, t0), Decision::Go(Duration::ZERO));
     assert_eq!(
-        b.decide(&s, Kind::Write, t0 + secs(1)),
+        b.decide(&s, Kind::Write, "svc", t0),
+        Decision::Go(Duration::ZERO)
+    );
+    assert_eq!(
+        b.decide(&s, Kind::Write, "svc", t0 + secs(1)),
         Decision::Go(Duration::ZERO)
     );
     // The first slot frees at t0 + 61 s: 3 s away from t0 + 58 s, so that caller waits.
     assert_eq!(
-        b.decide(&s, Kind::Write, t0 + secs(58)),
+        b.decide(&s, Kind::Write, "svc", t0 + secs(58)),
         Decision::Go(secs(3))
     );
     // The second frees at t0 + 62 s; at t0 + 30 s that is too far: refused, told when.
     assert_eq!(
-        b.decide(&s, Kind::Write, t0 + secs(30)),
+        b.decide(&s, Kind::Write, "svc", t0 + secs(30)),
         Decision::Refuse {
             at: t0 + secs(62),
             paused_until: None
@@ -117,34 +123,57 @@ fn refused_callers_are_handed_successive_turns() {
     let b = budgets(600, 2).with_max_wait(Duration::ZERO);
     let s = scope("p", "r");
     let t0 = Instant::now();
-    b.decide(&s, Kind::Write, t0);
-    b.decide(&s, Kind::Write, t0 + secs(10));
-    let refused = |now| match b.decide(&s, Kind::Write, now) {
+    b.decide(&s, Kind::Write, "a", t0);
+    b.decide(&s, Kind::Write, "b", t0 + secs(10));
+    let refused = |resource, now| match b.decide(&s, Kind::Write, resource, now) {
         Decision::Refuse { at, .. } => at,
         other => panic!("{other:?}"),
     };
     let now = t0 + secs(20);
-    assert_eq!(refused(now), t0 + secs(61));
-    assert_eq!(refused(now), t0 + secs(71));
+    assert_eq!(refused("c", now), t0 + secs(61));
+    assert_eq!(refused("d", now), t0 + secs(71));
     // Beyond the turns the log knows, the next window's.
-    assert_eq!(refused(now), t0 + secs(122));
-    assert_eq!(refused(now), t0 + secs(132));
+    assert_eq!(refused("e", now), t0 + secs(122));
+    assert_eq!(refused("f", now), t0 + secs(132));
+    // Asking again before its time does not move a resource back.
+    assert_eq!(refused("d", t0 + secs(30)), t0 + secs(71));
     // The first one comes back on time and goes; the next refused one queues behind the
     // three promises still pending.
     assert_eq!(
-        b.decide(&s, Kind::Write, t0 + secs(61)),
+        b.decide(&s, Kind::Write, "c", t0 + secs(61)),
         Decision::Go(Duration::ZERO)
     );
-    assert_eq!(refused(t0 + secs(62)), t0 + secs(183));
+    assert_eq!(refused("g", t0 + secs(62)), t0 + secs(183));
+}
+
+#[test]
+fn a_resource_refused_again_reads_the_same_message() {
+    let b = budgets(600, 1).with_max_wait(Duration::ZERO);
+    let s = scope("p", "r");
+    let t0 = Instant::now();
+    b.decide(&s, Kind::Write, "a", t0);
+    let message = |now| {
+        let Decision::Refuse { at, paused_until } = b.decide(&s, Kind::Write, "b", now) else {
+            panic!("not refused");
+        };
+        b.refusal(&s, Kind::Write, "services.create", now, at, paused_until)
+            .message
+    };
+    let first = message(t0 + secs(1));
+    for later in [2, 10, 59] {
+        assert_eq!(message(t0 + secs(later)), first);
+    }
 }
 
 #[tokio::test]
 async fn a_refusal_is_a_local_resource_exhausted_with_retry_after() {
     let b = budgets(600, 1).with_max_wait(secs(5));
     let s = scope("p", "us-central1");
-    b.acquire(&s, Kind::Write, "services.create").await.unwrap();
+    b.acquire(&s, Kind::Write, "services.create", P)
+        .await
+        .unwrap();
     let e = b
-        .acquire(&s, Kind::Write, "services.patch")
+        .acquire(&s, Kind::Write, "services.patch", P)
         .await
         .unwrap_err();
     assert_eq!(e.code, Code::ResourceExhausted);
@@ -183,26 +212,26 @@ fn reads_and_writes_projects_and_regions_have_budgets_of_their_own() {
     let t0 = Instant::now();
     let here = scope("p", "r");
     assert_eq!(
-        b.decide(&here, Kind::Write, t0),
+        b.decide(&here, Kind::Write, "svc", t0),
         Decision::Go(Duration::ZERO)
     );
     assert!(matches!(
-        b.decide(&here, Kind::Write, t0),
+        b.decide(&here, Kind::Write, "svc", t0),
         Decision::Refuse { .. }
     ));
     for _ in 0..3 {
         assert_eq!(
-            b.decide(&here, Kind::Read, t0),
+            b.decide(&here, Kind::Read, "svc", t0),
             Decision::Go(Duration::ZERO)
         );
     }
     assert!(matches!(
-        b.decide(&here, Kind::Read, t0),
+        b.decide(&here, Kind::Read, "svc", t0),
         Decision::Refuse { .. }
     ));
     for other in [scope("p", "r2"), scope("q", "r")] {
         assert_eq!(
-            b.decide(&other, Kind::Write, t0),
+            b.decide(&other, Kind::Write, "svc", t0),
             Decision::Go(Duration::ZERO)
         );
     }
@@ -216,28 +245,28 @@ fn googles_retry_info_pauses_the_project_region_for_every_caller() {
     b.pause(&here, Kind::Write, t0, secs(30));
     // Every later write of the project-region: refused until then, or waits when it is near.
     assert_eq!(
-        b.decide(&here, Kind::Write, t0 + secs(1)),
+        b.decide(&here, Kind::Write, "svc", t0 + secs(1)),
         Decision::Refuse {
             at: t0 + secs(30),
             paused_until: Some(t0 + secs(30))
         }
     );
     assert_eq!(
-        b.decide(&here, Kind::Write, t0 + secs(27)),
+        b.decide(&here, Kind::Write, "svc", t0 + secs(27)),
         Decision::Go(secs(3))
     );
     assert_eq!(
-        b.decide(&here, Kind::Write, t0 + secs(31)),
+        b.decide(&here, Kind::Write, "svc", t0 + secs(31)),
         Decision::Go(Duration::ZERO)
     );
     // Not its reads, not other regions or projects.
     assert_eq!(
-        b.decide(&here, Kind::Read, t0),
+        b.decide(&here, Kind::Read, "svc", t0),
         Decision::Go(Duration::ZERO)
     );
     for other in [scope("p", "r2"), scope("q", "r")] {
         assert_eq!(
-            b.decide(&other, Kind::Write, t0 + secs(1)),
+            b.decide(&other, Kind::Write, "svc", t0 + secs(1)),
             Decision::Go(Duration::ZERO)
         );
     }
@@ -245,7 +274,7 @@ fn googles_retry_info_pauses_the_project_region_for_every_caller() {
     b.pause(&here, Kind::Write, t0 + secs(31), secs(60));
     b.pause(&here, Kind::Write, t0 + secs(32), secs(1));
     assert!(matches!(
-        b.decide(&here, Kind::Write, t0 + secs(40)),
+        b.decide(&here, Kind::Write, "svc", t0 + secs(40)),
         Decision::Refuse { at, .. } if at == t0 + secs(91)
     ));
 }
@@ -256,7 +285,10 @@ fn a_zero_budget_is_no_client_side_limit() {
     let s = scope("p", "r");
     let t0 = Instant::now();
     for _ in 0..10_000 {
-        assert_eq!(b.decide(&s, Kind::Write, t0), Decision::Go(Duration::ZERO));
+        assert_eq!(
+            b.decide(&s, Kind::Write, "svc", t0),
+            Decision::Go(Duration::ZERO)
+        );
     }
 }
 
