@@ -919,22 +919,25 @@ pub fn run(plane: &ControlPlane, bin: &str, params: &Params) -> Report {
     ));
     let known: BTreeSet<String> = svcs.iter().map(Svc::google_name).collect();
     let decoy = google_services(&emulator, DECOY_PROJECT);
-    let mut wrong: Vec<String> = match &decoy {
+    let in_decoy: Vec<String> = match &decoy {
         Some(d) => d.keys().map(|k| format!("{k} exists")).collect(),
         None => vec![format!("cannot list {DECOY_PROJECT}")],
     };
-    wrong.extend(
-        google
-            .keys()
-            .filter(|k| !known.contains(*k))
-            .map(|k| format!("{k} not asked for")),
-    );
-    inv.push(invariant(
-        "nothing created in a wrong project",
-        1 + decoys.len(),
-        &format!("checks ({DECOY_PROJECT} empty, no unknown service in {PROJECT})"),
-        wrong,
-    ));
+    let unknown: Vec<String> = google
+        .keys()
+        .filter(|k| !known.contains(*k))
+        .map(|k| format!("{k} not asked for"))
+        .collect();
+    inv.push(Invariant {
+        name: "nothing created in a wrong project",
+        pass: in_decoy.is_empty() && unknown.is_empty(),
+        checked: format!(
+            "{} services in {DECOY_PROJECT}, {} unknown in {PROJECT} (want 0 and 0)",
+            decoy.as_ref().map_or(0, BTreeMap::len),
+            unknown.len()
+        ),
+        detail: first(&[in_decoy, unknown].concat()),
+    });
     let mut panics = Vec::new();
     for entry in std::fs::read_dir(&logs).expect("logs").flatten() {
         let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
