@@ -210,8 +210,12 @@ fn set_emulator_quota(emulator: &str, reads: u32, writes: u32) -> bool {
             }
         }
     }
-    let ok = http("PUT", &format!("{emulator}/emulator/v1/config"), Some(body.clone()))
-        .is_some_and(|(c, _)| c == 200);
+    let ok = http(
+        "PUT",
+        &format!("{emulator}/emulator/v1/config"),
+        Some(body.clone()),
+    )
+    .is_some_and(|(c, _)| c == 200);
     let (_, after) = http_get(&format!("{emulator}/emulator/v1/config")).unwrap_or_default();
     let after: Value = serde_json::from_str(&after).unwrap_or_default();
     let at = |p: &Vec<String>| p.iter().fold(&after, |v, k| &v[k]).as_u64();
@@ -258,8 +262,7 @@ fn watch(plane: &'static envtest::ControlPlane, ns: String, seen: Seen) {
                 let mut seen = seen.lock().unwrap();
                 for o in objs {
                     let name = o.metadata.name.clone().unwrap_or_default();
-                    let ready =
-                        runwarden::controller::cloudrunservice::is_ready(&o) == Some(true);
+                    let ready = runwarden::controller::cloudrunservice::is_ready(&o) == Some(true);
                     let e = seen.entry(name).or_insert((now, None));
                     if ready && e.1.is_none() {
                         e.1 = Some(now);
@@ -365,8 +368,8 @@ fn run_size(n: usize, quota: Option<(u32, u32)>) -> Option<Row> {
     let c1 = start_controller(plane, &emulator, &ns, "10m", limits);
     let pid = c1.proc.0.id();
     std::thread::sleep(Duration::from_secs(3));
-    row.rss_idle = metric_sum(&c1.metrics, "process_resident_memory_bytes", &[]).unwrap_or(0.0)
-        as u64;
+    row.rss_idle =
+        metric_sum(&c1.metrics, "process_resident_memory_bytes", &[]).unwrap_or(0.0) as u64;
 
     let started = Instant::now();
     let manifest = |i: usize| {
@@ -408,8 +411,8 @@ fn run_size(n: usize, quota: Option<(u32, u32)>) -> Option<Row> {
         r >= n
     });
     row.all_ready = started.elapsed().as_secs_f64();
-    row.rss_ready = metric_sum(&c1.metrics, "process_resident_memory_bytes", &[]).unwrap_or(0.0)
-        as u64;
+    row.rss_ready =
+        metric_sum(&c1.metrics, "process_resident_memory_bytes", &[]).unwrap_or(0.0) as u64;
     let mut latencies: Vec<f64> = seen
         .lock()
         .unwrap()
@@ -420,8 +423,8 @@ fn run_size(n: usize, quota: Option<(u32, u32)>) -> Option<Row> {
     row.p50 = percentile(&latencies, 50.0);
     row.p99 = percentile(&latencies, 99.0);
     until_quiet(&emulator, Duration::from_secs(5), Duration::from_secs(300));
-    row.rss_settled = metric_sum(&c1.metrics, "process_resident_memory_bytes", &[])
-        .unwrap_or(0.0) as u64;
+    row.rss_settled =
+        metric_sum(&c1.metrics, "process_resident_memory_bytes", &[]).unwrap_or(0.0) as u64;
     row.peak = proc_status(pid, "VmHWM");
     let calls = counters(&emulator);
     row.per_create = total(&calls) as f64 / n as f64;
@@ -441,15 +444,18 @@ fn run_size(n: usize, quota: Option<(u32, u32)>) -> Option<Row> {
     if let Some((r, w)) = quota {
         // The calls the convergence needed: the successful ones, per project and region.
         let ok = calls_by_code(&c1.metrics, "OK");
-        let ok_reads: u64 = ok.iter().filter(|(k, _)| !is_write(k)).map(|(_, v)| v).sum();
+        let ok_reads: u64 = ok
+            .iter()
+            .filter(|(k, _)| !is_write(k))
+            .map(|(_, v)| v)
+            .sum();
         let ok_writes: u64 = ok.iter().filter(|(k, _)| is_write(k)).map(|(_, v)| v).sum();
         let buckets = n.div_ceil(PER_PROJECT) as f64;
         let minutes = (ok_reads as f64 / buckets / f64::from(r))
             .max(ok_writes as f64 / buckets / f64::from(w));
         row.quota_min = Some(minutes * 60.0);
-        row.breakdown += &format!(
-            "; successful reads {ok_reads}, writes {ok_writes} over {buckets} project(s)"
-        );
+        row.breakdown +=
+            &format!("; successful reads {ok_reads}, writes {ok_writes} over {buckets} project(s)");
         if let Some(e) = emulator_429s(&calls) {
             row.e429 = row.e429.max(e);
         }
@@ -570,6 +576,15 @@ fn main() {
                 } else {
                     "emulator quotas not available"
                 }
+            );
+        }
+        if rows
+            .iter()
+            .any(|r| r.all_ready < r.quota_min.unwrap_or(0.0))
+        {
+            println!();
+            println!(
+                "ratio < 1: converged faster than the quotas allow, so neither the controller's budget nor the emulator enforced them"
             );
         }
     } else {

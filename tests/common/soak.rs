@@ -143,11 +143,7 @@ impl Report {
 
     /// The run's figures and a table of invariants (markdown).
     pub fn print(&self) {
-        let takeovers: Vec<String> = self
-            .takeovers
-            .iter()
-            .map(|t| format!("{t:.1}s"))
-            .collect();
+        let takeovers: Vec<String> = self.takeovers.iter().map(|t| format!("{t:.1}s")).collect();
         println!();
         println!(
             "runwarden soak: {} services; {} created during the chaos, {} image changes, {} invoker changes, {} deleted; {} with a foreign IAM binding",
@@ -301,7 +297,14 @@ impl World<'_> {
             // The API server may be slow under load; a failed batch is retried.
             let mut tries = 0;
             while let Err(e) = self.plane.try_kubectl(
-                &["apply", "--server-side", "--field-manager", "soak-driver", "-f", "-"],
+                &[
+                    "apply",
+                    "--server-side",
+                    "--field-manager",
+                    "soak-driver",
+                    "-f",
+                    "-",
+                ],
                 Some(&docs.join("---\n")),
             ) {
                 tries += 1;
@@ -649,7 +652,10 @@ pub fn run(plane: &ControlPlane, bin: &str, params: &Params) -> Report {
         if kills < params.kills && Instant::now() >= next_kill {
             let holder = world.holder();
             if let Some(i) = replicas.iter().position(|r| r.name == holder) {
-                merge(&mut report.errors_seen, errors_by_code(&replicas[i].metrics));
+                merge(
+                    &mut report.errors_seen,
+                    errors_by_code(&replicas[i].metrics),
+                );
                 let killed_at = Instant::now();
                 let _ = replicas[i].proc.0.kill();
                 let _ = replicas[i].proc.0.wait();
@@ -722,7 +728,9 @@ pub fn run(plane: &ControlPlane, bin: &str, params: &Params) -> Report {
                     "group:frontend@example.com".into(),
                     format!("user:ops-{invoker_round}@example.com"),
                 ],
-                _ => vec![format!("serviceAccount:caller-{invoker_round}@{PROJECT}.iam.gserviceaccount.com")],
+                _ => vec![format!(
+                    "serviceAccount:caller-{invoker_round}@{PROJECT}.iam.gserviceaccount.com"
+                )],
             };
             report.invoker_changes += 1;
             if !changed.contains(&i) {
@@ -872,7 +880,9 @@ pub fn run(plane: &ControlPlane, bin: &str, params: &Params) -> Report {
             .filter_map(|s| {
                 let mut want = s.invokers.clone();
                 want.sort();
-                let got = policies.get(&s.name).map(|p| members(p, "roles/run.invoker"));
+                let got = policies
+                    .get(&s.name)
+                    .map(|p| members(p, "roles/run.invoker"));
                 (got.as_ref() != Some(&want)).then(|| format!("{}: {got:?} != {want:?}", s.name))
             })
             .collect(),
