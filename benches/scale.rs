@@ -28,8 +28,7 @@
 //! - `RUNWARDEN_BENCH_QUOTA=reads,writes` (e.g. `600,60`): the quota mode. The controller gets
 //!   `--quota-run-reads-per-minute reads --quota-run-writes-per-minute writes` (otherwise
 //!   1000000 each, i.e. unthrottled), the emulator the same per-minute quotas through
-//!   `/emulator/v1/config` when it has them (found at run time; otherwise the table says
-//!   "emulator quotas not available"), and the table reports the time to converge against the
+//!   `/emulator/v1/config` (`runReadsPerMinute`, `runWritesPerMinute`), and the table reports the time to converge against the
 //!   quota-bound minimum: for each project and region, successful reads / read quota and
 //!   writes / write quota, in minutes, the larger of the two (steps 2 and 3 are skipped).
 
@@ -161,55 +160,10 @@ fn until_quiet(emulator: &str, still: Duration, limit: Duration) -> u64 {
     }
 }
 
-/// The emulator's per-minute quotas, when its `/emulator/v1/config` has them: the JSON path of
-/// the read and the write limit (found by name: keys containing "read"/"write" in an object
-/// whose key contains "quota", or at the top level with "quota" in the name).
-fn quota_paths(emulator: &str) -> Option<(Vec<String>, Vec<String>)> {
-    let (code, body) = http_get(&format!("{emulator}/emulator/v1/config"))?;
-    if code != 200 {
-        return None;
-    }
-    let config: Value = serde_json::from_str(&body).ok()?;
-    fn find(v: &Value, path: &mut Vec<String>, in_quota: bool, want: &str) -> Option<Vec<String>> {
-        let obj = v.as_object()?;
-        for (k, child) in obj {
-            let lk = k.to_lowercase();
-            let quota_here = in_quota || lk.contains("quota");
-            path.push(k.clone());
-            if quota_here && lk.contains(want) && !child.is_object() {
-                return Some(path.clone());
-            }
-            if let Some(p) = find(child, path, quota_here, want) {
-                return Some(p);
-            }
-            path.pop();
-        }
-        None
-    }
-    let r = find(&config, &mut Vec::new(), false, "read")?;
-    let w = find(&config, &mut Vec::new(), false, "write")?;
-    Some((r, w))
-}
-
-/// Sets the emulator's quotas; whether its config shows them afterwards.
+/// Sets the emulator's Cloud Run quotas (`runReadsPerMinute`, `runWritesPerMinute` of
+/// `/emulator/v1/config`); whether its config shows them afterwards.
 fn set_emulator_quota(emulator: &str, reads: u32, writes: u32) -> bool {
-    let Some((rp, wp)) = quota_paths(emulator) else {
-        return false;
-    };
-    let mut body = json!({});
-    for (path, v) in [(&rp, reads), (&wp, writes)] {
-        let mut at = &mut body;
-        for (i, k) in path.iter().enumerate() {
-            if i + 1 == path.len() {
-                at[k] = json!(v);
-            } else {
-                if at.get(k).is_none() {
-                    at[k] = json!({});
-                }
-                at = &mut at[k];
-            }
-        }
-    }
+    let body = json!({"runReadsPerMinute": reads, "runWritesPerMinute": writes});
     let ok = http(
         "PUT",
         &format!("{emulator}/emulator/v1/config"),
@@ -218,8 +172,9 @@ fn set_emulator_quota(emulator: &str, reads: u32, writes: u32) -> bool {
     .is_some_and(|(c, _)| c == 200);
     let (_, after) = http_get(&format!("{emulator}/emulator/v1/config")).unwrap_or_default();
     let after: Value = serde_json::from_str(&after).unwrap_or_default();
-    let at = |p: &Vec<String>| p.iter().fold(&after, |v, k| &v[k]).as_u64();
-    let set = ok && at(&rp) == Some(u64::from(reads)) && at(&wp) == Some(u64::from(writes));
+    let set = ok
+        && after["runReadsPerMinute"].as_u64() == Some(u64::from(reads))
+        && after["runWritesPerMinute"].as_u64() == Some(u64::from(writes));
     eprintln!("scale: emulator quotas {body} set: {set}");
     set
 }
