@@ -92,12 +92,12 @@ async fn create_follow_and_a_quiet_resync() {
         (&["Creating"][..], "Progressing")
     );
 
+    // The finished operation carries the service: it is not read again.
     let p = w.pass().await;
     assert_eq!(
         p.calls,
         [
             "run.operations.get",
-            "run.services.get",
             "run.services.getIamPolicy",
             "run.services.setIamPolicy"
         ]

@@ -203,17 +203,18 @@ type Step<T> = Result<Option<T>, Read>;
 /// The plan of a pass of an object that is not being deleted, or the next [`Read`] it needs.
 ///
 /// Stages, each stopping the pass when it must: [`admit`] (project, validation, guardrails) →
-/// [`dependencies`] (egress, key) → [`follow_operation`] → the service: absent ([`absent`]),
+/// [`follow_operation`] → [`dependencies`] (egress, key) → the service: absent ([`absent`]),
 /// not ours ([`owned`]), then compared ([`observe_only`] or [`manage`]) → invokers.
 pub fn plan(input: &Input, obs: &Observed) -> Result<Plan, Read> {
     let mut p = Plan::new(input.obj.status.as_ref());
     let Some(project) = admit(input, obs, &mut p)? else {
         return Ok(p);
     };
-    let Some((connector, grant_drift)) = dependencies(input, project, obs, &mut p)? else {
+    // An operation in flight is all a pass reads: the dependencies are read once it is over.
+    let Some(finished) = follow_operation(obs, &mut p)? else {
         return Ok(p);
     };
-    let Some(finished) = follow_operation(obs, &mut p)? else {
+    let Some((connector, grant_drift)) = dependencies(input, project, obs, &mut p)? else {
         return Ok(p);
     };
     let resolved = Resolved {

@@ -266,6 +266,14 @@ fn an_operation_in_flight_is_all_a_pass_reads() {
     assert!(p.changes.is_empty());
     assert!(matches!(p.outcome, Outcome::Progressing));
     assert!(p.fields.operation.is_some(), "still followed");
+    // Nor are the dependencies (the key, its policy) read again at each look.
+    let mut cmek = object(serde_json::json!({"encryption": {"kmsKey": KEY}}));
+    cmek.status = obj.status.clone();
+    let (_, reads) = run(&input(&cmek), &google);
+    assert!(
+        matches!(reads.as_slice(), [Read::Operation(_)]),
+        "{reads:?}"
+    );
 
     // Done: cleared, and the created service is announced.
     let google = Google {
