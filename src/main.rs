@@ -152,7 +152,7 @@ struct ControllerArgs {
     )]
     quota_run_writes_per_minute: u32,
     /// Longest a single Google API call may take.
-    #[arg(long, env = "RUNWARDEN_GCP_CALL_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env = "RUNWARDEN_GCP_CALL_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     gcp_call_timeout: Duration,
     /// Log line format.
     #[arg(long, env = "RUNWARDEN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]

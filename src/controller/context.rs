@@ -61,7 +61,7 @@ impl Default for Config {
             require_namespace_identity: false,
             quota_run_reads_per_minute: 600,
             quota_run_writes_per_minute: 60,
-            gcp_call_timeout: Duration::from_secs(30),
+            gcp_call_timeout: Duration::from_secs(10),
         }
     }
 }
