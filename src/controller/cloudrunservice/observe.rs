@@ -85,13 +85,7 @@ impl Observed {
             }
             Read::Key(name) => self.key = Some(gcp.kms.get_crypto_key(name).await),
             Read::KeyPolicy(name) => self.key_policy = Some(gcp.kms.get_iam_policy(name).await),
-            Read::Operation(name) => {
-                let read = gcp.run.get_operation(name).await;
-                if self.service.is_none() {
-                    self.service = finished_service(&read).map(|s| Ok(Some(s)));
-                }
-                self.operation = Some(read);
-            }
+            Read::Operation(name) => self.operation = Some(gcp.run.get_operation(name).await),
             Read::Service(name) => self.service = Some(gcp.run.get_service(name).await),
             Read::Pinned(name) => self.pinned = Some(gcp.run.get_service(name).await),
             Read::InvokerPolicy(name) => {
@@ -103,10 +97,10 @@ impl Observed {
 
 /// The service a finished create or update left, from the operation's response: Cloud Run
 /// returns the whole service there, so the pass that sees the operation done need not read the
-/// service again.
-fn finished_service(read: &GcpResult<Operation>) -> Option<Service> {
+/// service again. (Not for a delete: its response is the service as it was.)
+pub fn finished_service(read: Option<&GcpResult<Operation>>) -> Option<Service> {
     use google_cloud_longrunning::model::operation::Result as OpResult;
-    match read {
+    match read? {
         Ok(op) if op.done => match &op.result {
             Some(OpResult::Response(any)) => any.to_msg::<Service>().ok(),
             _ => None,

@@ -8,7 +8,7 @@ use google_cloud_iam_v1::model::Policy;
 use google_cloud_run_v2::model::{Service, condition};
 use kube::ResourceExt;
 
-use super::observe::{Observed, Read, need};
+use super::observe::{Observed, Read, finished_service, need};
 use super::render::{self, Resolved};
 use super::{ACCESS_READY, ENCRYPTION_READY, SERVICE_READY, encryption, network, validate};
 use crate::api::v1alpha1::{
@@ -222,10 +222,18 @@ pub fn plan(input: &Input, obs: &Observed) -> Result<Plan, Read> {
         connector,
     };
     let desired = render::desired_service(input.obj, &resolved);
-    let actual = match need(&obs.service, || Read::Service(desired.name.clone()))? {
-        Err(e) => return Ok(p.google_failed(SERVICE_READY, e)),
-        Ok(None) => return Ok(absent(input, project, desired, p)),
-        Ok(Some(actual)) => actual,
+    let left_by_operation = finished
+        .is_some()
+        .then(|| finished_service(obs.operation.as_ref()))
+        .flatten()
+        .filter(|s| s.name == desired.name);
+    let actual = match &left_by_operation {
+        Some(service) => service,
+        None => match need(&obs.service, || Read::Service(desired.name.clone()))? {
+            Err(e) => return Ok(p.google_failed(SERVICE_READY, e)),
+            Ok(None) => return Ok(absent(input, project, desired, p)),
+            Ok(Some(actual)) => actual,
+        },
     };
     let Some(ours) = owned(input, actual, finished.as_ref(), &mut p) else {
         return Ok(p);
