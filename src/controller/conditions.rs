@@ -213,7 +213,10 @@ mod tests {
             (r.status, r.reason.as_str()),
             (status::UNKNOWN, "Reconciling")
         );
-        assert_eq!(r.message, "ServiceReady: not checked for this generation yet");
+        assert_eq!(
+            r.message,
+            "ServiceReady: not checked for this generation yet"
+        );
         assert!(ready_after(&subs, &subs).is_true());
         let failing = [Cond::fail("PolicyCompliant", "Violation", "no")];
         assert_eq!(ready_after(&[], &failing).reason, "Violation");

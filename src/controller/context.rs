@@ -215,7 +215,12 @@ impl Context {
     /// The next delay after one more transient failure of an object.
     pub(super) fn backoff(&self, key: super::frame::Key) -> Duration {
         let (min, max) = (self.config.min_backoff, self.config.max_backoff);
-        iam::jittered(super::frame::backoff_delay(self.attempts.failed(key), min, max)).min(max)
+        iam::jittered(super::frame::backoff_delay(
+            self.attempts.failed(key),
+            min,
+            max,
+        ))
+        .min(max)
     }
 
     /// Forgets the failures (and updates) of an object after it reconciled cleanly.

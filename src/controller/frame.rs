@@ -294,7 +294,11 @@ mod tests {
         assert_eq!(attempts.failed(key("a")), 2);
         attempts.failed(key("gone"));
         attempts.retain(|k| k.2 != "gone");
-        assert_eq!(attempts.len(), 1, "a deleted object's failures are forgotten");
+        assert_eq!(
+            attempts.len(),
+            1,
+            "a deleted object's failures are forgotten"
+        );
         attempts.settled(&key("a"));
         assert!(attempts.is_empty());
     }

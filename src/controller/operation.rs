@@ -21,7 +21,10 @@ pub fn poll_after(first: Duration, running_for: Duration) -> Duration {
 
 /// How long an object's work has been in flight at `now`: since its `Ready` condition last
 /// changed (zero when it has none, or it changed in the future of this clock).
-pub fn in_flight_for(conditions: &[crate::api::v1alpha1::Condition], now: jiff::Timestamp) -> Duration {
+pub fn in_flight_for(
+    conditions: &[crate::api::v1alpha1::Condition],
+    now: jiff::Timestamp,
+) -> Duration {
     super::conditions::find(conditions, "Ready")
         .and_then(|c| c.last_transition_time.parse::<jiff::Timestamp>().ok())
         .and_then(|since| Duration::try_from(now.duration_since(since)).ok())
@@ -135,7 +138,10 @@ mod poll_tests {
             Duration::from_secs(6)
         );
         assert_eq!(in_flight_for(&[], now), Duration::ZERO);
-        assert_eq!(in_flight_for(&[ready("2026-01-01T00:01:00Z")], now), Duration::ZERO);
+        assert_eq!(
+            in_flight_for(&[ready("2026-01-01T00:01:00Z")], now),
+            Duration::ZERO
+        );
         assert_eq!(in_flight_for(&[ready("garbage")], now), Duration::ZERO);
     }
 }

@@ -187,7 +187,13 @@ pub fn spec_or_metadata<K: Resource>(obj: &K) -> Option<u64> {
 /// passes of other kinds read), but only [`spec_or_metadata`] changes wake it.
 fn owned_controller<K>(api: Api<K>, selector: Option<&str>) -> Controller<K>
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
 {
     let (store, changes) = cached_watch(api, sharded(selector));
     Controller::for_stream(
@@ -341,7 +347,10 @@ pub async fn run(
             .for_each(|_| std::future::ready(())),
         connectors
             .run(
-                gated(synced.clone(), super::frame::reconcile::<VpcAccessConnector>),
+                gated(
+                    synced.clone(),
+                    super::frame::reconcile::<VpcAccessConnector>
+                ),
                 super::frame::error_policy::<VpcAccessConnector>,
                 ctx.clone(),
             )
@@ -555,9 +564,7 @@ mod tests {
         DeserializeGuard(Ok(obj))
     }
 
-    fn edit(
-        f: impl FnOnce(&mut CloudRunService),
-    ) -> DeserializeGuard<CloudRunService> {
+    fn edit(f: impl FnOnce(&mut CloudRunService)) -> DeserializeGuard<CloudRunService> {
         let mut s = service();
         f(s.0.as_mut().unwrap());
         s
@@ -625,12 +632,21 @@ mod tests {
     async fn no_pass_runs_before_the_caches_synced() {
         let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
         let synced = Flag::default();
-        let reconcile = gated(synced.clone(), |_: Arc<()>, calls: Arc<std::sync::atomic::AtomicU32>| {
-            calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            std::future::ready(Ok(Action::await_change()))
-        });
+        let reconcile = gated(
+            synced.clone(),
+            |_: Arc<()>, calls: Arc<std::sync::atomic::AtomicU32>| {
+                calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                std::future::ready(Ok(Action::await_change()))
+            },
+        );
         let held = reconcile(Arc::new(()), calls.clone()).await;
-        assert!(matches!(held, Err(crate::Error::Waiting { after: SYNC_RECHECK, .. })));
+        assert!(matches!(
+            held,
+            Err(crate::Error::Waiting {
+                after: SYNC_RECHECK,
+                ..
+            })
+        ));
         assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 0);
         synced.set(true);
         assert!(reconcile(Arc::new(()), calls.clone()).await.is_ok());

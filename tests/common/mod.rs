@@ -109,8 +109,8 @@ impl Harness {
         })
     }
 
-    /// Starts the controller (again) in-process.
-    pub async fn start_controller(&mut self) {
+    /// What the controller is built from, on this harness's emulator and settings.
+    pub async fn parts(&self) -> Parts {
         let gcp = runwarden::gcp::google::connect(
             Some(&self.emu.endpoint()),
             anonymous(),
@@ -125,13 +125,18 @@ impl Harness {
                 instance: Some("test".into()),
             },
         );
-        let parts = Parts {
+        Parts {
             client: self.client.clone(),
             gcp,
             config: self.config.clone(),
             recorder,
             metrics: self.metrics.clone(),
-        };
+        }
+    }
+
+    /// Starts the controller (again) in-process.
+    pub async fn start_controller(&mut self) {
+        let parts = self.parts().await;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         self.health = Health::default();
         let task = tokio::spawn(controller::run(parts, self.health.clone(), async move {

@@ -121,7 +121,11 @@ pub async fn pass_with(
     gcp: &crate::gcp::Gcp,
     numbers: &super::context::ProjectNumbers,
     made: u32,
-) -> (crate::api::v1alpha1::CloudRunServiceStatus, act::Applied, bool) {
+) -> (
+    crate::api::v1alpha1::CloudRunServiceStatus,
+    act::Applied,
+    bool,
+) {
     let plan = observe_and_plan(gcp, numbers, |o| plan::plan(input, o)).await;
     let plan = cap_updates(plan, made, input.obj.metadata.generation);
     let updated = plan
@@ -189,7 +193,12 @@ mod cap_tests {
             (c.type_, c.status, c.reason.as_str()),
             (SERVICE_READY, status::FALSE, reasons::DEPLOY_FAILED)
         );
-        assert!(c.message.contains("at ingress after 3 updates of generation 4"), "{}", c.message);
+        assert!(
+            c.message
+                .contains("at ingress after 3 updates of generation 4"),
+            "{}",
+            c.message
+        );
         assert!(matches!(
             capped.outcome,
             super::super::Outcome::Stop(Error::Blocked { .. })
