@@ -124,12 +124,8 @@ pub async fn run_elected(
 }
 
 /// Resolves once `stop` turns true (or its sender is gone).
-fn stopped(
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> impl std::future::Future<Output = ()> + Send + Sync + 'static {
-    async move {
-        let _ = stop.wait_for(|s| *s).await;
-    }
+async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 /// A task that is aborted when dropped (the controllers' helpers stop with them, also when
@@ -579,7 +575,8 @@ mod tests {
             s.metadata.managed_fields = Some(vec![Default::default()]);
         });
         assert_eq!(spec_or_metadata(&status_only), before);
-        let wakes: [Box<dyn Fn(&mut CloudRunService)>; 5] = [
+        type Change = Box<dyn Fn(&mut CloudRunService)>;
+        let wakes: [Change; 5] = [
             Box::new(|s| s.metadata.generation = Some(2)),
             Box::new(|s| {
                 s.metadata.deletion_timestamp = Some(

@@ -163,49 +163,6 @@ async fn cleanup(obj: &CloudRunService, ctx: &Context) -> Result<Action> {
 #[cfg(test)]
 mod driver_tests;
 
-#[cfg(test)]
-mod cap_tests {
-    use super::*;
-    use crate::api::v1alpha1::status;
-
-    fn updating() -> plan::Plan {
-        plan::Plan {
-            conditions: vec![],
-            changes: vec![plan::Change::Update {
-                service: Default::default(),
-                changed: vec!["ingress".into()],
-                adopt: false,
-            }],
-            outcome: super::super::Outcome::Progressing,
-            fields: Default::default(),
-            notes: vec![],
-        }
-    }
-
-    #[test]
-    fn google_diverging_after_repeated_updates_of_one_generation_stops_the_updates() {
-        let free = cap_updates(updating(), MAX_UPDATES_PER_GENERATION - 1, Some(4));
-        assert_eq!(free.changes.len(), 1);
-        let capped = cap_updates(updating(), MAX_UPDATES_PER_GENERATION, Some(4));
-        assert!(capped.changes.is_empty(), "no further update");
-        let c = &capped.conditions[0];
-        assert_eq!(
-            (c.type_, c.status, c.reason.as_str()),
-            (SERVICE_READY, status::FALSE, reasons::DEPLOY_FAILED)
-        );
-        assert!(
-            c.message
-                .contains("at ingress after 3 updates of generation 4"),
-            "{}",
-            c.message
-        );
-        assert!(matches!(
-            capped.outcome,
-            super::super::Outcome::Stop(Error::Blocked { .. })
-        ));
-    }
-}
-
 /// What a pass knows about the object from the controller's caches.
 fn input<'a>(obj: &'a CloudRunService, ctx: &Context) -> Input<'a> {
     let namespace = obj.namespace().unwrap_or_default();
@@ -273,4 +230,47 @@ pub fn is_ready(obj: &CloudRunService) -> Option<bool> {
         status.observed_generation,
         obj.meta().generation,
     )
+}
+
+#[cfg(test)]
+mod cap_tests {
+    use super::*;
+    use crate::api::v1alpha1::status;
+
+    fn updating() -> plan::Plan {
+        plan::Plan {
+            conditions: vec![],
+            changes: vec![plan::Change::Update {
+                service: Default::default(),
+                changed: vec!["ingress".into()],
+                adopt: false,
+            }],
+            outcome: super::super::Outcome::Progressing,
+            fields: Default::default(),
+            notes: vec![],
+        }
+    }
+
+    #[test]
+    fn google_diverging_after_repeated_updates_of_one_generation_stops_the_updates() {
+        let free = cap_updates(updating(), MAX_UPDATES_PER_GENERATION - 1, Some(4));
+        assert_eq!(free.changes.len(), 1);
+        let capped = cap_updates(updating(), MAX_UPDATES_PER_GENERATION, Some(4));
+        assert!(capped.changes.is_empty(), "no further update");
+        let c = &capped.conditions[0];
+        assert_eq!(
+            (c.type_, c.status, c.reason.as_str()),
+            (SERVICE_READY, status::FALSE, reasons::DEPLOY_FAILED)
+        );
+        assert!(
+            c.message
+                .contains("at ingress after 3 updates of generation 4"),
+            "{}",
+            c.message
+        );
+        assert!(matches!(
+            capped.outcome,
+            super::super::Outcome::Stop(Error::Blocked { .. })
+        ));
+    }
 }
