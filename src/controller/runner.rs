@@ -625,6 +625,29 @@ mod tests {
         assert_eq!(sharded(Some(" ")).label_selector, None);
     }
 
+    #[test]
+    fn retry_state_is_kept_only_for_cached_objects() {
+        let (services, mut writer) = reflector::store();
+        writer.apply_watcher_event(&watcher::Event::Apply(service()));
+        let caches = Caches {
+            namespaces: reflector::store().0,
+            services,
+            connectors: reflector::store().0,
+            policies: reflector::store().0,
+        };
+        let attempts = super::super::frame::Attempts::default();
+        for name in ["api", "deleted"] {
+            attempts.failed((cloudrunservice::KIND, "team".into(), name.into()));
+        }
+        attempts.failed((vpcaccessconnector::KIND, "team".into(), "api".into()));
+        attempts.retain(|key| cached(&caches, key));
+        assert_eq!(
+            attempts.len(),
+            1,
+            "only team/api, a cached CloudRunService, is kept"
+        );
+    }
+
     #[tokio::test]
     async fn no_pass_runs_before_the_caches_synced() {
         let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
