@@ -77,7 +77,9 @@ impl Error {
         match self.inner() {
             Error::Spec { .. } | Error::InvalidObject(_) | Error::Serialization(_) => false,
             Error::Gcp(e) => {
-                e.is_transient() || !matches!(e.code, Code::InvalidArgument | Code::AlreadyExists)
+                e.is_transient()
+                    || !(matches!(e.code, Code::InvalidArgument | Code::AlreadyExists)
+                        || org_policy_violation(e))
             }
             _ => true,
         }
@@ -104,6 +106,18 @@ impl Error {
             Error::Serialization(_) => "SerializationError",
         }
     }
+}
+
+/// Whether Google refused a call because an organization policy constraint forbids it
+/// (`FAILED_PRECONDITION` naming a `constraints/...`, e.g. `constraints/run.allowedIngress`):
+/// retrying the same request cannot succeed; the spec (or the organization's policy, then
+/// touch the object) has to change.
+pub fn org_policy_violation(e: &GcpError) -> bool {
+    let message = e.message.to_ascii_lowercase();
+    e.code == Code::FailedPrecondition
+        && ["constraints/", "organization policy", "org policy"]
+            .iter()
+            .any(|m| message.contains(m))
 }
 
 /// The condition reason for a Google status code.
@@ -178,6 +192,22 @@ mod tests {
             }
             .retry_after(),
             None
+        );
+    }
+
+    #[test]
+    fn an_org_policy_refusal_waits_for_a_change_other_preconditions_retry() {
+        let refused = Error::Gcp(GcpError::new(
+            "run",
+            "services.create",
+            Code::FailedPrecondition,
+            "Violation in CreateServiceRequest.service.ingress: ingress 'all' is not allowed by organization policy constraint 'constraints/run.allowedIngress'",
+        ));
+        assert!(!refused.is_transient());
+        assert_eq!(refused.metric_label(), "FailedPrecondition");
+        assert!(
+            gcp(Code::FailedPrecondition).is_transient(),
+            "a precondition outside org policy (a key being enabled) can heal"
         );
     }
 

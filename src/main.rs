@@ -96,7 +96,8 @@ struct ControllerArgs {
     /// Drift re-check period of healthy objects (jittered ±10%), e.g. 10m, 90s.
     #[arg(long, env = "RUNWARDEN_RESYNC", default_value = "10m", value_parser = parse_duration)]
     resync: Duration,
-    /// How often an in-flight Google operation is polled.
+    /// First look at an in-flight Google operation; later looks space out (after as long as it
+    /// has been running) up to every 10 s.
     #[arg(long, env = "RUNWARDEN_OPERATION_POLL", default_value = "1s", value_parser = parse_duration)]
     operation_poll: Duration,
     /// Reconciles run at once per kind.

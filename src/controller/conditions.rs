@@ -77,8 +77,31 @@ pub fn ready(subs: &[Cond]) -> Cond {
     }
 }
 
+/// `Ready` as a pass leaves it: [`ready`] over `subs`, but never True unless the pass decided
+/// every one of them (a sub-condition carried over from an earlier pass, maybe of an earlier
+/// generation, is no proof for this one): `Unknown`, reason `Reconciling`, then.
+pub fn ready_after(decided: &[Cond], subs: &[Cond]) -> Cond {
+    let ready = ready(subs);
+    let unchecked = subs
+        .iter()
+        .find(|s| !decided.iter().any(|d| d.type_ == s.type_));
+    match unchecked {
+        Some(sub) if ready.is_true() => Cond::unknown(
+            "Ready",
+            super::reasons::RECONCILING,
+            format!("{}: not checked for this generation yet", sub.type_),
+        ),
+        _ => ready,
+    }
+}
+
+/// The longest condition message the CRDs accept (`maxLength` of `message`); longer ones (a
+/// Google error quoting a whole request) are cut with an ellipsis, or the API server would
+/// refuse the whole status.
+pub const MESSAGE_MAX: usize = 32768;
+
 /// The conditions to store: `new` in order, keeping the previous `lastTransitionTime` of a type
-/// whose status did not change, and `now` for the others.
+/// whose status did not change, and `now` for the others; messages cut to [`MESSAGE_MAX`].
 pub fn merge(
     old: &[Condition],
     new: &[Cond],
@@ -96,7 +119,7 @@ pub fn merge(
                 type_: c.type_.to_owned(),
                 status: c.status.to_owned(),
                 reason: c.reason.clone(),
-                message: c.message.clone(),
+                message: super::truncate(c.message.clone(), MESSAGE_MAX),
                 last_transition_time,
                 observed_generation: generation,
             }
@@ -189,6 +212,43 @@ mod tests {
         ];
         assert_eq!(ready(&stopped_early).reason, "IdentityNotConfigured");
         assert_eq!(ready(&stopped_early[..1]).reason, "Pending");
+    }
+
+    #[test]
+    fn ready_is_true_only_when_the_pass_checked_every_sub_condition() {
+        let subs = [
+            Cond::ok("PolicyCompliant", "NoPolicy", ""),
+            Cond::ok("ServiceReady", "Ready", "carried over"),
+        ];
+        let r = ready_after(&subs[..1], &subs);
+        assert_eq!(
+            (r.status, r.reason.as_str()),
+            (status::UNKNOWN, "Reconciling")
+        );
+        assert_eq!(
+            r.message,
+            "ServiceReady: not checked for this generation yet"
+        );
+        assert!(ready_after(&subs, &subs).is_true());
+        let failing = [Cond::fail("PolicyCompliant", "Violation", "no")];
+        assert_eq!(ready_after(&[], &failing).reason, "Violation");
+    }
+
+    #[test]
+    fn messages_are_cut_to_the_schema_limit_on_a_char_boundary() {
+        let schema = serde_json::to_value(schemars::schema_for!(Condition)).unwrap();
+        assert_eq!(
+            schema["properties"]["message"]["maxLength"],
+            serde_json::json!(MESSAGE_MAX),
+            "MESSAGE_MAX is the CRD's limit"
+        );
+        let long = "é".repeat(MESSAGE_MAX);
+        let merged = merge(&[], &[Cond::fail("Ready", "DeployFailed", long)], None, "t");
+        let message = &merged[0].message;
+        assert!(message.len() <= MESSAGE_MAX, "{}", message.len());
+        assert!(message.ends_with('…'));
+        let short = merge(&[], &[Cond::ok("Ready", "Ready", "fine")], None, "t");
+        assert_eq!(short[0].message, "fine");
     }
 
     #[test]

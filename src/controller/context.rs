@@ -196,8 +196,8 @@ pub struct Context {
     pub caches: Caches,
     /// Project numbers (CMEK's service agent).
     pub project_numbers: ProjectNumbers,
-    /// Consecutive failures per object, for exponential backoff.
-    failures: Mutex<HashMap<(&'static str, String, String), u32>>,
+    /// Per-object failures (exponential backoff) and updates per generation (the patch cap).
+    pub attempts: super::frame::Attempts,
 }
 
 impl Context {
@@ -218,7 +218,7 @@ impl Context {
             metrics,
             caches,
             project_numbers: ProjectNumbers::default(),
-            failures: Mutex::default(),
+            attempts: super::frame::Attempts::default(),
         }
     }
 
@@ -252,23 +252,19 @@ impl Context {
     }
 
     /// The next delay after one more transient failure of an object.
-    pub(super) fn backoff(&self, key: (&'static str, String, String)) -> Duration {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let n = failures.entry(key).or_default();
-        *n = n.saturating_add(1);
-        let exp = self
-            .config
-            .min_backoff
-            .saturating_mul(2u32.saturating_pow(n.saturating_sub(1).min(20)));
-        iam::jittered(exp.min(self.config.max_backoff)).min(self.config.max_backoff)
+    pub(super) fn backoff(&self, key: super::frame::Key) -> Duration {
+        let (min, max) = (self.config.min_backoff, self.config.max_backoff);
+        iam::jittered(super::frame::backoff_delay(
+            self.attempts.failed(key),
+            min,
+            max,
+        ))
+        .min(max)
     }
 
-    /// Forgets the failures of an object after it reconciled cleanly.
-    pub(super) fn succeeded(&self, key: &(&'static str, String, String)) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key);
+    /// Forgets the failures (and updates) of an object after it reconciled cleanly.
+    pub(super) fn succeeded(&self, key: &super::frame::Key) {
+        self.attempts.settled(key);
     }
 
     /// Publishes an event; a failure to publish is logged, never fatal.

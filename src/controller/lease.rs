@@ -5,7 +5,8 @@
 //! nodes do not matter. On shutdown the holder releases the lease (an update, never a delete) so
 //! a standby takes over at once. A holder that cannot renew stops its controllers one renew
 //! period before its last renewal could have expired for others (each renewal attempt is bounded
-//! by that deadline), and exits with an error, so two replicas never act at the same time.
+//! by that deadline) and aborts its in-flight reconciles, so two replicas never act at the same
+//! time; it then campaigns again as a standby (see [`super::runner::run_elected`]).
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -46,6 +47,7 @@ pub enum Role {
 /// A campaign for the lease, as a value the runner reads.
 pub struct Leadership {
     rx: watch::Receiver<Role>,
+    answered: watch::Receiver<bool>,
     lease: Arc<Lease>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -57,6 +59,13 @@ impl Leadership {
             self.rx.wait_for(|r| *r != Role::Standby).await.map(|r| *r),
             Ok(Role::Leading)
         )
+    }
+
+    /// Resolves once the Kubernetes API answered a lease call (whoever holds the lease): a
+    /// standby that got this far can take over; `false` when the campaign ended first.
+    pub fn answered(&self) -> impl Future<Output = bool> + Send + Sync + 'static {
+        let mut rx = self.answered.clone();
+        async move { rx.wait_for(|a| *a).await.is_ok() }
     }
 
     /// Resolves when the lease is lost.
@@ -124,24 +133,40 @@ impl Lease {
     /// Campaigns for the lease in the background until `stop` turns true: the returned
     /// [`Leadership`] says whether this replica leads, and turns `Lost` for good when the lease
     /// could not be renewed in time (another replica may lead now).
-    pub fn campaign(self, stop: watch::Receiver<bool>) -> Leadership {
+    /// A lease can be campaigned for again after a campaign ended (a lost lease).
+    pub fn campaign(self: &Arc<Self>, stop: watch::Receiver<bool>) -> Leadership {
         let (tx, rx) = watch::channel(Role::Standby);
-        let lease = Arc::new(self);
+        let (answered_tx, answered) = watch::channel(false);
+        let lease = self.clone();
         let task = {
             let lease = lease.clone();
-            tokio::spawn(async move { lease.hold(stop, tx).await })
+            tokio::spawn(async move { lease.hold(stop, tx, answered_tx).await })
         };
-        Leadership { rx, lease, task }
+        Leadership {
+            rx,
+            answered,
+            lease,
+            task,
+        }
     }
 
-    async fn hold(&self, mut stop: watch::Receiver<bool>, role: watch::Sender<Role>) {
+    async fn hold(
+        &self,
+        mut stop: watch::Receiver<bool>,
+        role: watch::Sender<Role>,
+        answered: watch::Sender<bool>,
+    ) {
         self.metrics.set_leader(false);
         let acquired_at = loop {
             if *stop.borrow() {
                 return;
             }
             let attempt = Instant::now();
-            match self.try_acquire().await {
+            let acquired = self.try_acquire().await;
+            if acquired.is_ok() {
+                answered.send_replace(true);
+            }
+            match acquired {
                 Ok(true) => break attempt,
                 Ok(false) => {}
                 Err(e) => warn!(error = %e, lease = %self.name, "cannot read the leader lease"),

@@ -25,6 +25,8 @@ pub use context::{Config, Context};
 pub use frame::{error_policy_for, reconcile_with_finalizer, write_status};
 pub use runner::{Health, Parts, run};
 
+use std::time::Duration;
+
 use kube::runtime::events::EventType;
 
 /// An event a pass decided to publish.
@@ -87,14 +89,22 @@ pub fn now() -> String {
         .to_string()
 }
 
-/// `s` cut to at most `max` bytes, on a character boundary.
+/// What ends a text [`truncate`] cut short.
+pub const ELLIPSIS: char = '…';
+
+/// `s` cut to at most `max` bytes (so at most `max` characters too), on a character boundary,
+/// ending with [`ELLIPSIS`] when something was cut.
 pub fn truncate(mut s: String, max: usize) -> String {
     if s.len() > max {
-        let mut cut = max;
+        let ellipsis = max >= ELLIPSIS.len_utf8();
+        let mut cut = max - if ellipsis { ELLIPSIS.len_utf8() } else { 0 };
         while !s.is_char_boundary(cut) {
             cut -= 1;
         }
         s.truncate(cut);
+        if ellipsis {
+            s.push(ELLIPSIS);
+        }
     }
     s
 }
@@ -104,7 +114,9 @@ pub fn truncate(mut s: String, max: usize) -> String {
 pub enum Outcome {
     /// Google matches the spec: look again at the next (jittered) resync.
     InSync,
-    /// Google is working (an operation, a deploy): look again after the operation poll.
+    /// Google is working (an operation, a deploy): look again after the operation poll, later
+    /// the longer it has been working (see [`operation::poll_after`]). Not a clean pass: the
+    /// object's failure backoff is kept.
     Progressing,
     /// The pass stops with this error: a spec change is needed, or a retry with backoff.
     Stop(crate::Error),
@@ -116,7 +128,7 @@ pub enum CleanupOutcome {
     /// Nothing left to do in Google: the finalizer may go.
     Done,
     /// Waiting (an operation, a running deploy, services still using a connector): look again
-    /// after `after`, or after the operation poll.
+    /// after `after`, or after the operation poll (see [`operation::poll_after`]).
     Wait {
         /// What is awaited, for logs.
         what: String,
@@ -127,13 +139,40 @@ pub enum CleanupOutcome {
     Stop(crate::Error),
 }
 
+/// When to look again at an object whose Google work is in flight: after the operation poll
+/// at first, then the longer it has been in flight, the later. How long is read from the
+/// status the pass leaves: since `Ready` last changed (it turns `Unknown` when a write starts).
+pub fn poll_after(ctx: &Context, conditions: &[crate::api::v1alpha1::Condition]) -> Duration {
+    operation::poll_after(
+        ctx.config.operation_poll,
+        operation::in_flight_for(conditions, jiff::Timestamp::now()),
+    )
+}
+
 impl Outcome {
-    /// The reconcile's result.
-    pub fn into_result(self, ctx: &Context) -> crate::Result<kube::runtime::controller::Action> {
-        use kube::runtime::controller::Action;
+    /// The reconcile's result; `conditions` are those of the status the pass leaves (see
+    /// [`poll_after`]).
+    pub fn into_result(
+        self,
+        ctx: &Context,
+        conditions: &[crate::api::v1alpha1::Condition],
+    ) -> crate::Result<kube::runtime::controller::Action> {
+        self.result(ctx.resync(), poll_after(ctx, conditions))
+    }
+
+    /// The reconcile's result: in sync, look again after `resync`; progressing, after `poll`,
+    /// as a [`crate::Error::Waiting`] (no clean pass: the failure backoff is kept).
+    pub fn result(
+        self,
+        resync: Duration,
+        poll: Duration,
+    ) -> crate::Result<kube::runtime::controller::Action> {
         match self {
-            Outcome::InSync => Ok(Action::requeue(ctx.resync())),
-            Outcome::Progressing => Ok(Action::requeue(ctx.config.operation_poll)),
+            Outcome::InSync => Ok(kube::runtime::controller::Action::requeue(resync)),
+            Outcome::Progressing => Err(crate::Error::Waiting {
+                what: "Google to finish".into(),
+                after: poll,
+            }),
             Outcome::Stop(e) => Err(e),
         }
     }
@@ -148,13 +187,18 @@ impl CleanupOutcome {
         }
     }
 
-    /// The reconcile's result (a wait is an [`crate::Error::Waiting`], so the finalizer stays).
-    pub fn into_result(self, ctx: &Context) -> crate::Result<kube::runtime::controller::Action> {
+    /// The reconcile's result (a wait is an [`crate::Error::Waiting`], so the finalizer stays);
+    /// `conditions` are those of the status the pass leaves (see [`poll_after`]).
+    pub fn into_result(
+        self,
+        ctx: &Context,
+        conditions: &[crate::api::v1alpha1::Condition],
+    ) -> crate::Result<kube::runtime::controller::Action> {
         match self {
             CleanupOutcome::Done => Ok(kube::runtime::controller::Action::await_change()),
             CleanupOutcome::Wait { what, after } => Err(crate::Error::Waiting {
                 what,
-                after: after.unwrap_or(ctx.config.operation_poll),
+                after: after.unwrap_or_else(|| poll_after(ctx, conditions)),
             }),
             CleanupOutcome::Stop(e) => Err(e),
         }
@@ -200,5 +244,20 @@ pub async fn observe_and_plan_from<O: Observation, P>(
             Ok(plan) => return (plan, observed),
             Err(next) => observed.read(next, gcp, numbers).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_keeps_short_text_and_cuts_long_text_on_a_char_boundary_with_an_ellipsis() {
+        assert_eq!(truncate("short".into(), 10), "short");
+        assert_eq!(truncate("abcdefghij".into(), 10), "abcdefghij");
+        let cut = truncate("ééééééé".into(), 8);
+        assert_eq!(cut, "éé…", "3 bytes for the ellipsis leave room for two é");
+        assert!(cut.len() <= 8);
+        assert_eq!(truncate("abc".into(), 2), "ab", "no room for the ellipsis");
     }
 }

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::{DeserializeGuard, PartialObjectMeta};
+use kube::runtime::controller::Action;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
@@ -18,24 +20,46 @@ use super::{Config, Context, cloudrunservice, runsecuritypolicy, vpcaccessconnec
 use crate::api::v1alpha1::{CloudRunService, RunSecurityPolicy, VpcAccessConnector};
 use crate::metrics::Metrics;
 
+/// A flag one task sets and others read.
+#[derive(Clone, Debug, Default)]
+pub struct Flag(Arc<std::sync::atomic::AtomicBool>);
+
+impl Flag {
+    /// Whether the flag is set.
+    pub fn get(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Sets or clears the flag.
+    pub fn set(&self, value: bool) {
+        self.0.store(value, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Handles the daemon shares with its HTTP endpoints.
+///
+/// `/readyz`: without leader election, ready once every watch has synced. With it, a standby
+/// runs no watches: it is ready once the Kubernetes API answered its lease calls (it can take
+/// over, so a rollout may proceed and stop the old leader); the leader is ready once its
+/// watches synced; a replica that lost the lease is not ready until the API answers it again.
 #[derive(Clone, Default)]
 pub struct Health {
-    ready: Arc<std::sync::atomic::AtomicBool>,
+    ready: Flag,
 }
 
 impl Health {
-    /// Whether every watch has synced.
+    /// Whether `/readyz` answers ready.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(std::sync::atomic::Ordering::Relaxed)
+        self.ready.get()
     }
 
-    pub(crate) fn set_ready(&self) {
-        self.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    pub(crate) fn set_ready(&self, ready: bool) {
+        self.ready.set(ready);
     }
 }
 
 /// What the controllers are built from.
+#[derive(Clone)]
 pub struct Parts {
     /// Kubernetes client.
     pub client: Client,
@@ -49,9 +73,10 @@ pub struct Parts {
     pub metrics: Arc<Metrics>,
 }
 
-/// With leader election: a ready standby until this replica holds the lease, then the
-/// controllers until `shutdown` resolves or the lease is lost (then in-flight reconciles finish
-/// and the lease is released, or the error says it was lost).
+/// With leader election: a standby until this replica holds the lease, then the controllers
+/// until `shutdown` resolves (in-flight reconciles finish, then the lease is released) or the
+/// lease is lost. A lost lease aborts the in-flight reconciles at once (another replica may
+/// act now) and the replica campaigns again as a standby; it does not exit.
 pub async fn run_elected(
     parts: Parts,
     health: Health,
@@ -63,28 +88,146 @@ pub async fn run_elected(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    // A standby is healthy and ready; it just does not act.
-    health.set_ready();
-    let mut leadership = lease.campaign(stop_rx.clone());
-    if leadership.leading().await {
-        let lost = leadership.lost();
-        let mut stop_rx = stop_rx;
-        let stopped = async move {
-            tokio::select! {
-                _ = stop_rx.wait_for(|s| *s) => {}
-                _ = lost => {}
+    let lease = Arc::new(lease);
+    loop {
+        let mut leadership = lease.campaign(stop_rx.clone());
+        health.set_ready(false);
+        let standby_ready = {
+            let (answered, health) = (leadership.answered(), health.clone());
+            async move {
+                health.set_ready(answered.await);
+                std::future::pending::<()>().await;
             }
         };
-        run(parts, health, stopped).await;
+        let leading = tokio::select! {
+            leading = leadership.leading() => leading,
+            () = standby_ready => false,
+        };
+        if leading {
+            // Ready again once this replica's watches synced.
+            health.set_ready(false);
+            tokio::select! {
+                () = run(parts.clone(), health.clone(), stopped(stop_rx.clone())) => {}
+                () = leadership.lost() => {
+                    tracing::warn!("lost the leader lease: aborted the in-flight reconciles");
+                }
+            }
+        }
+        match leadership.end().await {
+            Err(super::lease::LeaseError::Lost(name)) if !*stop_rx.borrow() => {
+                tracing::warn!(lease = %name, "campaigning for the leader lease again");
+            }
+            ended => return ended,
+        }
     }
-    leadership.end().await
 }
 
+/// Resolves once `stop` turns true (or its sender is gone).
+async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// A task that is aborted when dropped (the controllers' helpers stop with them, also when
+/// a lost lease drops the controllers mid-flight).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The watcher settings of the kinds a shard owns (CloudRunService, VpcAccessConnector):
+/// `--watch-selector` applies to them, and to every watch over them; not to namespaces or
+/// policies, which every shard needs whole.
+pub fn sharded(selector: Option<&str>) -> watcher::Config {
+    let config = watcher::Config::default().any_semantic();
+    match selector {
+        Some(s) if !s.trim().is_empty() => config.labels(s),
+        _ => config,
+    }
+}
+
+/// The annotation `kubectl apply` keeps a full copy of the object in.
+pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops what no pass reads from an object's metadata before it enters a cache: managed
+/// fields and `kubectl apply`'s copy of the object (often as big as the object itself).
+/// Labels and the other annotations (`runwarden.dev/*`) stay.
+pub fn slim(meta: &mut ObjectMeta) {
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
+}
+
+/// What wakes an object's own controller: its spec (generation), deletion, finalizers, labels
+/// or annotations changed. A status change alone (the controller's own status write) does not:
+/// every follow-up a pass needs is a requeue, never a wake-up by its own write.
+pub fn spec_or_metadata<K: Resource>(obj: &K) -> Option<u64> {
+    let m = obj.meta();
+    let mut h = std::hash::DefaultHasher::new();
+    (
+        m.generation,
+        m.deletion_timestamp.as_ref().map(|t| t.0),
+        &m.finalizers,
+        &m.labels,
+        &m.annotations,
+    )
+        .hash(&mut h);
+    Some(h.finish())
+}
+
+/// A controller of a kind a shard owns: its cache holds every change (status included, which
+/// passes of other kinds read), but only [`spec_or_metadata`] changes wake it.
+fn owned_controller<K>(api: Api<K>, selector: Option<&str>) -> Controller<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, changes) = cached_watch(api, sharded(selector));
+    Controller::for_stream(
+        changes.predicate_filter(spec_or_metadata::<K>, Default::default()),
+        store,
+    )
+}
+
+/// The reconcile `reconcile`, held back until `synced` is set: before every cache has listed,
+/// a pass could miss a namespace's project annotation (and fall back to `--default-project`),
+/// a connector or a policy. A held-back pass calls nothing and looks again shortly.
+pub fn gated<K, C, Fut>(
+    synced: Flag,
+    reconcile: impl Fn(Arc<K>, Arc<C>) -> Fut,
+) -> impl Fn(Arc<K>, Arc<C>) -> futures::future::Either<Fut, std::future::Ready<crate::Result<Action>>>
+where
+    Fut: std::future::Future<Output = crate::Result<Action>>,
+{
+    move |obj, ctx| {
+        if synced.get() {
+            futures::future::Either::Left(reconcile(obj, ctx))
+        } else {
+            futures::future::Either::Right(std::future::ready(Err(crate::Error::Waiting {
+                what: "the caches to sync".into(),
+                after: SYNC_RECHECK,
+            })))
+        }
+    }
+}
+
+/// How soon a pass held back until the caches synced looks again.
+pub const SYNC_RECHECK: Duration = Duration::from_millis(500);
+
 /// Runs the controllers until `shutdown` resolves, then lets in-flight reconciles finish.
+/// Dropping the returned future aborts them (and the helper tasks).
 ///
 /// The caches a pass reads (namespaces, connectors, policies) are filled by the same watch
 /// streams that trigger the services they concern, so a service woken by a change always sees
-/// that change in the cache.
+/// that change in the cache. No pass runs before every cache has listed.
 pub async fn run(
     parts: Parts,
     health: Health,
@@ -92,6 +235,8 @@ pub async fn run(
 ) {
     let client = parts.client.clone();
     let watch_namespace = parts.config.watch_namespace.clone();
+    let selector = parts.config.watch_selector.clone();
+    let selector = selector.as_deref();
     let config = kube::runtime::controller::Config::default().concurrency(parts.config.concurrency);
     // The controllers stop on the same signal.
     let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
@@ -115,18 +260,18 @@ pub async fn run(
     );
     let (connectors_cache, connector_changes) = cached_watch(
         scoped::<DeserializeGuard<VpcAccessConnector>>(&client, watch_namespace.as_ref()),
-        watcher::Config::default().any_semantic(),
+        sharded(selector),
     );
 
-    let connectors = Controller::new(
+    let connectors = owned_controller(
         scoped::<DeserializeGuard<VpcAccessConnector>>(&client, watch_namespace.as_ref()),
-        watcher::Config::default().any_semantic(),
+        selector,
     )
     .with_config(config.clone())
     .graceful_shutdown_on(shutdown.clone());
-    let services = Controller::new(
+    let services = owned_controller(
         scoped::<DeserializeGuard<CloudRunService>>(&client, watch_namespace.as_ref()),
-        watcher::Config::default().any_semantic(),
+        selector,
     )
     .with_config(config.clone())
     .graceful_shutdown_on(shutdown.clone());
@@ -149,7 +294,7 @@ pub async fn run(
         let store = connectors.store();
         connectors.watches(
             scoped::<DeserializeGuard<CloudRunService>>(&client, watch_namespace.as_ref()),
-            watcher::Config::default().any_semantic(),
+            sharded(selector),
             move |service| {
                 let name = service
                     .0
@@ -173,10 +318,6 @@ pub async fn run(
         namespace_changes,
         policy_changes,
     );
-    let tasks = [
-        ready_task(caches.clone(), health),
-        gauge_task(caches.clone(), parts.metrics.clone()),
-    ];
 
     let ctx = Arc::new(Context::new(
         parts.client,
@@ -186,36 +327,41 @@ pub async fn run(
         parts.metrics,
         caches,
     ));
+    let synced = Flag::default();
+    let _tasks = [
+        ready_task(ctx.caches.clone(), health, synced.clone()),
+        housekeeping_task(ctx.clone()),
+    ];
     futures::join!(
         services
             .run(
-                super::frame::reconcile::<CloudRunService>,
+                gated(synced.clone(), super::frame::reconcile::<CloudRunService>),
                 super::frame::error_policy::<CloudRunService>,
                 ctx.clone(),
             )
             .for_each(|_| std::future::ready(())),
         connectors
             .run(
-                super::frame::reconcile::<VpcAccessConnector>,
+                gated(
+                    synced.clone(),
+                    super::frame::reconcile::<VpcAccessConnector>
+                ),
                 super::frame::error_policy::<VpcAccessConnector>,
                 ctx.clone(),
             )
             .for_each(|_| std::future::ready(())),
         policies
             .run(
-                runsecuritypolicy::reconcile,
+                gated(synced, runsecuritypolicy::reconcile),
                 super::frame::error_policy::<RunSecurityPolicy>,
                 ctx,
             )
             .for_each(|_| std::future::ready(())),
     );
-    for task in tasks {
-        task.abort();
-    }
 }
 
-/// A cache of `api`'s objects and the stream of their changes that fills it (the cache is up to
-/// date with an object when its change comes out of the stream).
+/// A cache of `api`'s objects ([`slim`]med) and the stream of their changes that fills it (the
+/// cache is up to date with an object when its change comes out of the stream).
 fn cached_watch<K>(
     api: Api<K>,
     config: watcher::Config,
@@ -228,8 +374,10 @@ where
     K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
 {
     let (store, writer) = reflector::store();
-    let changes = reflector(writer, watcher(api, config))
+    let changes = watcher(api, config)
         .default_backoff()
+        .modify(|obj: &mut K| slim(obj.meta_mut()))
+        .reflect(writer)
         .touched_objects();
     (store, changes)
 }
@@ -282,26 +430,29 @@ fn services_triggers(
     })
 }
 
-/// Marks the daemon ready once every watch has listed.
-fn ready_task(caches: Caches, health: Health) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+/// Opens the gate of the reconciles and marks the daemon ready once every watch has listed.
+fn ready_task(caches: Caches, health: Health, synced: Flag) -> AbortOnDrop {
+    AbortOnDrop(tokio::spawn(async move {
         // A fresh wait each second: with several waiters on one store, kube-runtime 5 may wake
         // only one of them when the store becomes ready.
-        let services = synced(&caches.services).await;
-        let connectors = synced(&caches.connectors).await;
-        let ns = synced(&caches.namespaces).await;
-        let policies = synced(&caches.policies).await;
+        let services = wait_synced(&caches.services).await;
+        let connectors = wait_synced(&caches.connectors).await;
+        let ns = wait_synced(&caches.namespaces).await;
+        let policies = wait_synced(&caches.policies).await;
         if services && connectors && ns && policies {
-            health.set_ready();
+            synced.set(true);
+            health.set_ready(true);
             tracing::info!("watches synced; ready");
         }
-    })
+    }))
 }
 
-/// Refreshes the gauges computed from the caches every 5 s.
-fn gauge_task(caches: Caches, metrics: Arc<Metrics>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+/// Every 5 s: refreshes the gauges computed from the caches, and forgets the retry state of
+/// objects that are gone (deleted, or moved to another shard).
+fn housekeeping_task(ctx: Arc<Context>) -> AbortOnDrop {
+    AbortOnDrop(tokio::spawn(async move {
         loop {
+            let (caches, metrics) = (&ctx.caches, &ctx.metrics);
             metrics.set_managed(
                 cloudrunservice::KIND,
                 count(&caches.services, cloudrunservice::is_ready),
@@ -312,9 +463,25 @@ fn gauge_task(caches: Caches, metrics: Arc<Metrics>) -> tokio::task::JoinHandle<
             );
             metrics.set_deletions_stuck(cloudrunservice::KIND, stuck(&caches.services));
             metrics.set_deletions_stuck(vpcaccessconnector::KIND, stuck(&caches.connectors));
+            ctx.attempts.retain(|key| cached(caches, key));
             tokio::time::sleep(Duration::from_secs(5)).await;
         }
-    })
+    }))
+}
+
+/// Whether the object of `key` is in its kind's cache.
+fn cached(caches: &Caches, (kind, namespace, name): &super::frame::Key) -> bool {
+    match *kind {
+        cloudrunservice::KIND => caches
+            .services
+            .get(&ObjectRef::new(name).within(namespace))
+            .is_some(),
+        vpcaccessconnector::KIND => caches
+            .connectors
+            .get(&ObjectRef::new(name).within(namespace))
+            .is_some(),
+        _ => caches.policies.get(&ObjectRef::new(name)).is_some(),
+    }
 }
 
 /// An `Api` over one namespace, or all.
@@ -361,7 +528,7 @@ where
     )
 }
 
-async fn synced<K>(store: &Store<K>) -> bool
+async fn wait_synced<K>(store: &Store<K>) -> bool
 where
     K: kube::runtime::reflector::Lookup + Clone + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone,
@@ -372,5 +539,136 @@ where
         {
             return result.is_ok();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn service() -> DeserializeGuard<CloudRunService> {
+        let spec = serde_json::from_value(serde_json::json!({
+            "region": "europe-west1",
+            "containers": [{"image": "europe-docker.pkg.dev/p1/apps/api:1"}],
+        }))
+        .unwrap();
+        let mut obj = CloudRunService::new("api", spec);
+        obj.metadata.namespace = Some("team".into());
+        obj.metadata.generation = Some(1);
+        DeserializeGuard(Ok(obj))
+    }
+
+    fn edit(f: impl FnOnce(&mut CloudRunService)) -> DeserializeGuard<CloudRunService> {
+        let mut s = service();
+        f(s.0.as_mut().unwrap());
+        s
+    }
+
+    #[test]
+    fn a_status_write_does_not_wake_the_controller_a_spec_or_metadata_change_does() {
+        let before = spec_or_metadata(&service());
+        let status_only = edit(|s| {
+            s.status = Some(Default::default());
+            s.metadata.resource_version = Some("2".into());
+            s.metadata.managed_fields = Some(vec![Default::default()]);
+        });
+        assert_eq!(spec_or_metadata(&status_only), before);
+        type Change = Box<dyn Fn(&mut CloudRunService)>;
+        let wakes: [Change; 5] = [
+            Box::new(|s| s.metadata.generation = Some(2)),
+            Box::new(|s| {
+                s.metadata.deletion_timestamp = Some(
+                    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now()),
+                )
+            }),
+            Box::new(|s| s.metadata.finalizers = Some(vec![crate::api::FINALIZER.into()])),
+            Box::new(|s| s.metadata.labels = Some(BTreeMap::from([("shard".into(), "a".into())]))),
+            Box::new(|s| {
+                s.metadata.annotations =
+                    Some(BTreeMap::from([("runwarden.dev/x".into(), "1".into())]))
+            }),
+        ];
+        for (i, change) in wakes.into_iter().enumerate() {
+            assert_ne!(spec_or_metadata(&edit(change)), before, "change {i}");
+        }
+    }
+
+    #[test]
+    fn cached_objects_lose_managed_fields_and_the_last_applied_copy_only() {
+        let mut meta = ObjectMeta {
+            managed_fields: Some(vec![Default::default()]),
+            annotations: Some(BTreeMap::from([
+                (LAST_APPLIED.to_owned(), "{...}".to_owned()),
+                (crate::api::PROJECT_ANNOTATION.to_owned(), "p1".to_owned()),
+            ])),
+            labels: Some(BTreeMap::from([("team".into(), "a".into())])),
+            ..ObjectMeta::default()
+        };
+        slim(&mut meta);
+        assert_eq!(meta.managed_fields, None);
+        assert_eq!(
+            meta.annotations.unwrap().into_keys().collect::<Vec<_>>(),
+            [crate::api::PROJECT_ANNOTATION]
+        );
+        assert!(meta.labels.is_some());
+    }
+
+    #[test]
+    fn the_watch_selector_selects_the_sharded_kinds() {
+        assert_eq!(
+            sharded(Some("shard=a")).label_selector.as_deref(),
+            Some("shard=a")
+        );
+        assert_eq!(sharded(None).label_selector, None);
+        assert_eq!(sharded(Some(" ")).label_selector, None);
+    }
+
+    #[test]
+    fn retry_state_is_kept_only_for_cached_objects() {
+        let (services, mut writer) = reflector::store();
+        writer.apply_watcher_event(&watcher::Event::Apply(service()));
+        let caches = Caches {
+            namespaces: reflector::store().0,
+            services,
+            connectors: reflector::store().0,
+            policies: reflector::store().0,
+        };
+        let attempts = super::super::frame::Attempts::default();
+        for name in ["api", "deleted"] {
+            attempts.failed((cloudrunservice::KIND, "team".into(), name.into()));
+        }
+        attempts.failed((vpcaccessconnector::KIND, "team".into(), "api".into()));
+        attempts.retain(|key| cached(&caches, key));
+        assert_eq!(
+            attempts.len(),
+            1,
+            "only team/api, a cached CloudRunService, is kept"
+        );
+    }
+
+    #[tokio::test]
+    async fn no_pass_runs_before_the_caches_synced() {
+        let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let synced = Flag::default();
+        let reconcile = gated(
+            synced.clone(),
+            |_: Arc<()>, calls: Arc<std::sync::atomic::AtomicU32>| {
+                calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                std::future::ready(Ok(Action::await_change()))
+            },
+        );
+        let held = reconcile(Arc::new(()), calls.clone()).await;
+        assert!(matches!(
+            held,
+            Err(crate::Error::Waiting {
+                after: SYNC_RECHECK,
+                ..
+            })
+        ));
+        assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 0);
+        synced.set(true);
+        assert!(reconcile(Arc::new(()), calls.clone()).await.is_ok());
+        assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 1);
     }
 }

@@ -112,8 +112,8 @@ impl Harness {
         })
     }
 
-    /// Starts the controller (again) in-process.
-    pub async fn start_controller(&mut self) {
+    /// What the controller is built from, on this harness's emulator and settings.
+    pub async fn parts(&self) -> Parts {
         let recorder = kube::runtime::events::Recorder::new(
             self.client.clone(),
             kube::runtime::events::Reporter {
@@ -121,7 +121,7 @@ impl Harness {
                 instance: Some("test".into()),
             },
         );
-        let parts = Parts {
+        Parts {
             client: self.client.clone(),
             clients: Arc::new(runwarden::gcp::identity::Clients::new(
                 runwarden::gcp::identity::GoogleConnect {
@@ -139,7 +139,12 @@ impl Harness {
             config: self.config.clone(),
             recorder,
             metrics: self.metrics.clone(),
-        };
+        }
+    }
+
+    /// Starts the controller (again) in-process.
+    pub async fn start_controller(&mut self) {
+        let parts = self.parts().await;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         self.health = Health::default();
         let task = tokio::spawn(controller::run(parts, self.health.clone(), async move {

@@ -188,6 +188,7 @@ fn every_controller_flag_is_settable_from_values() {
         "RUNWARDEN_LEASE_NAME",
         "RUNWARDEN_LEASE_NAMESPACE",
         "RUNWARDEN_WATCH_NAMESPACE",
+        "RUNWARDEN_WATCH_SELECTOR",
         "RUNWARDEN_LOG_FORMAT",
         "RUNWARDEN_LOG_LEVEL",
     ] {

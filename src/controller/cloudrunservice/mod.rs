@@ -63,10 +63,16 @@ async fn apply(obj: &CloudRunService, ctx: &Context) -> Result<Action> {
     let owners = CachedOwners(ctx);
     let input = input(obj, ctx, &owners);
     let gcp = ctx.gcp(&input.identity).await?;
-    let (status, applied) = pass(&input, &gcp, &ctx.project_numbers).await;
+    let key = super::frame::key_of(KIND, obj);
+    let generation = obj.metadata.generation;
+    let made = ctx.attempts.updates(&key, generation);
+    let (status, applied, updated) = pass_with(&input, &gcp, &ctx.project_numbers, made).await;
+    if updated {
+        ctx.attempts.updated(key, generation);
+    }
     ctx.publish(obj, &applied.notes).await;
     write_status(&ctx.client, obj, obj.status.as_ref(), &status).await?;
-    applied.outcome.into_result(ctx)
+    applied.outcome.into_result(ctx, &status.conditions)
 }
 
 /// One pass over a live object, without Kubernetes: observe and plan, act, and the status it
@@ -76,7 +82,58 @@ pub async fn pass(
     gcp: &crate::gcp::Gcp,
     numbers: &super::context::ProjectNumbers,
 ) -> (crate::api::v1alpha1::CloudRunServiceStatus, act::Applied) {
+    let (status, applied, _) = pass_with(input, gcp, numbers, 0).await;
+    (status, applied)
+}
+
+/// Most updates of one generation runwarden sends while Google keeps differing from the spec
+/// (it never finds the service in sync in between); then it stops updating ([`cap_updates`]).
+pub const MAX_UPDATES_PER_GENERATION: u32 = 3;
+
+/// The plan without its update when `made` updates of this generation have not brought Google
+/// in line with the spec: `ServiceReady=False`, reason `DeployFailed`, and the pass stops with
+/// a [`Error::Blocked`] (looked at again with backoff, writing nothing to the service, until
+/// Google matches the spec or the spec changes).
+pub fn cap_updates(mut plan: plan::Plan, made: u32, generation: Option<i64>) -> plan::Plan {
+    let changed = plan.changes.iter().find_map(|c| match c {
+        plan::Change::Update { changed, .. } => Some(changed.join(", ")),
+        _ => None,
+    });
+    let Some(changed) = changed.filter(|_| made >= MAX_UPDATES_PER_GENERATION) else {
+        return plan;
+    };
+    plan.changes
+        .retain(|c| !matches!(c, plan::Change::Update { .. }));
+    let message = format!(
+        "Google still differs from the spec at {changed} after {made} updates of generation {}: runwarden stops updating the service until the spec changes (or Google matches it)",
+        generation.unwrap_or_default()
+    );
+    plan.set(Cond::fail(SERVICE_READY, reasons::DEPLOY_FAILED, &message));
+    plan.outcome = super::Outcome::Stop(Error::Blocked {
+        reason: reasons::DEPLOY_FAILED,
+        message,
+    });
+    plan
+}
+
+/// [`pass`] after `made` updates of this generation (see [`cap_updates`]); also says whether
+/// it sent an update.
+pub async fn pass_with(
+    input: &Input<'_>,
+    gcp: &crate::gcp::Gcp,
+    numbers: &super::context::ProjectNumbers,
+    made: u32,
+) -> (
+    crate::api::v1alpha1::CloudRunServiceStatus,
+    act::Applied,
+    bool,
+) {
     let plan = observe_and_plan(gcp, numbers, |o| plan::plan(input, o)).await;
+    let plan = cap_updates(plan, made, input.obj.metadata.generation);
+    let updated = plan
+        .changes
+        .iter()
+        .any(|c| matches!(c, plan::Change::Update { .. }));
     let applied = act::execute(plan, gcp).await;
     let status = status::compute(
         input.obj,
@@ -84,7 +141,7 @@ pub async fn pass(
         applied.fields.clone(),
         &super::now(),
     );
-    (status, applied)
+    (status, applied, updated)
 }
 
 async fn cleanup(obj: &CloudRunService, ctx: &Context) -> Result<Action> {
@@ -97,11 +154,11 @@ async fn cleanup(obj: &CloudRunService, ctx: &Context) -> Result<Action> {
     .await;
     let cleaned = act::execute_cleanup(plan, &gcp).await;
     ctx.publish(obj, &cleaned.notes).await;
-    let result = cleaned.outcome.into_result(ctx);
-    let previous = obj.status.as_ref().and_then(|s| s.operation.as_ref());
-    if matches!(result, Err(Error::Waiting { .. })) || cleaned.fields.operation.as_ref() != previous
-    {
-        let status = status::compute(obj, &cleaned.conditions, cleaned.fields, &super::now());
+    let previous = obj.status.as_ref().and_then(|s| s.operation.clone());
+    let operation_changed = cleaned.fields.operation != previous;
+    let status = status::compute(obj, &cleaned.conditions, cleaned.fields, &super::now());
+    let result = cleaned.outcome.into_result(ctx, &status.conditions);
+    if matches!(result, Err(Error::Waiting { .. })) || operation_changed {
         write_status(&ctx.client, obj, obj.status.as_ref(), &status).await?;
     }
     result
@@ -213,4 +270,47 @@ pub fn is_ready(obj: &CloudRunService) -> Option<bool> {
         status.observed_generation,
         obj.meta().generation,
     )
+}
+
+#[cfg(test)]
+mod cap_tests {
+    use super::*;
+    use crate::api::v1alpha1::status;
+
+    fn updating() -> plan::Plan {
+        plan::Plan {
+            conditions: vec![],
+            changes: vec![plan::Change::Update {
+                service: Default::default(),
+                changed: vec!["ingress".into()],
+                adopt: false,
+            }],
+            outcome: super::super::Outcome::Progressing,
+            fields: Default::default(),
+            notes: vec![],
+        }
+    }
+
+    #[test]
+    fn google_diverging_after_repeated_updates_of_one_generation_stops_the_updates() {
+        let free = cap_updates(updating(), MAX_UPDATES_PER_GENERATION - 1, Some(4));
+        assert_eq!(free.changes.len(), 1);
+        let capped = cap_updates(updating(), MAX_UPDATES_PER_GENERATION, Some(4));
+        assert!(capped.changes.is_empty(), "no further update");
+        let c = &capped.conditions[0];
+        assert_eq!(
+            (c.type_, c.status, c.reason.as_str()),
+            (SERVICE_READY, status::FALSE, reasons::DEPLOY_FAILED)
+        );
+        assert!(
+            c.message
+                .contains("at ingress after 3 updates of generation 4"),
+            "{}",
+            c.message
+        );
+        assert!(matches!(
+            capped.outcome,
+            super::super::Outcome::Stop(Error::Blocked { .. })
+        ));
+    }
 }

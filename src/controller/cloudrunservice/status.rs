@@ -5,8 +5,8 @@ use super::plan::Fields;
 use crate::api::v1alpha1::{CloudRunService, CloudRunServiceStatus};
 use crate::controller::conditions::{self, Cond};
 
-/// The status to store: `Ready` first, then every sub-condition (those the pass did not reach
-/// keep their previous value), with transition times kept for unchanged statuses, so a pass
+/// The status to store: `Ready` first (True only when the pass checked every sub-condition),
+/// then every sub-condition (those the pass did not reach keep their previous value), with transition times kept for unchanged statuses, so a pass
 /// that finds nothing new computes the status already stored and writes nothing.
 pub fn compute(
     obj: &CloudRunService,
@@ -20,7 +20,7 @@ pub fn compute(
         .map(|s| s.conditions.as_slice())
         .unwrap_or_default();
     let subs = conditions::carry_over(decided, old, &SUB_CONDITIONS);
-    let mut all = vec![conditions::ready(&subs)];
+    let mut all = vec![conditions::ready_after(decided, &subs)];
     all.extend(subs);
     let generation = obj.metadata.generation;
     CloudRunServiceStatus {
@@ -33,5 +33,42 @@ pub fn compute(
         operation: fields.operation,
         traffic: fields.traffic,
         drift: fields.drift,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::v1alpha1::status;
+
+    #[test]
+    fn a_new_generation_is_not_ready_on_conditions_of_the_previous_one() {
+        let spec = serde_json::from_value(serde_json::json!({
+            "region": "europe-west1",
+            "containers": [{"image": "europe-docker.pkg.dev/p1/apps/api:1"}],
+        }))
+        .unwrap();
+        let mut obj = CloudRunService::new("api", spec);
+        obj.metadata.generation = Some(1);
+        let all_true: Vec<Cond> = SUB_CONDITIONS
+            .iter()
+            .map(|t| Cond::ok(t, "Ready", "fine"))
+            .collect();
+        let first = compute(&obj, &all_true, Fields::default(), "t1");
+        assert_eq!(first.conditions[0].status, status::TRUE);
+        obj.status = Some(first);
+        obj.metadata.generation = Some(2);
+        // The pass of generation 2 stopped after its first step.
+        let second = compute(&obj, &all_true[..1], Fields::default(), "t2");
+        assert_eq!(second.observed_generation, Some(2));
+        assert_eq!(second.conditions[0].status, status::UNKNOWN);
+        assert_eq!(
+            crate::controller::conditions::is_ready(
+                &second.conditions,
+                second.observed_generation,
+                obj.metadata.generation
+            ),
+            None
+        );
     }
 }

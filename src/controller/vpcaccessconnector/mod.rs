@@ -289,7 +289,7 @@ async fn apply(obj: &VpcAccessConnector, ctx: &Context) -> Result<Action> {
     ctx.publish(obj, &applied.notes).await;
     let status = status_of(obj, applied.ready, applied.fields, &super::now());
     write_status(&ctx.client, obj, obj.status.as_ref(), &status).await?;
-    applied.outcome.into_result(ctx)
+    applied.outcome.into_result(ctx, &status.conditions)
 }
 
 async fn cleanup(obj: &VpcAccessConnector, ctx: &Context) -> Result<Action> {
@@ -301,9 +301,9 @@ async fn cleanup(obj: &VpcAccessConnector, ctx: &Context) -> Result<Action> {
     .await;
     let cleaned = plan::execute_cleanup(planned, &gcp).await;
     ctx.publish(obj, &cleaned.notes).await;
-    let result = cleaned.outcome.into_result(ctx);
+    let status = status_of(obj, cleaned.ready, cleaned.fields, &super::now());
+    let result = cleaned.outcome.into_result(ctx, &status.conditions);
     if result.is_err() {
-        let status = status_of(obj, cleaned.ready, cleaned.fields, &super::now());
         write_status(&ctx.client, obj, obj.status.as_ref(), &status).await?;
     }
     result
