@@ -44,6 +44,19 @@ fn exported() -> BTreeMap<&'static str, (Type, &'static [&'static str])> {
         ("runwarden_managed_objects", (Gauge, &["kind", "ready"][..])),
         ("runwarden_deletions_stuck", (Gauge, &["kind"][..])),
         ("runwarden_leader", (Gauge, &[][..])),
+        // The Cloud Run quota budgets (src/metrics.rs, QuotaMetrics); `kind` is read or write.
+        (
+            "runwarden_gcp_quota_wait_seconds",
+            (Histogram, &["project", "region", "kind"][..]),
+        ),
+        (
+            "runwarden_gcp_quota_refusals_total",
+            (Counter, &["project", "region", "kind"][..]),
+        ),
+        (
+            "runwarden_gcp_quota_exceeded_total",
+            (Counter, &["project", "region"][..]),
+        ),
         // The default process collector.
         ("process_cpu_seconds_total", (Counter, &[][..])),
         ("process_resident_memory_bytes", (Gauge, &[][..])),
