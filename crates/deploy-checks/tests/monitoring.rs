@@ -44,6 +44,19 @@ fn exported() -> BTreeMap<&'static str, (Type, &'static [&'static str])> {
         ("runwarden_managed_objects", (Gauge, &["kind", "ready"][..])),
         ("runwarden_deletions_stuck", (Gauge, &["kind"][..])),
         ("runwarden_leader", (Gauge, &[][..])),
+        // The Cloud Run quota budgets (src/metrics.rs, QuotaMetrics); `kind` is read or write.
+        (
+            "runwarden_gcp_quota_wait_seconds",
+            (Histogram, &["project", "region", "kind"][..]),
+        ),
+        (
+            "runwarden_gcp_quota_refusals_total",
+            (Counter, &["project", "region", "kind"][..]),
+        ),
+        (
+            "runwarden_gcp_quota_exceeded_total",
+            (Counter, &["project", "region"][..]),
+        ),
         // The default process collector.
         ("process_cpu_seconds_total", (Counter, &[][..])),
         ("process_resident_memory_bytes", (Gauge, &[][..])),
@@ -319,6 +332,19 @@ fn alerts_cover_the_issue_and_are_documented() {
         ("RunwardenMultipleLeaders", "runwarden_leader", "1m"),
         ("RunwardenDeletionStuck", "runwarden_deletions_stuck", ""),
         ("RunwardenControllerDown", "runwarden_leader", ""),
+        // Client-side refusals are normal in a burst; only a budget spent for long says the
+        // flags sit below what the work needs.
+        (
+            "RunwardenQuotaBudgetSpent",
+            "runwarden_gcp_quota_refusals_total",
+            "30m",
+        ),
+        // The budgets exist so that Google never answers 429: any sustained 429 is a finding.
+        (
+            "RunwardenGoogleQuotaExceeded",
+            "runwarden_gcp_quota_exceeded_total",
+            "10m",
+        ),
     ];
     for (name, metric, for_) in expected {
         let r = rules
