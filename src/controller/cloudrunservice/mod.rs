@@ -168,9 +168,10 @@ async fn cleanup(obj: &CloudRunService, ctx: &Context) -> Result<Action> {
 mod driver_tests;
 
 /// The owners of Google resources, as the controller's cache of CloudRunServices knows them.
-/// A controller that watches only some objects (`--watch-namespace`, `--watch-selector`) cannot
-/// tell that an owner outside its watch is gone, so it takes every unknown owner as live:
-/// adoption fails closed.
+/// A shard (`--watch-selector`) cannot tell that an owner outside its selection is gone (objects
+/// move between shards), so it takes every unknown owner as live: adoption fails closed. A
+/// controller limited to one namespace (`--watch-namespace`) serves no other namespace: owners
+/// elsewhere are other installations' business, and unknown ones count as gone.
 struct CachedOwners<'a>(&'a Context);
 
 impl std::fmt::Debug for CachedOwners<'_> {
@@ -189,12 +190,11 @@ impl plan::Owners for CachedOwners<'_> {
             .into_iter()
             .find(|s| s.meta().uid.as_deref() == Some(uid))
             .map(|s| format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any()));
-        let config = &self.0.config;
-        let partial = config.watch_namespace.is_some() || config.watch_selector.is_some();
+        let sharded = self.0.config.watch_selector.is_some();
         found.or_else(|| {
-            partial.then(|| {
+            sharded.then(|| {
                 format!(
-                    "with uid {uid}, outside this controller's --watch-namespace/--watch-selector (it may be live)"
+                    "with uid {uid}, outside this shard's --watch-selector (it may be live in another shard)"
                 )
             })
         })
