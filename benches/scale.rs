@@ -293,19 +293,7 @@ struct Row {
 }
 
 fn run_size(n: usize, quota: Option<(u32, u32)>) -> Option<Row> {
-    let plane: &'static envtest::ControlPlane = Box::leak(Box::new(envtest::bare()?));
-    plane.kubectl(&[
-        "apply",
-        "--server-side",
-        "-f",
-        concat!(env!("CARGO_MANIFEST_DIR"), "/crds/runwarden.dev.yaml"),
-    ]);
-    plane.kubectl(&[
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/cloudrunservices.runwarden.dev",
-    ]);
+    let plane: &'static envtest::ControlPlane = Box::leak(Box::new(envtest::own()?));
     let (_emu, emulator) = start_emulator(BIN, "0s");
     let limits = quota.unwrap_or((UNTHROTTLED, UNTHROTTLED));
     let mut row = Row {

@@ -58,25 +58,6 @@ async fn namespace(client: &kube::Client, name: &str, annotations: serde_json::V
         .expect("namespace");
 }
 
-/// The service `id` in `project`, as the emulator has it (read anonymously).
-async fn service_in(
-    h: &Harness,
-    project: &str,
-    id: &str,
-) -> Option<google_cloud_run_v2::model::Service> {
-    let name = format!("projects/{project}/locations/{REGION}/services/{id}");
-    match h.run.get_service().set_name(name).send().await {
-        Ok(s) => Some(s),
-        Err(e)
-            if e.status()
-                .is_some_and(|s| s.code == google_cloud_gax::error::rpc::Code::NotFound) =>
-        {
-            None
-        }
-        Err(e) => panic!("get {id} in {project}: {e}"),
-    }
-}
-
 fn condition_message(obj: &runwarden::api::v1alpha1::CloudRunService, type_: &str) -> String {
     obj.status
         .as_ref()
@@ -146,7 +127,8 @@ async fn each_namespace_acts_as_its_own_google_identity() {
     h.apply_in(&ns_a, "api", spec("europe-docker.pkg.dev/p/apps/api:1"))
         .await;
     h.wait_ready_in(&ns_a, "api").await;
-    let api = service_in(&h, PROJECT_A, "api")
+    let api = h
+        .gcp_service_in(PROJECT_A, "api")
         .await
         .expect("api in project A");
     let tokens = h
@@ -167,7 +149,7 @@ async fn each_namespace_acts_as_its_own_google_identity() {
         "names the permission and the resource: {message}"
     );
     assert!(message.contains(&sa_b), "names the identity: {message}");
-    assert!(service_in(&h, PROJECT_A, "intruder").await.is_none());
+    assert!(h.gcp_service_in(PROJECT_A, "intruder").await.is_none());
 
     // Team B tries to take team A's live service over: refused, the service untouched.
     grant(
@@ -191,7 +173,10 @@ async fn each_namespace_acts_as_its_own_google_identity() {
         condition_message(&refused, "ServiceReady").contains(&format!("{ns_a}/api")),
         "names the owner"
     );
-    let after = service_in(&h, PROJECT_A, "api").await.expect("still there");
+    let after = h
+        .gcp_service_in(PROJECT_A, "api")
+        .await
+        .expect("still there");
     assert_eq!(after.generation, api.generation, "untouched");
     assert_eq!(after.labels, api.labels, "still team A's");
 
@@ -208,7 +193,7 @@ async fn each_namespace_acts_as_its_own_google_identity() {
     )
     .await;
     h.wait_ready_in(&ns_b, "intruder").await;
-    assert!(service_in(&h, PROJECT_A, "intruder").await.is_some());
+    assert!(h.gcp_service_in(PROJECT_A, "intruder").await.is_some());
 
     // No identity under --require-namespace-identity: nothing reconciled, nothing in Google...
     h.apply_in(
@@ -221,7 +206,7 @@ async fn each_namespace_acts_as_its_own_google_identity() {
         .wait_reason_in(&ns_none, "quiet", "Ready", "IdentityNotConfigured")
         .await;
     assert!(condition_message(&waiting, "Ready").contains(GOOGLE_SERVICE_ACCOUNT_ANNOTATION));
-    assert!(service_in(&h, PROJECT_A, "quiet").await.is_none());
+    assert!(h.gcp_service_in(PROJECT_A, "quiet").await.is_none());
     // ...until a cluster admin annotates the namespace: reconciled at once, as that identity.
     Api::<Namespace>::all(h.client.clone())
         .patch(
@@ -234,7 +219,7 @@ async fn each_namespace_acts_as_its_own_google_identity() {
         .await
         .expect("annotate");
     h.wait_ready_in(&ns_none, "quiet").await;
-    assert!(service_in(&h, PROJECT_A, "quiet").await.is_some());
+    assert!(h.gcp_service_in(PROJECT_A, "quiet").await.is_some());
 
     // Token calls are amortised: one identity's token serves all its objects.
     let tokens = h

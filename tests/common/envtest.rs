@@ -238,25 +238,35 @@ fn start_plane(install_crds: bool) -> Option<ControlPlane> {
         _dir: dir,
         _children: vec![etcd_child, api_child],
     };
-    if !install_crds {
-        return Some(plane);
+    if install_crds {
+        plane.install_crds();
     }
-    plane.kubectl(&[
-        "apply",
-        "--server-side",
-        "-f",
-        concat!(env!("CARGO_MANIFEST_DIR"), "/crds/runwarden.dev.yaml"),
-    ]);
-    plane.kubectl(&[
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/cloudrunservices.runwarden.dev",
-    ]);
     Some(plane)
 }
 
+/// A control plane of its own with runwarden's CRDs, or `None` when the binaries are missing.
+/// Stopped when dropped.
+pub fn own() -> Option<ControlPlane> {
+    start_plane(true)
+}
+
 impl ControlPlane {
+    /// Applies the committed CRDs and waits until the API server serves them.
+    pub fn install_crds(&self) {
+        self.kubectl(&[
+            "apply",
+            "--server-side",
+            "-f",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/crds/runwarden.dev.yaml"),
+        ]);
+        self.kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/cloudrunservices.runwarden.dev",
+        ]);
+    }
+
     /// Runs kubectl against this control plane; panics with its output when it fails.
     pub fn kubectl(&self, args: &[&str]) -> String {
         self.kubectl_stdin(args, None)

@@ -274,7 +274,12 @@ impl Harness {
 
     /// The Cloud Run service in the emulator.
     pub async fn gcp_service(&self, id: &str) -> Option<Service> {
-        let name = format!("projects/{PROJECT}/locations/{REGION}/services/{id}");
+        self.gcp_service_in(PROJECT, id).await
+    }
+
+    /// The Cloud Run service `id` of `project` in the emulator (read anonymously).
+    pub async fn gcp_service_in(&self, project: &str, id: &str) -> Option<Service> {
+        let name = format!("projects/{project}/locations/{REGION}/services/{id}");
         match self.run.get_service().set_name(name).send().await {
             Ok(s) => Some(s),
             Err(e)
@@ -283,7 +288,7 @@ impl Harness {
             {
                 None
             }
-            Err(e) => panic!("get service {id}: {e}"),
+            Err(e) => panic!("get service {id} in {project}: {e}"),
         }
     }
 
