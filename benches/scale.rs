@@ -51,27 +51,6 @@ const PER_PROJECT: usize = 1000;
 const REGION: &str = "europe-west1";
 const UNTHROTTLED: u32 = 1_000_000;
 
-/// A sample from a controller's /metrics: the sum of the lines of `name` whose labels contain
-/// every one of `labels` (e.g. `code="OK"`).
-fn metric_sum(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
-    let (_, text) = http_get(&format!("{metrics}/metrics"))?;
-    Some(
-        text.lines()
-            .filter_map(|l| {
-                let rest = l.strip_prefix(name)?;
-                let (lbls, value) = match rest.strip_prefix('{') {
-                    Some(r) => r.split_once("} ")?,
-                    None => ("", rest.strip_prefix(' ')?),
-                };
-                labels
-                    .iter()
-                    .all(|want| lbls.contains(want))
-                    .then(|| value.trim().parse::<f64>().ok())?
-            })
-            .sum(),
-    )
-}
-
 /// `runwarden_gcp_requests_total` by method for one status code.
 fn calls_by_code(metrics: &str, code: &str) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
@@ -517,7 +496,7 @@ fn main() {
                 if r.emulator_quota == Some(true) {
                     "on"
                 } else {
-                    "emulator quotas not available"
+                    "NOT SET (the emulator refused the config)"
                 }
             );
         }

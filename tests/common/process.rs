@@ -98,3 +98,24 @@ pub fn start_emulator(bin: &str, operation_delay: &str) -> (Proc, String) {
     });
     (emu, url)
 }
+
+/// A sample from a controller's /metrics: the sum of the lines of `name` whose labels contain
+/// every one of `labels` (e.g. `code="OK"`).
+pub fn metric_sum(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    let (_, text) = http_get(&format!("{metrics}/metrics"))?;
+    Some(
+        text.lines()
+            .filter_map(|l| {
+                let rest = l.strip_prefix(name)?;
+                let (lbls, value) = match rest.strip_prefix('{') {
+                    Some(r) => r.split_once("} ")?,
+                    None => ("", rest.strip_prefix(' ')?),
+                };
+                labels
+                    .iter()
+                    .all(|want| lbls.contains(want))
+                    .then(|| value.trim().parse::<f64>().ok())?
+            })
+            .sum(),
+    )
+}
