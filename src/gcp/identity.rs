@@ -216,6 +216,16 @@ impl Impersonated {
     }
 }
 
+#[cfg(test)]
+impl Impersonated {
+    /// Makes the cached token due for replacement (as if time had passed).
+    async fn age_token(&self) {
+        if let Some(t) = self.token.lock().await.as_mut() {
+            t.refresh_at = Instant::now();
+        }
+    }
+}
+
 impl CredentialsProvider for Impersonated {
     async fn headers(
         &self,
@@ -409,6 +419,50 @@ mod tests {
         assert!(!is_service_account_email("team-a"));
         assert!(!is_service_account_email("Team@p.iam.gserviceaccount.com"));
         assert!(!is_service_account_email("@p.iam.gserviceaccount.com"));
+    }
+
+    #[tokio::test]
+    async fn a_token_serves_every_call_until_it_is_due_then_one_caller_replaces_it() {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let emu = runwarden_emulator::Emulator::start("127.0.0.1:0", Default::default())
+            .await
+            .unwrap();
+        let endpoint = emu.endpoint();
+        let creds = Impersonated::new(
+            "team-a@proj-a.iam.gserviceaccount.com",
+            google_cloud_auth::credentials::anonymous::Builder::new().build(),
+            Some(&endpoint),
+            Arc::new(Metrics::default()),
+        )
+        .await
+        .unwrap();
+        let tokens = || emu.count("iamcredentials.serviceAccounts.generateAccessToken");
+        let CacheableResource::New { entity_tag, data } =
+            creds.headers(Extensions::new()).await.unwrap()
+        else {
+            panic!("a first call gets headers");
+        };
+        assert!(data[AUTHORIZATION].to_str().unwrap().starts_with("Bearer "));
+        // Concurrent callers share the one token.
+        let calls = (0..20).map(|_| creds.headers(Extensions::new()));
+        for h in futures::future::join_all(calls).await {
+            assert!(matches!(h, Ok(CacheableResource::New { .. })));
+        }
+        let mut cached = Extensions::new();
+        cached.insert(entity_tag.clone());
+        assert!(matches!(
+            creds.headers(cached.clone()).await,
+            Ok(CacheableResource::NotModified)
+        ));
+        assert_eq!(tokens(), 1, "one token for 22 calls");
+        creds.age_token().await;
+        let calls = (0..5).map(|_| creds.headers(cached.clone()));
+        for h in futures::future::join_all(calls).await {
+            assert!(
+                matches!(h, Ok(CacheableResource::New { entity_tag: ref t, .. }) if *t != entity_tag)
+            );
+        }
+        assert_eq!(tokens(), 2, "replaced once, by one of five callers");
     }
 
     struct Counting(AtomicUsize, Gcp);
