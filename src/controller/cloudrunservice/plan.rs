@@ -450,8 +450,9 @@ fn owned(
     let ours = owner == Some(uid);
     // Observe writes nothing, so it may look at a service it does not own.
     let observe = obj.spec.management_policy == ManagementPolicy::Observe;
+    let adopt = obj.spec.adoption_policy == AdoptionPolicy::Adopt;
     if let Some(other) = owner
-        .filter(|o| !ours && !observe && !o.is_empty())
+        .filter(|o| !ours && !observe && adopt && !o.is_empty())
         .and_then(|o| input.owners.live(o))
     {
         let message = format!(
@@ -466,7 +467,7 @@ fn owned(
             },
         );
     }
-    if !ours && !observe && obj.spec.adoption_policy == AdoptionPolicy::Never {
+    if !ours && !observe && !adopt {
         let message = format!(
             "Cloud Run service {name} exists and was not created by this object (its {OWNER_LABEL} label is {}); set spec.adoptionPolicy: Adopt to take it over",
             owner.map_or("absent".to_owned(), |o| format!("{o:?}"))
