@@ -383,13 +383,10 @@ async fn run_controller(args: ControllerArgs) -> Result<(), String> {
             };
             format!("{host}_{:08x}", fastrand::u32(..))
         });
-    let recorder = kube::runtime::events::Recorder::new(
-        client.clone(),
-        kube::runtime::events::Reporter {
-            controller: "runwarden".into(),
-            instance: Some(identity.clone()),
-        },
-    );
+    let reporter = kube::runtime::events::Reporter {
+        controller: "runwarden".into(),
+        instance: Some(identity.clone()),
+    };
     let config = controller::Config {
         default_project: args.default_project,
         resync: args.resync,
@@ -407,7 +404,7 @@ async fn run_controller(args: ControllerArgs) -> Result<(), String> {
         client: client.clone(),
         clients,
         config,
-        recorder,
+        reporter,
         metrics: metrics.clone(),
     };
     if args.leader_election {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::core::{DeserializeGuard, PartialObjectMeta};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use tracing::warn;
@@ -188,8 +188,8 @@ pub struct Context {
     pub clients: Arc<Clients>,
     /// Settings.
     pub config: Config,
-    /// The one event recorder.
-    pub recorder: Recorder,
+    /// The event publisher.
+    pub events: super::events::Events,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// The watch caches.
@@ -206,15 +206,15 @@ impl Context {
         client: Client,
         clients: Arc<Clients>,
         config: Config,
-        recorder: Recorder,
+        reporter: Reporter,
         metrics: Arc<Metrics>,
         caches: Caches,
     ) -> Self {
         Self {
-            client,
             clients,
             config,
-            recorder,
+            events: super::events::Events::new(client.clone(), reporter),
+            client,
             metrics,
             caches,
             project_numbers: ProjectNumbers::default(),
@@ -283,7 +283,7 @@ impl Context {
             action: action.to_owned(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+        if let Err(e) = self.events.publish(&ev, &obj.object_ref(&())).await {
             warn!(error = %e, reason, "cannot publish event");
         }
     }

@@ -12,6 +12,7 @@
 pub mod cloudrunservice;
 pub mod conditions;
 pub mod context;
+pub mod events;
 pub mod frame;
 pub mod iam;
 pub mod lease;

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::controller::Action;
-use kube::runtime::events::Recorder;
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -67,8 +67,8 @@ pub struct Parts {
     pub clients: Arc<crate::gcp::identity::Clients>,
     /// Settings.
     pub config: Config,
-    /// The one event recorder.
-    pub recorder: Recorder,
+    /// Who publishes the events.
+    pub reporter: Reporter,
     /// Metrics.
     pub metrics: Arc<Metrics>,
 }
@@ -323,7 +323,7 @@ pub async fn run(
         parts.client,
         parts.clients,
         parts.config,
-        parts.recorder,
+        parts.reporter,
         parts.metrics,
         caches,
     ));

@@ -114,13 +114,10 @@ impl Harness {
 
     /// What the controller is built from, on this harness's emulator and settings.
     pub async fn parts(&self) -> Parts {
-        let recorder = kube::runtime::events::Recorder::new(
-            self.client.clone(),
-            kube::runtime::events::Reporter {
-                controller: "runwarden".into(),
-                instance: Some("test".into()),
-            },
-        );
+        let reporter = kube::runtime::events::Reporter {
+            controller: "runwarden".into(),
+            instance: Some("test".into()),
+        };
         Parts {
             client: self.client.clone(),
             clients: Arc::new(runwarden::gcp::identity::Clients::new(
@@ -137,7 +134,7 @@ impl Harness {
                 },
             )),
             config: self.config.clone(),
-            recorder,
+            reporter,
             metrics: self.metrics.clone(),
         }
     }
