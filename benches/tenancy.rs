@@ -104,7 +104,7 @@ fn run(
     let objects: Vec<String> = (0..services)
         .map(|i| {
             format!(
-                "apiVersion: runwarden.dev/v1alpha1\nkind: CloudRunService\nmetadata:\n  name: svc-{i}\n  namespace: {name}-{}\n  labels:\n    run: {name}\nspec:\n  region: europe-west1\n  containers:\n  - image: europe-docker.pkg.dev/p/apps/api:1\n",
+                "apiVersion: runwarden.dev/v1alpha1\nkind: CloudRunService\nmetadata:\n  name: {name}-{i}\n  namespace: {name}-{}\n  labels:\n    run: {name}\nspec:\n  region: europe-west1\n  containers:\n  - image: europe-docker.pkg.dev/p/apps/api:1\n",
                 i % namespaces
             )
         })

@@ -49,18 +49,22 @@ impl World {
         }
     }
 
-    /// One pass, its status stored on the object as the controller would.
-    async fn pass(&mut self) -> Pass {
-        self.google.take_calls();
-        let input = Input {
+    /// What the caches would give a pass over the object.
+    fn input(&self) -> Input<'_> {
+        Input {
             obj: &self.obj,
             project: Some("p1".into()),
             connector: None,
             policy: Cond::ok(POLICY_COMPLIANT, reasons::NO_POLICY, "none"),
             identity: Ok(crate::gcp::identity::Identity::Controller),
             owners: &super::plan::NoOwners,
-        };
-        let (status, applied) = pass(&input, &self.google.gcp(), &self.numbers).await;
+        }
+    }
+
+    /// One pass, its status stored on the object as the controller would.
+    async fn pass(&mut self) -> Pass {
+        self.google.take_calls();
+        let (status, applied) = pass(&self.input(), &self.google.gcp(), &self.numbers).await;
         let outcome = match &applied.outcome {
             crate::controller::Outcome::InSync => "InSync",
             crate::controller::Outcome::Progressing => "Progressing",
@@ -333,4 +337,24 @@ async fn ignored_image_drift_is_kept_while_other_drift_is_corrected() {
     let p = w.pass().await;
     assert_eq!(p.outcome, "InSync");
     assert!(w.obj.status.as_ref().unwrap().drift.is_empty());
+}
+
+/// Whether a pass of `w` counted an update towards the cap.
+async fn counted_update(w: &World) -> bool {
+    pass_with(&w.input(), &w.google.gcp(), &w.numbers, 0)
+        .await
+        .2
+}
+
+#[tokio::test]
+async fn only_an_update_google_accepted_counts_towards_the_cap() {
+    let mut w = World::new(serde_json::json!({}));
+    w.pass().await;
+    w.pass().await;
+    w.obj.spec.containers[0].image =
+        "europe-docker.pkg.dev/p1/apps/api@sha256:2222222222222222222222222222222222222222222222222222222222222222".into();
+    w.obj.metadata.generation = Some(2);
+    w.google.fail("run.services.patch", Code::Unavailable, 1);
+    assert!(!counted_update(&w).await, "a refused patch changed nothing");
+    assert!(counted_update(&w).await, "an accepted one counts");
 }

@@ -130,11 +130,17 @@ pub async fn pass_with(
 ) {
     let plan = observe_and_plan(gcp, numbers, |o| plan::plan(input, o)).await;
     let plan = cap_updates(plan, made, input.obj.metadata.generation);
-    let updated = plan
+    let planned_update = plan
         .changes
         .iter()
         .any(|c| matches!(c, plan::Change::Update { .. }));
     let applied = act::execute(plan, gcp).await;
+    // Only an update Google accepted (it started an operation) counts towards the cap: a patch
+    // refused by a transient fault changed nothing and is simply retried.
+    let previous = input.obj.status.as_ref().and_then(|s| s.operation.as_ref());
+    let updated = planned_update
+        && applied.fields.operation.is_some()
+        && applied.fields.operation.as_ref() != previous;
     let status = status::compute(
         input.obj,
         &applied.conditions,
