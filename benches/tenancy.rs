@@ -200,7 +200,7 @@ fn main() {
             r.name,
             r.ready_after.as_secs_f64(),
             r.calls_per_create,
-            r.token_calls,
+            r.token_calls as u64,
             r.rss / (1024.0 * 1024.0)
         );
     }
