@@ -29,8 +29,9 @@
 //!   `--quota-run-reads-per-minute reads --quota-run-writes-per-minute writes` (otherwise
 //!   1000000 each, i.e. unthrottled), the emulator the same per-minute quotas through
 //!   `/emulator/v1/config` (`runReadsPerMinute`, `runWritesPerMinute`), and the table reports the time to converge against the
-//!   quota-bound minimum: for each project and region, successful reads / read quota and
-//!   writes / write quota, in minutes, the larger of the two (steps 2 and 3 are skipped).
+//!   quota-bound minimum: for each project and region, the whole minutes the successful reads
+//!   and writes need at their per-minute quotas after the first minute's burst
+//!   (`ceil(calls / quota) - 1`), the larger of the two (steps 2 and 3 are skipped).
 
 #[path = "../tests/common/envtest.rs"]
 mod envtest;
@@ -373,8 +374,12 @@ fn run_size(n: usize, quota: Option<(u32, u32)>) -> Option<Row> {
             .sum();
         let ok_writes: u64 = ok.iter().filter(|(k, _)| is_write(k)).map(|(_, v)| v).sum();
         let buckets = n.div_ceil(PER_PROJECT) as f64;
-        let minutes = (ok_reads as f64 / buckets / f64::from(r))
-            .max(ok_writes as f64 / buckets / f64::from(w));
+        // A quota of N per minute lets N calls through at once, then N more each minute: C calls
+        // need at least ceil(C / N) - 1 whole minutes after the first.
+        let windows = |calls: u64, quota: u32| {
+            ((calls as f64 / buckets / f64::from(quota)).ceil() - 1.0).max(0.0)
+        };
+        let minutes = windows(ok_reads, r).max(windows(ok_writes, w));
         row.quota_min = Some(minutes * 60.0);
         row.breakdown +=
             &format!("; successful reads {ok_reads}, writes {ok_writes} over {buckets} project(s)");
