@@ -52,11 +52,15 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// Starts `program` under a watchdog that kills it when this test process exits.
+/// Starts `program` under a watchdog that kills it when this test process exits (SIGTERM, then
+/// SIGKILL after 5 s: a kube-apiserver whose etcd is already gone may never finish its graceful
+/// shutdown, and each one left behind holds a few hundred MiB for the rest of the CI run).
 fn spawn_watched(program: &Path, args: &[String], log: &Path) -> Child {
     let script = r#"prog="$1"; shift; "$prog" "$@" & child=$!
 while kill -0 "$WATCH_PID" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 0.5; done
-kill "$child" 2>/dev/null; wait "$child" 2>/dev/null"#;
+kill "$child" 2>/dev/null
+for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$child" 2>/dev/null || exit 0; sleep 0.5; done
+kill -9 "$child" 2>/dev/null; wait "$child" 2>/dev/null"#;
     let log = std::fs::File::create(log).expect("log file");
     Command::new("sh")
         .arg("-c")
