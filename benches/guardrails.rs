@@ -51,18 +51,17 @@ fn main() {
         ]);
         plane.kubectl(&["label", "namespace", ns, &format!("guardrails-bench={run}")]);
     }
-    let metrics_addr = format!("127.0.0.1:{}", free_port());
-    let metrics = format!("http://{metrics_addr}");
-    let _controller = Proc(
+    let (_controller, metrics_addr) = spawn_listening(
         Command::new(BIN)
             .args(["controller", "--gcp-endpoint", &emulator])
-            .args(["--metrics-addr", &metrics_addr, "--log-level", "warn"])
+            .args(["--metrics-addr", "127.0.0.1:0", "--log-format", "json"])
+            .args(["--log-level", "warn,runwarden::listen=info"])
             .env("KUBECONFIG", &plane.kubeconfig)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("controller"),
+            .stdout(Stdio::null()),
+        "the controller",
+        Logs::Stderr,
     );
+    let metrics = format!("http://{metrics_addr}");
     wait_until("/readyz", Duration::from_secs(30), || {
         http_get(&format!("{metrics}/readyz")).is_some_and(|(c, _)| c == 200)
     });

@@ -228,20 +228,19 @@ fn start_controller(
     resync: &str,
     quota: (u32, u32),
 ) -> Controller {
-    let addr = format!("127.0.0.1:{}", free_port());
-    let proc = Proc(
+    let (proc, addr) = spawn_listening(
         Command::new(BIN)
             .args(["controller", "--gcp-endpoint", emulator])
-            .args(["--metrics-addr", &addr, "--watch-namespace", ns])
+            .args(["--metrics-addr", "127.0.0.1:0", "--watch-namespace", ns])
             .args(["--resync", resync, "--operation-poll", "1s"])
-            .args(["--concurrency", "16", "--log-level", "warn"])
+            .args(["--concurrency", "16", "--log-format", "json"])
+            .args(["--log-level", "warn,runwarden::listen=info"])
             .args(["--quota-run-reads-per-minute", &quota.0.to_string()])
             .args(["--quota-run-writes-per-minute", &quota.1.to_string()])
             .env("KUBECONFIG", &plane.kubeconfig)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("controller"),
+            .stdout(Stdio::null()),
+        "the controller",
+        Logs::Stderr,
     );
     let metrics = format!("http://{addr}");
     wait_until("/readyz", Duration::from_secs(60), || {

@@ -71,17 +71,21 @@ fn run(
         &["apply", "--server-side", "-f", "-"],
         Some(&docs.join("---\n")),
     );
-    let addr = format!("127.0.0.1:{}", free_port());
     let mut controller = Command::new(BIN);
     controller
         .args(["controller", "--gcp-endpoint", emulator])
         .args([
             "--metrics-addr",
-            &addr,
+            "127.0.0.1:0",
             "--watch-selector",
             &format!("run={name}"),
         ])
-        .args(["--log-level", "warn"])
+        .args([
+            "--log-level",
+            "warn,runwarden::listen=info",
+            "--log-format",
+            "json",
+        ])
         .args([
             "--quota-run-reads-per-minute",
             "0",
@@ -89,12 +93,11 @@ fn run(
             "0",
         ])
         .env("KUBECONFIG", &plane.kubeconfig)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
+        .stdout(Stdio::null());
     if identities {
         controller.arg("--require-namespace-identity");
     }
-    let _controller = Proc(controller.spawn().expect("controller"));
+    let (_controller, addr) = spawn_listening(&mut controller, "the controller", Logs::Stderr);
     let metrics = format!("http://{addr}");
     wait_until("/readyz", Duration::from_secs(60), || {
         http_get(&format!("{metrics}/readyz")).is_some_and(|(c, _)| c == 200)

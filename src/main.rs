@@ -251,7 +251,7 @@ async fn emulator(args: EmulatorArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    info!(%addr, "runwarden emulator serving Cloud Run v2, VPC Access v1, KMS v1 and Resource Manager v3");
+    info!(target: "runwarden::listen", %addr, "runwarden emulator serving Cloud Run v2, VPC Access v1, KMS v1 and Resource Manager v3");
     let config = runwarden_emulator::Config {
         operation_delay: args.operation_delay,
     };
@@ -359,6 +359,10 @@ async fn run_controller(args: ControllerArgs) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.metrics_addr))?;
+    // Its own target, so `--log-level warn,runwarden::listen=info` still shows where it listens
+    // (with port 0, the one place the port is known).
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    info!(target: "runwarden::listen", %addr, "serving /metrics, /healthz and /readyz");
     let router = http::router(metrics.clone(), health.clone());
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router).await {

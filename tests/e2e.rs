@@ -38,7 +38,6 @@ fn apply_edit_delete_through_kubectl() {
         envtest::skip("apply_edit_delete_through_kubectl");
         return;
     };
-    let metrics_port = free_port();
     let (_emu, emulator) = start_emulator(BIN, "0s");
 
     let ns = format!("e2e-{}", fastrand::u32(..) % 100_000);
@@ -49,14 +48,14 @@ fn apply_edit_delete_through_kubectl() {
         &ns,
         "runwarden.dev/project-id=e2e-project",
     ]);
-    let mut controller = Proc(
+    let (mut controller, metrics_addr) = spawn_listening(
         Command::new(BIN)
             .args([
                 "controller",
                 "--gcp-endpoint",
                 &emulator,
                 "--metrics-addr",
-                &format!("127.0.0.1:{metrics_port}"),
+                "127.0.0.1:0",
             ])
             .args([
                 "--watch-namespace",
@@ -67,12 +66,11 @@ fn apply_edit_delete_through_kubectl() {
                 "json",
             ])
             .env("KUBECONFIG", &plane.kubeconfig)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("controller"),
+            .stdout(Stdio::null()),
+        "the controller",
+        Logs::Stderr,
     );
-    let metrics = format!("http://127.0.0.1:{metrics_port}");
+    let metrics = format!("http://{metrics_addr}");
     wait_until("/readyz", Duration::from_secs(30), || {
         http_get(&format!("{metrics}/readyz")).is_some_and(|(code, _)| code == 200)
     });

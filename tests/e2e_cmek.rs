@@ -43,7 +43,6 @@ fn a_disabled_key_shows_in_kubectl_and_re_enabling_heals() {
         envtest::skip("a_disabled_key_shows_in_kubectl_and_re_enabling_heals");
         return;
     };
-    let metrics_port = free_port();
     let (_emu, emulator) = start_emulator(BIN, "0s");
 
     // A key, through the KMS REST API.
@@ -63,7 +62,7 @@ fn a_disabled_key_shows_in_kubectl_and_re_enabling_heals() {
 
     let ns = format!("e2e-cmek-{}", fastrand::u32(..) % 100_000);
     plane.kubectl(&["create", "namespace", &ns]);
-    let _controller = Proc(
+    let (_controller, metrics_addr) = spawn_listening(
         Command::new(BIN)
             .args([
                 "controller",
@@ -72,7 +71,7 @@ fn a_disabled_key_shows_in_kubectl_and_re_enabling_heals() {
                 "--default-project",
                 PROJECT,
                 "--metrics-addr",
-                &format!("127.0.0.1:{metrics_port}"),
+                "127.0.0.1:0",
                 "--watch-namespace",
                 &ns,
                 "--resync",
@@ -81,18 +80,13 @@ fn a_disabled_key_shows_in_kubectl_and_re_enabling_heals() {
                 "json",
             ])
             .env("KUBECONFIG", &plane.kubeconfig)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("controller"),
+            .stdout(Stdio::null()),
+        "the controller",
+        Logs::Stderr,
     );
     wait_until("/readyz", Duration::from_secs(30), || {
-        http(
-            "GET",
-            &format!("http://127.0.0.1:{metrics_port}/readyz"),
-            None,
-        )
-        .is_some_and(|(code, _)| code == 200)
+        http("GET", &format!("http://{metrics_addr}/readyz"), None)
+            .is_some_and(|(code, _)| code == 200)
     });
 
     let manifest = format!(

@@ -32,7 +32,6 @@ fn connector_and_service_in_one_apply_become_ready_in_order() {
         envtest::skip("connector_and_service_in_one_apply_become_ready_in_order");
         return;
     };
-    let metrics_port = free_port();
     // Connectors take a while to create in Google; 3s here lets the service be seen waiting.
     let (_emu, emulator) = start_emulator(BIN, "3s");
 
@@ -44,28 +43,26 @@ fn connector_and_service_in_one_apply_become_ready_in_order() {
         &ns,
         "runwarden.dev/project-id=e2e-project",
     ]);
-    let _controller = Proc(
+    let (_controller, metrics_addr) = spawn_listening(
         Command::new(BIN)
             .args([
                 "controller",
                 "--gcp-endpoint",
                 &emulator,
                 "--metrics-addr",
-                &format!("127.0.0.1:{metrics_port}"),
+                "127.0.0.1:0",
                 "--watch-namespace",
                 &ns,
                 "--log-format",
                 "json",
             ])
             .env("KUBECONFIG", &plane.kubeconfig)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("controller"),
+            .stdout(Stdio::null()),
+        "the controller",
+        Logs::Stderr,
     );
     wait_until("/readyz", Duration::from_secs(30), || {
-        http_get(&format!("http://127.0.0.1:{metrics_port}/readyz"))
-            .is_some_and(|(code, _)| code == 200)
+        http_get(&format!("http://{metrics_addr}/readyz")).is_some_and(|(code, _)| code == 200)
     });
 
     // The service comes first in the file: order of objects must not matter.

@@ -189,40 +189,40 @@ fn start_replica(
     ns: &str,
     lease_ns: &str,
 ) -> Replica {
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let child = Command::new(BIN)
-        .args([
-            "controller",
-            "--gcp-endpoint",
-            emulator,
-            "--metrics-addr",
-            &metrics,
-        ])
-        .args([
-            "--watch-namespace",
-            ns,
-            "--resync",
-            "10m",
-            "--log-format",
-            "json",
-        ])
-        .args([
-            "--leader-election",
-            "--lease-namespace",
-            lease_ns,
-            "--lease-name",
-            LEASE,
-        ])
-        .env("KUBECONFIG", &plane.kubeconfig)
-        .env("POD_NAME", name)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("controller");
+    let (proc, metrics) = spawn_listening(
+        Command::new(BIN)
+            .args([
+                "controller",
+                "--gcp-endpoint",
+                emulator,
+                "--metrics-addr",
+                "127.0.0.1:0",
+            ])
+            .args([
+                "--watch-namespace",
+                ns,
+                "--resync",
+                "10m",
+                "--log-format",
+                "json",
+            ])
+            .args([
+                "--leader-election",
+                "--lease-namespace",
+                lease_ns,
+                "--lease-name",
+                LEASE,
+            ])
+            .env("KUBECONFIG", &plane.kubeconfig)
+            .env("POD_NAME", name)
+            .stdout(Stdio::null()),
+        name,
+        Logs::Stderr,
+    );
     Replica {
         name,
-        metrics,
-        proc: Proc(child),
+        metrics: metrics.to_string(),
+        proc,
     }
 }
 
@@ -283,20 +283,7 @@ fn a_standby_takes_over_after_sigkill_and_sigterm_without_duplicate_writes() {
         envtest::skip("a_standby_takes_over_after_sigkill_and_sigterm_without_duplicate_writes");
         return;
     };
-    let emu_port = free_port();
-    let emulator = format!("http://127.0.0.1:{emu_port}");
-    let _emu = Proc(
-        Command::new(BIN)
-            .args(["emulator", "--listen", &format!("127.0.0.1:{emu_port}")])
-            .args(["--operation-delay", "0s"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("emulator"),
-    );
-    wait_until("the emulator", Duration::from_secs(20), || {
-        http_get(&format!("{emulator}/emulator/v1/healthz")).is_some()
-    });
+    let (_emu, emulator) = start_emulator(BIN, "0s");
     let n = fastrand::u32(..) % 100_000;
     let ns = format!("e2e-failover-{n}");
     let lease_ns = format!("runwarden-system-{n}");

@@ -3,7 +3,8 @@
 //! `etcd-server` installs `/usr/bin/etcd`). Without them, tests say loudly that they skipped.
 //!
 //! One control plane serves a whole test binary. Each process runs under a small shell
-//! watchdog that stops it when the test binary exits, so nothing outlives the tests.
+//! watchdog that stops it when the test binary exits or its plane is dropped, so nothing
+//! outlives the tests.
 
 #![allow(dead_code)]
 
@@ -24,8 +25,6 @@ pub struct ControlPlane {
     _dir: tempfile::TempDir,
     _children: Vec<Child>,
 }
-
-const TOKEN: &str = "runwarden-envtest-token";
 
 fn assets_dir() -> PathBuf {
     std::env::var_os("KUBEBUILDER_ASSETS")
@@ -52,12 +51,14 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// Starts `program` under a watchdog that kills it when this test process exits (SIGTERM, then
-/// SIGKILL after 5 s: a kube-apiserver whose etcd is already gone may never finish its graceful
-/// shutdown, and each one left behind holds a few hundred MiB for the rest of the CI run).
+/// Starts `program` under a watchdog that stops it when this test process exits or the
+/// watchdog gets SIGTERM (the control plane is dropped): SIGTERM, then SIGKILL after 5 s (a
+/// kube-apiserver whose etcd is already gone may never finish its graceful shutdown, and each
+/// one left behind holds a few hundred MiB for the rest of the CI run).
 fn spawn_watched(program: &Path, args: &[String], log: &Path) -> Child {
     let script = r#"prog="$1"; shift; "$prog" "$@" & child=$!
-while kill -0 "$WATCH_PID" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 0.5; done
+stop=0; trap 'stop=1' TERM
+while [ "$stop" = 0 ] && kill -0 "$WATCH_PID" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 0.5; done
 kill "$child" 2>/dev/null
 for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$child" 2>/dev/null || exit 0; sleep 0.5; done
 kill -9 "$child" 2>/dev/null; wait "$child" 2>/dev/null"#;
@@ -126,13 +127,53 @@ fn start() -> Option<ControlPlane> {
 fn start_plane(install_crds: bool) -> Option<ControlPlane> {
     let apiserver = find_binary("kube-apiserver")?;
     let etcd = find_binary("etcd")?;
+    // Ports are picked here and bound by etcd and the API server a moment later; another
+    // process can take one in between (a parallel test's child, any outgoing connection's local
+    // port). Such a start ends with a process that exits at once: try again with new ports.
+    let mut failures = vec![];
+    for _ in 0..3 {
+        match try_start(&apiserver, &etcd) {
+            Ok(plane) => {
+                if install_crds {
+                    plane.install_crds();
+                }
+                return Some(plane);
+            }
+            Err(why) => {
+                eprintln!("envtest: start failed, trying again with other ports: {why}");
+                failures.push(why);
+            }
+        }
+    }
+    panic!(
+        "the test control plane did not start in 3 tries:\n{}",
+        failures.join("\n---\n")
+    );
+}
+
+/// The last `n` bytes of a log file (on a character boundary).
+fn log_tail(path: &Path, n: usize) -> String {
+    let log = std::fs::read_to_string(path).unwrap_or_default();
+    let mut from = log.len().saturating_sub(n);
+    while !log.is_char_boundary(from) {
+        from += 1;
+    }
+    log[from..].to_string()
+}
+
+/// One start of etcd and the API server on fresh ports, until `/readyz`; `Err` with the log of
+/// a process that exited first.
+fn try_start(apiserver: &Path, etcd: &Path) -> Result<ControlPlane, String> {
     let started = Instant::now();
     let dir = tempfile::tempdir().expect("temp dir");
     let d = dir.path();
+    // A token of this plane's own: a request that reaches another test's API server on a port
+    // taken from under us is refused instead of answered.
+    let token = format!("runwarden-envtest-{:016x}", fastrand::u64(..));
     let (etcd_port, peer_port, api_port) = (free_port(), free_port(), free_port());
     let etcd_url = format!("http://127.0.0.1:{etcd_port}");
     let etcd_child = spawn_watched(
-        &etcd,
+        etcd,
         &[
             "--data-dir".into(),
             d.join("etcd").display().to_string(),
@@ -168,12 +209,12 @@ fn start_plane(install_crds: bool) -> Option<ControlPlane> {
     );
     std::fs::write(
         d.join("tokens.csv"),
-        format!("{TOKEN},admin,admin,system:masters\n"),
+        format!("{token},admin,admin,system:masters\n"),
     )
     .expect("token file");
     let server = format!("https://127.0.0.1:{api_port}");
     let api_child = spawn_watched(
-        &apiserver,
+        apiserver,
         &[
             "--etcd-servers".into(),
             etcd_url,
@@ -206,16 +247,23 @@ fn start_plane(install_crds: bool) -> Option<ControlPlane> {
     std::fs::write(
         &kubeconfig,
         format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: envtest\n  cluster: {{server: '{server}', insecure-skip-tls-verify: true}}\nusers:\n- name: admin\n  user: {{token: {TOKEN}}}\ncontexts:\n- name: envtest\n  context: {{cluster: envtest, user: admin}}\ncurrent-context: envtest\n"
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: envtest\n  cluster: {{server: '{server}', insecure-skip-tls-verify: true}}\nusers:\n- name: admin\n  user: {{token: {token}}}\ncontexts:\n- name: envtest\n  context: {{cluster: envtest, user: admin}}\ncurrent-context: envtest\n"
         ),
     )
     .expect("kubeconfig");
-    // Wait for /readyz with kubectl-free plain HTTPS: the API server answers anonymous /readyz.
+    let mut plane = ControlPlane {
+        kubeconfig,
+        server,
+        startup_seconds: 0.0,
+        _dir: dir,
+        _children: vec![etcd_child, api_child],
+    };
+    // Wait for /readyz, with this plane's token (see above).
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let ready = Command::new("kubectl")
             .arg("--kubeconfig")
-            .arg(&kubeconfig)
+            .arg(&plane.kubeconfig)
             .args(["get", "--raw", "/readyz"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -224,28 +272,40 @@ fn start_plane(install_crds: bool) -> Option<ControlPlane> {
         if ready {
             break;
         }
+        for (i, name) in ["etcd", "apiserver"].into_iter().enumerate() {
+            if plane._children[i].try_wait().ok().flatten().is_some() {
+                let log = log_tail(&plane._dir.path().join(format!("{name}.log")), 1500);
+                return Err(format!(
+                    "{name} exited before the API server was ready:\n{log}"
+                ));
+            }
+        }
         if Instant::now() > deadline {
-            let log = std::fs::read_to_string(d.join("apiserver.log")).unwrap_or_default();
-            panic!(
-                "kube-apiserver not ready after 90s; its log ends with:\n{}",
-                &log[log.len().saturating_sub(3000)..]
-            );
+            let log = log_tail(&plane._dir.path().join("apiserver.log"), 3000);
+            panic!("kube-apiserver not ready after 90s; its log ends with:\n{log}");
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-    let startup_seconds = started.elapsed().as_secs_f64();
-    eprintln!("envtest: kube-apiserver {server} ready in {startup_seconds:.2}s");
-    let plane = ControlPlane {
-        kubeconfig,
-        server,
-        startup_seconds,
-        _dir: dir,
-        _children: vec![etcd_child, api_child],
-    };
-    if install_crds {
-        plane.install_crds();
+    plane.startup_seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "envtest: kube-apiserver {} ready in {:.2}s",
+        plane.server, plane.startup_seconds
+    );
+    Ok(plane)
+}
+
+impl Drop for ControlPlane {
+    /// Asks each watchdog to stop its process (SIGTERM, then SIGKILL after 5 s), without waiting.
+    fn drop(&mut self) {
+        for child in &mut self._children {
+            if child.try_wait().ok().flatten().is_none() {
+                let _ = Command::new("kill")
+                    .arg(child.id().to_string())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
     }
-    Some(plane)
 }
 
 /// A control plane of its own with runwarden's CRDs, or `None` when the binaries are missing.

@@ -1,10 +1,12 @@
 //! Helpers for tests and benchmarks that run the `runwarden` binary as separate processes:
-//! child processes stopped on drop, free ports, polling, and plain HTTP to the emulator and
-//! the metrics endpoint.
+//! child processes stopped on drop, the addresses they listen on, polling, and plain HTTP to
+//! the emulator and the metrics endpoint.
 
 #![allow(dead_code)]
 
-use std::process::Child;
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A child process that is stopped when dropped.
@@ -17,12 +19,59 @@ impl Drop for Proc {
     }
 }
 
-/// A port nothing listens on right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+/// Where a child's log lines go once its address has been read from them.
+pub enum Logs {
+    /// Nowhere.
+    Discard,
+    /// This process's standard error.
+    Stderr,
+    /// A file.
+    File(std::fs::File),
+}
+
+/// Spawns a runwarden process told to listen on port 0 and logging JSON, and returns it with the
+/// address it bound, read from its first `runwarden::listen` log line. Port 0 because a port
+/// picked here and bound later by the child can be taken in between: by another test's child,
+/// or as the local port of any outgoing connection (CI once had a replica fail to listen while
+/// the test polled another test's controller on that port).
+pub fn spawn_listening(cmd: &mut Command, what: &str, logs: Logs) -> (Proc, SocketAddr) {
+    let mut child = cmd
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {what}: {e}"));
+    let stderr = child.stderr.take().expect("piped stderr");
+    let proc = Proc(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut logs = logs;
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.is_some()
+                && let Some(addr) = announced(&line)
+            {
+                let _ = tx.take().map(|tx| tx.send(addr));
+            }
+            match &mut logs {
+                Logs::Discard => {}
+                Logs::Stderr => eprintln!("{line}"),
+                Logs::File(f) => {
+                    let _ = writeln!(f, "{line}");
+                }
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(addr) => (proc, addr),
+        Err(_) => panic!("{what} did not say where it listens within 30 s (see its log above)"),
+    }
+}
+
+/// The address of a `runwarden::listen` JSON log line.
+fn announced(line: &str) -> Option<SocketAddr> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    (v["target"] == "runwarden::listen").then_some(())?;
+    v["addr"].as_str()?.parse().ok()
 }
 
 /// Polls `check` every 100 ms; panics naming `what` after `timeout`. Returns the time it took.
@@ -74,25 +123,24 @@ pub fn reset_counters(emulator: &str) {
     http("DELETE", &format!("{emulator}/emulator/v1/counters"), None).expect("reset counters");
 }
 
-/// Starts `runwarden emulator` (binary `bin`) on a free port with this operation delay, and
-/// returns it with its base URL once it answers.
+/// Starts `runwarden emulator` (binary `bin`) on a port of its choosing with this operation
+/// delay, and returns it with its base URL once it answers.
 pub fn start_emulator(bin: &str, operation_delay: &str) -> (Proc, String) {
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let emu = Proc(
-        std::process::Command::new(bin)
+    let (emu, addr) = spawn_listening(
+        Command::new(bin)
             .args([
                 "emulator",
                 "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--operation-delay",
-                operation_delay,
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
             ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start the emulator"),
+            .args(["--operation-delay", operation_delay])
+            .stdout(Stdio::null()),
+        "the emulator",
+        Logs::Discard,
     );
+    let url = format!("http://{addr}");
     wait_until("the emulator", Duration::from_secs(20), || {
         http_get(&format!("{url}/emulator/v1/healthz")).is_some()
     });

@@ -247,14 +247,23 @@ impl World<'_> {
     fn start_replica(&mut self) -> Replica {
         let name = format!("soak-replica-{}", self.started);
         self.started += 1;
-        let metrics = format!("127.0.0.1:{}", free_port());
         let log = std::fs::File::create(self.logs.join(format!("{name}.log"))).expect("log file");
-        let child = Command::new(self.bin)
-            .args(["controller", "--gcp-endpoint", &self.emulator])
-            .args(["--metrics-addr", &metrics, "--watch-namespace", &self.ns])
+        let mut cmd = Command::new(self.bin);
+        cmd.args(["controller", "--gcp-endpoint", &self.emulator])
+            .args([
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--watch-namespace",
+                &self.ns,
+            ])
             .args(["--default-project", DECOY_PROJECT])
             .args(["--operation-poll", "1s", "--resync", "10m"])
-            .args(["--log-level", "warn"])
+            .args([
+                "--log-level",
+                "warn,runwarden::listen=info",
+                "--log-format",
+                "json",
+            ])
             .args(["--leader-election", "--lease-name", LEASE])
             .args(["--lease-namespace", &self.ns])
             .args(["--lease-duration", &secs(self.params.lease_duration)])
@@ -263,14 +272,12 @@ impl World<'_> {
             .args(["--quota-run-writes-per-minute", "1000000"])
             .env("KUBECONFIG", &self.plane.kubeconfig)
             .env("POD_NAME", &name)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start a controller replica");
+            .stdout(Stdio::null());
+        let (proc, metrics) = spawn_listening(&mut cmd, &name, Logs::File(log));
         Replica {
             name,
-            metrics,
-            proc: Proc(child),
+            metrics: metrics.to_string(),
+            proc,
         }
     }
 
