@@ -248,6 +248,34 @@ fn the_api_server_refuses_invalid_specs_with_the_field_named() {
         .try_kubectl(&["apply", "-f", "-"], Some(&moved.to_string()))
         .expect_err("region change must be refused");
     assert!(err.contains("spec.region is immutable"), "{err}");
+    // Issue 11: the project a service was created in is pinned, in the schema first.
+    let mut pinned = ok.clone();
+    pinned["metadata"]["name"] = "pinned".into();
+    pinned["spec"]["projectId"] = "team-a".into();
+    plane.kubectl_stdin(&["apply", "-f", "-"], Some(&pinned.to_string()));
+    let mut elsewhere = pinned.clone();
+    elsewhere["spec"]["projectId"] = "team-b".into();
+    let err = plane
+        .try_kubectl(&["apply", "-f", "-"], Some(&elsewhere.to_string()))
+        .expect_err("a projectId change must be refused");
+    assert!(err.contains("spec.projectId is immutable"), "{err}");
+    let mut unpinned = pinned.clone();
+    unpinned["spec"].as_object_mut().unwrap().remove("projectId");
+    let err = plane
+        .try_kubectl(&["replace", "-f", "-"], Some(&unpinned.to_string()))
+        .expect_err("removing projectId must be refused");
+    assert!(
+        err.contains("spec.projectId is immutable: it cannot be removed once set"),
+        "{err}"
+    );
+    plane.kubectl(&[
+        "delete",
+        "cloudrunservice",
+        "pinned",
+        "-n",
+        "default",
+        "--wait=false",
+    ]);
     plane.kubectl(&[
         "delete",
         "cloudrunservice",
