@@ -260,7 +260,10 @@ fn the_api_server_refuses_invalid_specs_with_the_field_named() {
         .expect_err("a projectId change must be refused");
     assert!(err.contains("spec.projectId is immutable"), "{err}");
     let mut unpinned = pinned.clone();
-    unpinned["spec"].as_object_mut().unwrap().remove("projectId");
+    unpinned["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("projectId");
     let err = plane
         .try_kubectl(&["replace", "-f", "-"], Some(&unpinned.to_string()))
         .expect_err("removing projectId must be refused");

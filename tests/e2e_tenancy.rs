@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use common::*;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use runwarden::api::v1alpha1::VpcAccessConnector;
 use runwarden::api::{GOOGLE_SERVICE_ACCOUNT_ANNOTATION, PROJECT_ANNOTATION};
 
 const PROJECT_A: &str = "tenant-a-prod";
@@ -88,6 +89,7 @@ async fn each_namespace_acts_as_its_own_google_identity() {
         &[
             ("roles/run.admin", &member_a),
             ("roles/iam.serviceAccountUser", &member_a),
+            ("roles/vpcaccess.admin", &member_a),
         ],
     )
     .await;
@@ -207,6 +209,36 @@ async fn each_namespace_acts_as_its_own_google_identity() {
         .await;
     assert!(condition_message(&waiting, "Ready").contains(GOOGLE_SERVICE_ACCOUNT_ANNOTATION));
     assert!(h.gcp_service_in(PROJECT_A, "quiet").await.is_none());
+    // A connector waits the same way (the resync is 10 minutes: only the namespace's change
+    // can wake it within this test).
+    let connectors = Api::<VpcAccessConnector>::namespaced(h.client.clone(), &ns_none);
+    connectors
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({
+                "apiVersion": "runwarden.dev/v1alpha1",
+                "kind": "VpcAccessConnector",
+                "metadata": {"name": "quiet-egress"},
+                "spec": {"region": "europe-west1", "network": "default", "ipCidrRange": "10.8.0.0/28"},
+            }))
+            .expect("connector"),
+        )
+        .await
+        .expect("create connector");
+    let connector_reason = || async {
+        connectors
+            .get("quiet-egress")
+            .await
+            .ok()
+            .and_then(|c| c.status)
+            .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Ready"))
+            .map(|c| c.reason)
+            .unwrap_or_default()
+    };
+    wait_until_async("the connector's IdentityNotConfigured", || async {
+        connector_reason().await == "IdentityNotConfigured"
+    })
+    .await;
     // ...until a cluster admin annotates the namespace: reconciled at once, as that identity.
     Api::<Namespace>::all(h.client.clone())
         .patch(
@@ -220,6 +252,10 @@ async fn each_namespace_acts_as_its_own_google_identity() {
         .expect("annotate");
     h.wait_ready_in(&ns_none, "quiet").await;
     assert!(h.gcp_service_in(PROJECT_A, "quiet").await.is_some());
+    wait_until_async("the connector to act as team A", || async {
+        !["", "IdentityNotConfigured"].contains(&connector_reason().await.as_str())
+    })
+    .await;
 
     // Token calls are amortised: one identity's token serves all its objects.
     let tokens = h
@@ -227,4 +263,19 @@ async fn each_namespace_acts_as_its_own_google_identity() {
         .gcp_request_count("iamcredentials", "generateAccessToken", "OK");
     assert!(tokens <= 4, "{tokens} token calls for two identities");
     h.stop_controller().await;
+}
+
+/// Polls `check` every 100 ms for up to 30 s; panics naming `what` then.
+async fn wait_until_async<F: std::future::Future<Output = bool>>(
+    what: &str,
+    check: impl Fn() -> F,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after 30 s waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

@@ -254,6 +254,9 @@ pub async fn run(
         },
         Default::default(),
     );
+    // Both kinds resolve their project and identity from the namespace.
+    let (namespace_task, namespace_changes, namespace_changes_for_connectors) =
+        fan_out(namespace_changes);
     let (policies_cache, policy_changes) = cached_watch(
         Api::<DeserializeGuard<RunSecurityPolicy>>::all(client.clone()),
         watcher::Config::default().any_semantic(),
@@ -288,28 +291,40 @@ pub async fn run(
         policies: policies_cache,
     };
 
-    // Connectors: reconciled on their own changes, and, while one is being deleted, on changes
-    // of the services that reference it (its deletion waits for them).
+    // Connectors: reconciled on their own changes, on their namespace's labels or annotations
+    // (project, identity), and, while one is being deleted, on changes of the services that
+    // reference it (its deletion waits for them).
     let connectors = {
         let store = connectors.store();
-        connectors.watches(
-            scoped::<DeserializeGuard<CloudRunService>>(&client, watch_namespace.as_ref()),
-            sharded(selector),
-            move |service| {
-                let name = service
-                    .0
-                    .as_ref()
-                    .ok()
-                    .and_then(|s| s.spec.egress.as_ref())
-                    .and_then(|e| e.connector_ref.as_ref())
-                    .map(|r| r.name.clone())?;
-                let target = ObjectRef::new(&name).within(&service.namespace()?);
-                store
-                    .get(&target)
-                    .filter(|c| c.meta().deletion_timestamp.is_some())
-                    .map(|_| target)
-            },
-        )
+        let in_namespace = store.clone();
+        connectors
+            .watches_stream(namespace_changes_for_connectors, move |ns| {
+                let ns = ns.name_any();
+                in_namespace
+                    .state()
+                    .iter()
+                    .filter(|c| c.namespace().as_deref() == Some(ns.as_str()))
+                    .map(|c| ObjectRef::from_obj(c.as_ref()))
+                    .collect::<Vec<_>>()
+            })
+            .watches(
+                scoped::<DeserializeGuard<CloudRunService>>(&client, watch_namespace.as_ref()),
+                sharded(selector),
+                move |service| {
+                    let name = service
+                        .0
+                        .as_ref()
+                        .ok()
+                        .and_then(|s| s.spec.egress.as_ref())
+                        .and_then(|e| e.connector_ref.as_ref())
+                        .map(|r| r.name.clone())?;
+                    let target = ObjectRef::new(&name).within(&service.namespace()?);
+                    store
+                        .get(&target)
+                        .filter(|c| c.meta().deletion_timestamp.is_some())
+                        .map(|_| target)
+                },
+            )
     };
     let services = services_triggers(
         services,
@@ -329,6 +344,7 @@ pub async fn run(
     ));
     let synced = Flag::default();
     let _tasks = [
+        namespace_task,
         ready_task(ctx.caches.clone(), health, synced.clone()),
         housekeeping_task(ctx.clone()),
     ];
@@ -358,6 +374,33 @@ pub async fn run(
             )
             .for_each(|_| std::future::ready(())),
     );
+}
+
+/// Two copies of a watch stream's changes, for two controllers (errors go to the first only:
+/// one controller reporting a watch error is enough). A task of its own drives the stream, so
+/// the cache it fills advances even when one controller is busy; it stops (and its watch
+/// with it) when the returned task is dropped.
+fn fan_out<K: Clone + Send + 'static>(
+    changes: impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+) -> (
+    AbortOnDrop,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+) {
+    let (first, first_rx) = futures::channel::mpsc::unbounded();
+    let (second, second_rx) = futures::channel::mpsc::unbounded();
+    let task = tokio::spawn(async move {
+        let mut changes = std::pin::pin!(changes);
+        while let Some(change) = changes.next().await {
+            let copy = change.as_ref().ok().cloned().map(Ok);
+            let sent_first = first.unbounded_send(change).is_ok();
+            let sent_second = copy.is_none_or(|c| second.unbounded_send(c).is_ok());
+            if !sent_first && !sent_second {
+                break;
+            }
+        }
+    });
+    (AbortOnDrop(task), first_rx, second_rx)
 }
 
 /// A cache of `api`'s objects ([`slim`]med) and the stream of their changes that fills it (the
