@@ -17,35 +17,22 @@ use super::Context;
 use crate::api::FIELD_MANAGER;
 use crate::error::{Error, Result};
 
-/// A reconcile step of kind `K`: `apply` or `cleanup`.
-pub type Step<K> = for<'a> fn(&'a K, &'a Context) -> futures::future::BoxFuture<'a, Result<Action>>;
-
-/// The frame every controller's reconcile shares: read the object (a malformed one is reported,
-/// not fatal), run `apply` or `cleanup` under the finalizer, count and time the pass, forget
-/// past failures after a clean one, and publish a Warning event for a failure.
-pub async fn reconcile_with_finalizer<K>(
-    kind: &'static str,
-    guard: &kube::core::DeserializeGuard<K>,
-    ctx: &Context,
-    apply: Step<K>,
-    cleanup: Step<K>,
-) -> Result<Action>
-where
-    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + Serialize
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
+/// The frame every controller's reconcile shares (the entry point its controller runs): read
+/// the object (a malformed one is reported, not fatal), run [`Finalized::apply`] or
+/// [`Finalized::cleanup`] under the finalizer, count and time the pass, forget past failures
+/// after a clean one, and publish a Warning event for a failure.
+#[tracing::instrument(skip(guard, ctx), fields(kind = K::KIND, namespace = guard.namespace(), name = guard.name_any()))]
+pub async fn reconcile<K: Finalized>(
+    guard: Arc<kube::core::DeserializeGuard<K>>,
+    ctx: Arc<Context>,
+) -> Result<Action> {
     use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 
     let obj = match &guard.0 {
         Ok(obj) => Arc::new(obj.clone()),
         Err(invalid) => return Err(Error::InvalidObject(invalid.error.clone())),
     };
+    let ctx = ctx.as_ref();
     let start = std::time::Instant::now();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
     let result = finalizer(
@@ -54,16 +41,16 @@ where
         obj.clone(),
         |event| async move {
             match event {
-                Finalizer::Apply(obj) => apply(&obj, ctx).await,
-                Finalizer::Cleanup(obj) => cleanup(&obj, ctx).await,
+                Finalizer::Apply(obj) => obj.apply(ctx).await,
+                Finalizer::Cleanup(obj) => obj.cleanup(ctx).await,
             }
         },
     )
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
-    ctx.metrics.reconciled(kind, start.elapsed());
+    ctx.metrics.reconciled(K::KIND, start.elapsed());
     match &result {
-        Ok(_) => ctx.succeeded(&key_of(kind, obj.as_ref())),
+        Ok(_) => ctx.succeeded(&key_of(K::KIND, obj.as_ref())),
         // A pass that only started (or waits for) Google's work has not shown the object
         // healthy: its failures are kept, so a deploy that keeps failing backs off further.
         Err(e) if matches!(e.inner(), Error::Waiting { .. }) => {}
@@ -193,22 +180,6 @@ pub trait Finalized:
     fn apply<'a>(&'a self, ctx: &'a Context) -> futures::future::BoxFuture<'a, Result<Action>>;
     /// The pass over an object being deleted.
     fn cleanup<'a>(&'a self, ctx: &'a Context) -> futures::future::BoxFuture<'a, Result<Action>>;
-}
-
-/// Reconciles one object of a [`Finalized`] kind (the entry point its controller runs).
-#[tracing::instrument(skip(guard, ctx), fields(kind = K::KIND, namespace = guard.namespace(), name = guard.name_any()))]
-pub async fn reconcile<K: Finalized>(
-    guard: Arc<kube::core::DeserializeGuard<K>>,
-    ctx: Arc<Context>,
-) -> Result<Action> {
-    reconcile_with_finalizer(
-        K::KIND,
-        &guard,
-        &ctx,
-        |o, c| o.apply(c),
-        |o, c| o.cleanup(c),
-    )
-    .await
 }
 
 /// The retry policy every controller runs with (see [`error_policy_for`]).

@@ -23,7 +23,7 @@ pub mod runsecuritypolicy;
 pub mod vpcaccessconnector;
 
 pub use context::{Config, Context};
-pub use frame::{error_policy_for, reconcile_with_finalizer, write_status};
+pub use frame::{error_policy_for, write_status};
 pub use runner::{Health, Parts, run};
 
 use std::time::Duration;
