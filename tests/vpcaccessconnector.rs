@@ -690,3 +690,66 @@ async fn the_api_server_keeps_a_connector_spec_immutable() {
         assert!(err.contains(expected), "{spec}: {err}");
     }
 }
+
+/// Issue 11's ownership record: the connector's name is in the status before the create call,
+/// and that write says nothing else (`Creating` is for when Google has an operation). Every
+/// status the API server stores is watched, so the write between the two is seen.
+#[tokio::test]
+async fn the_claim_before_a_create_records_only_the_name() {
+    use futures::StreamExt;
+    use kube::runtime::watcher;
+
+    let Some(mut h) = Harness::new("connector-claim").await else {
+        return;
+    };
+    h.emu.set_operation_delay(Duration::from_secs(1));
+    // The first create fails: the claim is written, then withdrawn; the retry creates.
+    h.emu.inject_fault(runwarden_emulator::Fault {
+        api: "vpcaccess".into(),
+        method: Some("connectors.create".into()),
+        code: "UNAVAILABLE".into(),
+        message: None,
+        count: Some(1),
+        rate: None,
+    });
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let watch = {
+        let seen = seen.clone();
+        let api = connectors(&h);
+        tokio::spawn(async move {
+            let mut events = std::pin::pin!(watcher(api, watcher::Config::default()));
+            while let Some(Ok(event)) = events.next().await {
+                if let watcher::Event::Apply(c) = event {
+                    seen.lock().unwrap().push(c.status.unwrap_or_default());
+                }
+            }
+        })
+    };
+    h.start_controller().await;
+    apply_connector(&h, "egress", connector_spec(REGION, "10.8.0.0/28")).await;
+    wait_connector(&h, "egress", "Ready", |o| {
+        o.is_some_and(|o| vpcaccessconnector::is_ready(o) == Some(true))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    watch.abort();
+    let seen = seen.lock().unwrap().clone();
+    let name = connector_path(REGION, "egress");
+    assert!(
+        seen.iter()
+            .any(|s| s.resource_name.as_deref() == Some(name.as_str())
+                && s.state.is_none()
+                && s.conditions.is_empty()),
+        "a status with the name and nothing else (the claim): {seen:#?}"
+    );
+    for s in &seen {
+        let creating = s.state.as_deref() == Some("Creating")
+            || s.conditions.iter().any(|c| c.reason == "Creating");
+        assert!(
+            !creating || s.operation.is_some(),
+            "Creating without Google's operation: {s:#?}"
+        );
+    }
+    assert_eq!(h.emu.count("vpcaccess.connectors.create"), 2);
+    h.stop_controller().await;
+}

@@ -276,13 +276,11 @@ async fn apply(obj: &VpcAccessConnector, ctx: &Context) -> Result<Action> {
     let input = input(obj, ctx);
     let gcp = ctx.gcp(&input.identity).await?;
     let planned = observe_and_plan(&gcp, &ctx.project_numbers, |o| plan::plan(&input, o)).await;
-    if planned.claim(obj.status.as_ref()).is_some() {
-        let claim = status_of(
-            obj,
-            planned.ready.clone(),
-            planned.fields.clone(),
-            &super::now(),
-        );
+    if let Some(name) = planned.claim(obj.status.as_ref()) {
+        // Only the name: the rest of the status tells what Google does, and Google does
+        // nothing yet (a `Creating` state without its operation would say otherwise).
+        let mut claim = obj.status.clone().unwrap_or_default();
+        claim.resource_name = Some(name.to_owned());
         write_status(&ctx.client, obj, obj.status.as_ref(), &claim).await?;
     }
     let applied = plan::execute(planned, &gcp).await;
