@@ -112,12 +112,17 @@ impl Error {
 /// (`FAILED_PRECONDITION` naming a `constraints/...`, e.g. `constraints/run.allowedIngress`):
 /// retrying the same request cannot succeed; the spec (or the organization's policy, then
 /// touch the object) has to change.
+///
+/// Google names the constraint in a `google.rpc.PreconditionFailure` violation (its `type`),
+/// often with no more than `Precondition check failed.` as the message; the message is looked
+/// at too, for answers without the detail.
 pub fn org_policy_violation(e: &GcpError) -> bool {
     let message = e.message.to_ascii_lowercase();
     e.code == Code::FailedPrecondition
-        && ["constraints/", "organization policy", "org policy"]
-            .iter()
-            .any(|m| message.contains(m))
+        && (e.preconditions.iter().any(|v| v.is_constraint())
+            || ["constraints/", "organization policy", "org policy"]
+                .iter()
+                .any(|m| message.contains(m)))
 }
 
 /// The condition reason for a Google status code.
@@ -209,6 +214,36 @@ mod tests {
             gcp(Code::FailedPrecondition).is_transient(),
             "a precondition outside org policy (a key being enabled) can heal"
         );
+    }
+
+    #[test]
+    fn a_constraint_named_only_in_the_precondition_detail_waits_for_a_change() {
+        let violation = |kind: &str| crate::gcp::PreconditionViolation {
+            kind: kind.into(),
+            subject: "orgpolicy:projects/p".into(),
+            description: String::new(),
+        };
+        let refused = |kind: &str| {
+            Error::Gcp(GcpError {
+                preconditions: vec![violation(kind)],
+                ..GcpError::new(
+                    "run",
+                    "services.create",
+                    Code::FailedPrecondition,
+                    "Precondition check failed.",
+                )
+            })
+        };
+        assert!(!refused("constraints/run.allowedIngress").is_transient());
+        assert!(
+            refused("TOS").is_transient(),
+            "a precondition other than a constraint (terms of service accepted) can heal"
+        );
+        let not_a_precondition = Error::Gcp(GcpError {
+            preconditions: vec![violation("constraints/run.allowedIngress")],
+            ..GcpError::new("run", "services.create", Code::Unavailable, "m")
+        });
+        assert!(not_a_precondition.is_transient());
     }
 
     #[test]

@@ -469,3 +469,68 @@ async fn resyncs_of_a_healthy_service_rewrite_no_status() {
     );
     h.stop_controller().await;
 }
+
+/// Google refuses a service under an organization policy with only `Precondition check
+/// failed.` and the constraint in a `PreconditionFailure` detail (the emulator answers so):
+/// the condition names the constraint, nothing is retried until the spec changes, and a spec
+/// the policy allows heals it.
+#[tokio::test]
+async fn an_org_policy_refusal_names_the_constraint_and_waits_for_a_spec_change() {
+    let Some(mut h) = Harness::new("org-policy").await else {
+        return;
+    };
+    // A backoff this short would show a retry loop as dozens of calls within seconds.
+    h.config.min_backoff = Duration::from_millis(50);
+    h.config.max_backoff = Duration::from_millis(200);
+    h.emu
+        .set_org_policies(serde_json::json!({
+            PROJECT: {"run.allowedIngress": ["internal", "internal-and-cloud-load-balancing"]}
+        }))
+        .expect("org policies");
+    h.start_controller().await;
+    let mut s = spec(IMAGE_V1);
+    s["ingress"] = "All".into();
+    h.apply("public", s.clone()).await;
+    let obj = h
+        .wait_reason("public", "ServiceReady", "FailedPrecondition")
+        .await;
+    let cond = condition(&obj, "ServiceReady");
+    assert_eq!(cond.status, "False");
+    assert!(
+        cond.message.starts_with("Precondition check failed.")
+            && cond
+                .message
+                .contains("violates constraints/run.allowedIngress: Ingress 'all' is not allowed"),
+        "{}",
+        cond.message
+    );
+    let ready = condition(&obj, "Ready");
+    assert_eq!(ready.status, "False");
+    assert!(
+        !runwarden::controller::reasons::PROGRESSING.contains(&ready.reason.as_str()),
+        "Ready reason {} says runwarden heals it by itself",
+        ready.reason
+    );
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let refused = h.emu.count("run.services.create");
+    assert!(refused >= 1);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        (
+            h.emu.count("run.services.create"),
+            h.emu.count("run.services.patch")
+        ),
+        (refused, 0),
+        "no retries of a request the org policy refuses"
+    );
+    assert!(h.gcp_service("public").await.is_none());
+
+    s["ingress"] = "InternalAndCloudLoadBalancing".into();
+    h.apply("public", s).await;
+    h.wait_ready("public").await;
+    let svc = h.gcp_service("public").await.expect("service in Google");
+    assert_eq!(format!("{:?}", svc.ingress), "InternalLoadBalancer");
+    assert_eq!(h.emu.count("run.services.create"), refused + 1);
+    h.stop_controller().await;
+}

@@ -26,7 +26,8 @@ use google_cloud_vpcaccess_v1::model::Connector;
 
 use super::quota::{self, Budgets};
 use super::{
-    CloudRunApi, Code, Gcp, GcpError, GcpResult, IamPolicyApi, KmsApi, ProjectsApi, VpcAccessApi,
+    CloudRunApi, Code, Gcp, GcpError, GcpResult, IamPolicyApi, KmsApi, PreconditionViolation,
+    ProjectsApi, VpcAccessApi,
 };
 use crate::metrics::Metrics;
 
@@ -190,13 +191,62 @@ fn to_gcp_error(api: &'static str, method: &'static str, e: &GaxError) -> GcpErr
         },
     };
     let retry_after = e.status().and_then(retry_delay);
+    let preconditions = e.status().map(precondition_failures).unwrap_or_default();
+    let message = with_preconditions(message, &preconditions);
     let message = match retry_after {
         Some(after) => format!("{message} (retry at {})", quota::retry_time(after)),
         None => message,
     };
     GcpError {
         retry_after,
+        preconditions,
         ..GcpError::new(api, method, code, message)
+    }
+}
+
+/// The violations of Google's `google.rpc.PreconditionFailure` details, if the status has any.
+fn precondition_failures(status: &Status) -> Vec<PreconditionViolation> {
+    status
+        .details
+        .iter()
+        .filter_map(|detail| match detail {
+            StatusDetails::PreconditionFailure(f) => Some(&f.violations),
+            _ => None,
+        })
+        .flatten()
+        .map(|v| PreconditionViolation {
+            kind: v.r#type.clone(),
+            subject: v.subject.clone(),
+            description: v.description.clone(),
+        })
+        .collect()
+}
+
+/// Google's message with what each failed precondition says, when the message does not say it
+/// already: Google often answers only `Precondition check failed.` and names the violated
+/// constraint in the detail alone.
+fn with_preconditions(message: String, preconditions: &[PreconditionViolation]) -> String {
+    let missing: Vec<String> = preconditions
+        .iter()
+        .filter(|v| !v.kind.is_empty() || !v.description.is_empty())
+        .filter(|v| {
+            let said = if v.description.is_empty() {
+                &v.kind
+            } else {
+                &v.description
+            };
+            !message.contains(said.as_str())
+        })
+        .map(|v| match (v.kind.is_empty(), v.description.is_empty()) {
+            (false, false) => format!("violates {}: {}", v.kind, v.description),
+            (false, true) => format!("violates {}", v.kind),
+            _ => v.description.clone(),
+        })
+        .collect();
+    if missing.is_empty() {
+        message
+    } else {
+        format!("{message} ({})", missing.join("; "))
     }
 }
 
@@ -501,6 +551,78 @@ mod tests {
                 && wait <= jiff::SignedDuration::from_secs(44),
             "{wait:?}"
         );
+    }
+
+    /// An error body as Cloud Run answers an organization policy refusal: the constraint is
+    /// named only in the `PreconditionFailure` detail.
+    fn org_policy_refusal(message: &str, violations: serde_json::Value) -> GaxError {
+        let status: Status = serde_json::from_value(serde_json::json!({
+            "code": 9,
+            "message": message,
+            "details": [
+                {"@type": "type.googleapis.com/google.rpc.PreconditionFailure", "violations": violations},
+            ],
+        }))
+        .expect("a google.rpc.Status");
+        GaxError::service(status)
+    }
+
+    const INGRESS_REFUSED: &str = "Ingress 'all' is not allowed by the organization policy constraint constraints/run.allowedIngress on projects/p; allowed: internal.";
+
+    #[test]
+    fn googles_precondition_failure_names_the_violated_constraints_in_the_message() {
+        let e = to_gcp_error(
+            "run",
+            "services.create",
+            &org_policy_refusal(
+                "Precondition check failed.",
+                serde_json::json!([
+                    {"type": "constraints/run.allowedIngress", "subject": "orgpolicy:projects/p", "description": INGRESS_REFUSED},
+                    {"type": "constraints/run.allowedVPCEgress", "subject": "orgpolicy:projects/p", "description": "Egress 'all-traffic' is not allowed."},
+                ]),
+            ),
+        );
+        assert_eq!(e.code, Code::FailedPrecondition);
+        assert_eq!(
+            e.message,
+            format!(
+                "Precondition check failed. (violates constraints/run.allowedIngress: {INGRESS_REFUSED}; violates constraints/run.allowedVPCEgress: Egress 'all-traffic' is not allowed.)"
+            )
+        );
+        assert_eq!(
+            e.preconditions,
+            [
+                PreconditionViolation {
+                    kind: "constraints/run.allowedIngress".into(),
+                    subject: "orgpolicy:projects/p".into(),
+                    description: INGRESS_REFUSED.into(),
+                },
+                PreconditionViolation {
+                    kind: "constraints/run.allowedVPCEgress".into(),
+                    subject: "orgpolicy:projects/p".into(),
+                    description: "Egress 'all-traffic' is not allowed.".into(),
+                },
+            ]
+        );
+        assert!(crate::error::org_policy_violation(&e));
+    }
+
+    #[test]
+    fn a_message_that_already_says_the_violation_is_left_as_it_is() {
+        let message = format!("Violation: {INGRESS_REFUSED}");
+        let e = to_gcp_error(
+            "run",
+            "services.create",
+            &org_policy_refusal(
+                &message,
+                serde_json::json!([
+                    {"type": "constraints/run.allowedIngress", "subject": "orgpolicy:projects/p", "description": INGRESS_REFUSED},
+                    {"type": "constraints/run.allowedIngress", "subject": "orgpolicy:projects/p"},
+                ]),
+            ),
+        );
+        assert_eq!(e.message, message);
+        assert_eq!(e.preconditions.len(), 2);
     }
 
     #[test]

@@ -34,6 +34,27 @@ pub struct GcpError {
     pub message: String,
     /// How long Google asked the caller to wait before retrying (`google.rpc.RetryInfo`).
     pub retry_after: Option<std::time::Duration>,
+    /// The preconditions Google said failed (`google.rpc.PreconditionFailure`), e.g. the
+    /// organization policy constraints a request violates.
+    pub preconditions: Vec<PreconditionViolation>,
+}
+
+/// One failed precondition of a `google.rpc.PreconditionFailure` detail.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PreconditionViolation {
+    /// What kind of precondition, e.g. the constraint `constraints/run.allowedIngress`.
+    pub kind: String,
+    /// What it applies to, e.g. `orgpolicy:projects/my-project`.
+    pub subject: String,
+    /// Google's explanation.
+    pub description: String,
+}
+
+impl PreconditionViolation {
+    /// Whether this is an organization policy constraint (`constraints/...`).
+    pub fn is_constraint(&self) -> bool {
+        self.kind.starts_with("constraints/")
+    }
 }
 
 impl GcpError {
@@ -50,6 +71,7 @@ impl GcpError {
             code,
             message: message.into(),
             retry_after: None,
+            preconditions: Vec::new(),
         }
     }
 

@@ -1,5 +1,5 @@
-//! Emulator-only controls under `/emulator/v1/`: counters, operation delay and rate quotas
-//! (`config`), the emulator clock, faults, reset, health.
+//! Emulator-only controls under `/emulator/v1/`: counters, operation delay, rate quotas and
+//! organization policies (`config`), the emulator clock, faults, reset, health.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +8,7 @@ use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::error::{Code, GError};
+use crate::orgpolicy;
 use crate::routes;
 use crate::shared::{Fault, Shared, lock};
 use crate::util;
@@ -76,12 +77,18 @@ fn duration_field(field: &str, d: &Value) -> Result<Duration, (StatusCode, Value
     })
 }
 
-/// `PUT config`: `{"operationDelay": "2.5s", "runReadsPerMinute": 60, "runWritesPerMinute": 0}`;
-/// absent fields are left as they are, a quota of 0 is off.
+/// `PUT config`: `{"operationDelay": "2.5s", "runReadsPerMinute": 60, "runWritesPerMinute": 0,
+/// "orgPolicies": {"my-project": {"run.allowedIngress": ["internal"]}}}`; absent fields are left
+/// as they are, a quota of 0 is off, `orgPolicies` replaces every project's organization policy
+/// (`{}` removes them; the shape is in [`crate::orgpolicy`]).
 fn set_config(shared: &Shared, body: &[u8]) -> (StatusCode, Value) {
     let v = match json_body(body) {
         Ok(v) => v,
         Err(e) => return e,
+    };
+    let org_policies = match v.get("orgPolicies").map(orgpolicy::parse).transpose() {
+        Ok(p) => p,
+        Err(e) => return err(e),
     };
     if let Some(d) = v.get("operationDelay") {
         match duration_field("operationDelay", d) {
@@ -106,6 +113,9 @@ fn set_config(shared: &Shared, body: &[u8]) -> (StatusCode, Value) {
         }
     }
     lock(&shared.quotas).limits = quotas;
+    if let Some(policies) = org_policies {
+        lock(&shared.state).org_policies = policies;
+    }
     (StatusCode::OK, config(shared))
 }
 
@@ -150,14 +160,20 @@ fn add_fault(shared: &Shared, body: &[u8]) -> (StatusCode, Value) {
     (StatusCode::OK, echo)
 }
 
+/// The settings in force; `orgPolicies` only when some project has one.
 fn config(shared: &Shared) -> Value {
     let quotas = lock(&shared.quotas).limits;
-    json!({
+    let mut v = json!({
         "operationDelay": util::format_duration(*lock(&shared.delay)),
         "runReadsPerMinute": quotas.run_reads_per_minute,
         "runWritesPerMinute": quotas.run_writes_per_minute,
         "clockOffset": util::format_duration(*lock(&shared.clock_offset)),
-    })
+    });
+    let policies = &lock(&shared.state).org_policies;
+    if !policies.is_empty() {
+        v["orgPolicies"] = orgpolicy::to_json(policies);
+    }
+    v
 }
 
 /// `a, b, c or d`.

@@ -31,6 +31,7 @@ pub mod error;
 pub mod iam;
 mod kms;
 mod operations;
+pub mod orgpolicy;
 mod quota;
 mod request;
 mod resourcemanager;
@@ -152,6 +153,14 @@ impl Emulator {
     /// had passed (long-running operations keep real time).
     pub fn advance_clock(&self, by: Duration) {
         *lock(&self.shared.clock_offset) += by;
+    }
+
+    /// Sets the organization policies of every project, in the shape of the `orgPolicies` field
+    /// of `PUT /emulator/v1/config` (see [`orgpolicy`]); replaces the policies set before.
+    pub fn set_org_policies(&self, policies: serde_json::Value) -> Result<(), error::GError> {
+        let policies = orgpolicy::parse(&policies)?;
+        lock(&self.shared.state).org_policies = policies;
+        Ok(())
     }
 
     /// Adds a fault.

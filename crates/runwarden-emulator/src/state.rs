@@ -166,6 +166,8 @@ pub struct State {
     pub sa_policies: BTreeMap<String, Policy>,
     /// Access tokens issued by `generateAccessToken`.
     pub tokens: BTreeMap<String, Token>,
+    /// Organization policies by project id (see the `config` control).
+    pub org_policies: crate::orgpolicy::OrgPolicies,
     /// Sequence for etags.
     pub etag_seq: u64,
     /// Sequence for operations.

@@ -1,6 +1,7 @@
 //! Cloud Run services: create, get, list, patch, delete. Create, patch and delete validate and
 //! store synchronously and start a long-running operation; the rollout itself happens when the
-//! operation completes (`rollout`).
+//! operation completes (`rollout`). Create and patch refuse a service that violates its
+//! project's organization policy (`orgpolicy`).
 
 use std::time::{Duration, SystemTime};
 
@@ -15,6 +16,7 @@ use super::validation::{valid_service_id, validate};
 use crate::error::{Code, GError, GResult};
 use crate::iam::Policy;
 use crate::operations::{self, service_any};
+use crate::orgpolicy;
 use crate::request::Req;
 use crate::state::{Api, OpKind, Project, ServiceRec, State};
 use crate::util::{self, get_path, str_of};
@@ -93,6 +95,7 @@ fn create_new(st: &mut State, req: &Req, body: Value, target: &NewService) -> GR
     let (name, region, sid) = (target.name, target.region, target.id);
     let mut svc = spec_of(&body);
     validate(st, target.request_type, &svc, region)?;
+    orgpolicy::check_service(st, target.project, &svc)?;
     if st.services.contains_key(name) {
         return Err(GError::new(
             Code::AlreadyExists,
@@ -222,6 +225,7 @@ pub(crate) fn patch(st: &mut State, req: &Req) -> GResult<Value> {
     let mut new = updated_spec(&rec.svc, &body, &req.query)?;
     util::prune(&mut new);
     validate(st, RT, &spec_of(&new), &region)?;
+    orgpolicy::check_service(st, &project, &new)?;
     apply_defaults(&mut new, &project);
     let parent = format!("projects/{}/locations/{region}", project.id);
     if req.q_bool("validateOnly") {
