@@ -18,7 +18,8 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
 use super::conditions::{self, Cond};
-use super::{Context, observe_and_plan, reasons, write_status};
+use super::{Config, Context, observe_and_plan, reasons, write_status};
+use crate::api::OWNER_LABEL;
 use crate::api::v1alpha1::CloudRunService;
 use crate::error::{Error, Result};
 use plan::Input;
@@ -174,10 +175,6 @@ async fn cleanup(obj: &CloudRunService, ctx: &Context) -> Result<Action> {
 mod driver_tests;
 
 /// The owners of Google resources, as the controller's cache of CloudRunServices knows them.
-/// A shard (`--watch-selector`) cannot tell that an owner outside its selection is gone (objects
-/// move between shards), so it takes every unknown owner as live: adoption fails closed. A
-/// controller limited to one namespace (`--watch-namespace`) serves no other namespace: owners
-/// elsewhere are other installations' business, and unknown ones count as gone.
 struct CachedOwners<'a>(&'a Context);
 
 impl std::fmt::Debug for CachedOwners<'_> {
@@ -196,15 +193,26 @@ impl plan::Owners for CachedOwners<'_> {
             .into_iter()
             .find(|s| s.meta().uid.as_deref() == Some(uid))
             .map(|s| format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any()));
-        let sharded = self.0.config.watch_selector.is_some();
-        found.or_else(|| {
-            sharded.then(|| {
-                format!(
-                    "with uid {uid}, outside this shard's --watch-selector (it may be live in another shard)"
-                )
-            })
-        })
+        owner_in_view(found, uid, &self.0.config)
     }
+}
+
+/// The live owner with `uid`: the object found in the cache, else, for a shard
+/// (`--watch-selector`), one it cannot see: a shard cannot tell that an owner outside its
+/// selection is gone (objects move between shards), so it takes every unknown owner as live
+/// and adoption fails closed. A controller limited to one namespace (`--watch-namespace`) sees
+/// every owner in its namespace; an owner elsewhere belongs to another installation, which
+/// acts in Google as its own identity (Google's IAM keeps the two apart), so an unknown owner
+/// counts as gone there, as in a controller that sees the whole cluster: an object deleted
+/// with `deletionPolicy: Abandon` can be adopted by its successor.
+fn owner_in_view(found: Option<String>, uid: &str, config: &Config) -> Option<String> {
+    found.or_else(|| {
+        config.watch_selector.as_ref().map(|_| {
+            format!(
+                "with uid {uid}, outside this shard's --watch-selector: it may be live in another shard (if that object is gone, remove the service's {OWNER_LABEL} label in Google to let this one adopt it)"
+            )
+        })
+    })
 }
 
 /// What a pass knows about the object from the controller's caches.
@@ -276,6 +284,44 @@ pub fn is_ready(obj: &CloudRunService) -> Option<bool> {
         status.observed_generation,
         obj.meta().generation,
     )
+}
+
+#[cfg(test)]
+mod owner_tests {
+    use super::*;
+
+    #[test]
+    fn only_a_shard_takes_an_owner_it_cannot_see_as_live() {
+        let whole = Config::default();
+        assert_eq!(owner_in_view(None, "u1", &whole), None, "gone");
+        assert_eq!(
+            owner_in_view(Some("team-a/api".into()), "u1", &whole).as_deref(),
+            Some("team-a/api")
+        );
+        let namespaced = Config {
+            watch_namespace: Some("team-b".into()),
+            ..Config::default()
+        };
+        assert_eq!(
+            owner_in_view(None, "u1", &namespaced),
+            None,
+            "an abandoned object's successor may adopt"
+        );
+        let shard = Config {
+            watch_selector: Some("shard=a".into()),
+            ..Config::default()
+        };
+        let unseen = owner_in_view(None, "u1", &shard).expect("taken as live");
+        assert!(
+            unseen.contains("u1") && unseen.contains("--watch-selector"),
+            "{unseen}"
+        );
+        assert!(unseen.contains(OWNER_LABEL), "how out: {unseen}");
+        assert_eq!(
+            owner_in_view(Some("team-a/api".into()), "u1", &shard).as_deref(),
+            Some("team-a/api")
+        );
+    }
 }
 
 #[cfg(test)]
