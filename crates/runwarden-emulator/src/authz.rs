@@ -3,8 +3,9 @@
 //! route's permission must be granted to `serviceAccount:{email}` (or `allAuthenticatedUsers` /
 //! `allUsers`) by a role (`roles`) in an unconditioned binding of the project's policy or of the
 //! resource's own policy (Cloud Run service, KMS crypto key — also for its versions — or service
-//! account). Cloud Run create/patch of a template with a `serviceAccount` also needs
-//! `iam.serviceAccounts.actAs` on it; `generateAccessToken` checks the delegation chain.
+//! account). Cloud Run create/patch of a template also needs `iam.serviceAccounts.actAs` on the
+//! account it runs as (its `serviceAccount`, else the project's default compute account);
+//! `generateAccessToken` checks the delegation chain.
 
 use std::time::SystemTime;
 
@@ -70,12 +71,15 @@ pub(crate) fn check(st: &State, route: &Route, req: &Req, project: &str) -> GRes
     }
     let deploys =
         route.api == "run" && matches!(route.method, "services.create" | "services.patch");
-    let runs_as = req
-        .body
-        .pointer("/template/serviceAccount")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty());
-    match runs_as {
+    // A template without an account runs as the project's default compute account, which
+    // needs `actAs` just the same.
+    let runs_as = req.body.get("template").map(|t| {
+        t.get("serviceAccount")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map_or_else(|| default_compute_account(project), str::to_owned)
+    });
+    match runs_as.as_deref() {
         Some(sa) if deploys && !on_account(st, email, ACT_AS, sa, project) => {
             Err(GError::permission_on(
                 ACT_AS,
@@ -87,6 +91,14 @@ pub(crate) fn check(st: &State, route: &Route, req: &Req, project: &str) -> GRes
         }
         _ => Ok(()),
     }
+}
+
+/// The account a Cloud Run revision of `project` (an id) runs as when its template names none.
+fn default_compute_account(project: &str) -> String {
+    format!(
+        "{}-compute@developer.gserviceaccount.com",
+        crate::state::project_number(project)
+    )
 }
 
 /// The permissions among `asked` the caller holds on the resource of the request path.
@@ -115,14 +127,14 @@ fn check_chain(st: &State, caller: &Caller, req: &Req) -> GResult<()> {
         Caller::ServiceAccount(email) => Some(email.as_str()),
     };
     for (i, to) in hops.iter().enumerate() {
-        let project = serviceaccounts::project_of(to)
+        let project = serviceaccounts::project_of(to, &st.projects)
             .ok_or_else(|| serviceaccounts::not_found("iamcredentials", to))?;
         let permission = if i + 1 == hops.len() {
             GET_ACCESS_TOKEN
         } else {
             IMPLICIT_DELEGATION
         };
-        if from.is_some_and(|f| !on_account(st, f, permission, to, project)) {
+        if from.is_some_and(|f| !on_account(st, f, permission, to, &project)) {
             return Err(GError::permission(
                 permission,
                 format!("Permission '{permission}' denied on resource (or it may not exist)."),
@@ -142,7 +154,8 @@ fn on_account(
     target: &str,
     fallback_project: &str,
 ) -> bool {
-    let project = serviceaccounts::project_of(target).unwrap_or(fallback_project);
+    let project = serviceaccounts::project_of(target, &st.projects);
+    let project = project.as_deref().unwrap_or(fallback_project);
     granted(st, email, permission, project, st.sa_policies.get(target))
 }
 

@@ -1,8 +1,10 @@
 //! Service accounts: IAM Credentials v1 `generateAccessToken` and IAM v1 `getIamPolicy` /
 //! `setIamPolicy` on a service account. Every well-formed `NAME@PROJECT.iam.gserviceaccount.com`
 //! exists (no create/delete); its project is the one in the e-mail, whatever the path names
-//! (`projects/-/serviceAccounts/...` is the usual form).
+//! (`projects/-/serviceAccounts/...` is the usual form). So does each seen project's default
+//! compute account, `NUMBER-compute@developer.gserviceaccount.com`.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -14,13 +16,20 @@ use crate::state::{State, Token, valid_project_id};
 use crate::util;
 
 const DOMAIN: &str = ".iam.gserviceaccount.com";
+const COMPUTE_DOMAIN: &str = "developer.gserviceaccount.com";
 /// The longest lifetime Google grants without the org policy that extends it to 12 hours.
 const MAX_LIFETIME: Duration = Duration::from_secs(3600);
 
-/// The project of a user-managed service account `NAME@PROJECT.iam.gserviceaccount.com`
-/// (NAME 6–30 characters, lowercase letters, digits and hyphens), or `None`.
-pub(crate) fn project_of(email: &str) -> Option<&str> {
+/// The project of a service account: a user-managed `NAME@PROJECT.iam.gserviceaccount.com`
+/// (NAME 6–30 characters, lowercase letters, digits and hyphens), or a project's default compute
+/// account `NUMBER-compute@developer.gserviceaccount.com` of a project seen before (`projects`:
+/// numbers to ids). `None` otherwise.
+pub(crate) fn project_of(email: &str, projects: &BTreeMap<u64, String>) -> Option<String> {
     let (name, host) = email.split_once('@')?;
+    if host == COMPUTE_DOMAIN {
+        let number = name.strip_suffix("-compute")?.parse().ok()?;
+        return projects.get(&number).cloned();
+    }
     let project = host.strip_suffix(DOMAIN)?;
     let n = name.as_bytes();
     let name_ok = (6..=30).contains(&n.len())
@@ -28,21 +37,21 @@ pub(crate) fn project_of(email: &str) -> Option<&str> {
         && n.iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && n[n.len() - 1] != b'-';
-    (name_ok && valid_project_id(project)).then_some(project)
+    (name_ok && valid_project_id(project)).then(|| project.to_owned())
 }
 
 /// For a path `projects/{p}/serviceAccounts/{email}...`: the account's project, or the API's
 /// NOT_FOUND when the e-mail is not a service account. `None` for any other path.
-pub(crate) fn path_project(segs: &[String], api: &str) -> Option<GResult<String>> {
+pub(crate) fn path_project(
+    segs: &[String],
+    api: &str,
+    projects: &BTreeMap<u64, String>,
+) -> Option<GResult<String>> {
     if segs.get(2).map(String::as_str) != Some("serviceAccounts") {
         return None;
     }
     let email = segs.get(3).map(String::as_str).unwrap_or("");
-    Some(
-        project_of(email)
-            .map(String::from)
-            .ok_or_else(|| not_found(api, email)),
-    )
+    Some(project_of(email, projects).ok_or_else(|| not_found(api, email)))
 }
 
 /// NOT_FOUND for an e-mail that is no service account, in each API's recorded wording.
@@ -111,17 +120,29 @@ mod tests {
 
     #[test]
     fn service_account_emails() {
+        let none = BTreeMap::new();
         assert_eq!(
-            project_of("deployer@my-project.iam.gserviceaccount.com"),
+            project_of("deployer@my-project.iam.gserviceaccount.com", &none).as_deref(),
             Some("my-project")
+        );
+        let seen = BTreeMap::from([(123456789012, "my-project".to_owned())]);
+        assert_eq!(
+            project_of("123456789012-compute@developer.gserviceaccount.com", &seen).as_deref(),
+            Some("my-project")
+        );
+        assert_eq!(
+            project_of("123456789012-compute@developer.gserviceaccount.com", &none),
+            None,
+            "a project never seen"
         );
         for bad in [
             "short@my-project.iam.gserviceaccount.com",
             "deployer@my-project.example.com",
             "deployer@P.iam.gserviceaccount.com",
             "no-at-sign",
+            "123-other@developer.gserviceaccount.com",
         ] {
-            assert_eq!(project_of(bad), None, "{bad}");
+            assert_eq!(project_of(bad, &seen), None, "{bad}");
         }
         assert_eq!(email_in("projects/-/serviceAccounts/a@b.c"), "a@b.c");
     }

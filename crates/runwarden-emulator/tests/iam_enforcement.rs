@@ -186,6 +186,11 @@ async fn a_project_grant_of_run_admin_lets_it_deploy_and_developer_cannot_set_ia
         &[
             (RUN_ADMIN, &[&member(&admin)]),
             ("roles/run.developer", &[&member(&dev)]),
+            // Both deploy as the default compute account.
+            (
+                "roles/iam.serviceAccountUser",
+                &[&member(&admin), &member(&dev)],
+            ),
         ],
     )
     .await;
@@ -256,6 +261,38 @@ async fn deploying_as_a_service_account_needs_act_as_on_it() -> TestResult {
     .await;
     let created = create(&client, "hello", svc).await?;
     assert_eq!(created.template.map(|t| t.service_account), Some(runtime));
+    Ok(())
+}
+
+#[tokio::test]
+async fn deploying_without_a_service_account_needs_act_as_on_the_default_compute_account()
+-> TestResult {
+    let emu = emulator().await;
+    let deployer = sa("deployer");
+    set_policy(&emu, &project_path(), &[(RUN_ADMIN, &[&member(&deployer)])]).await;
+    let client = run_as(&emu, &token_for(&emu, &deployer).await).await;
+    let e = create(&client, "hello", hello_service()).await.unwrap_err();
+    assert_eq!(denied(&e), "iam.serviceAccounts.actAs");
+    let number = message(&e)
+        .split("service account ")
+        .nth(1)
+        .and_then(|rest| rest.split("-compute@developer.gserviceaccount.com").next())
+        .map(str::to_owned)
+        .expect("the default compute account named");
+    assert!(
+        number.len() == 12 && number.bytes().all(|b| b.is_ascii_digit()),
+        "{}",
+        message(&e)
+    );
+    let compute = format!("{number}-compute@developer.gserviceaccount.com");
+    set_policy(
+        &emu,
+        &sa_path(&compute),
+        &[("roles/iam.serviceAccountUser", &[&member(&deployer)])],
+    )
+    .await;
+    let created = create(&client, "hello", hello_service()).await?;
+    assert_eq!(created.template.map(|t| t.service_account), Some(compute));
     Ok(())
 }
 
