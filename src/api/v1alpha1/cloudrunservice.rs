@@ -119,15 +119,15 @@ pub struct CloudRunServiceSpec {
 
     /// Binary Authorization settings. Absent means Binary Authorization is not enforced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub binary_authorization: Option<BinaryAuthorization>,
+    pub binary_authorization: Option<Box<BinaryAuthorization>>,
 
     /// Outbound network path: Direct VPC or a Serverless VPC Access connector.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub egress: Option<Egress>,
+    pub egress: Option<Box<Egress>>,
 
     /// Customer-managed encryption key (CMEK) settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub encryption: Option<Encryption>,
+    pub encryption: Option<Box<Encryption>>,
 
     /// The containers of each revision. The first one serving a port receives requests.
     #[schemars(length(min = 1, max = 10))]
@@ -453,7 +453,7 @@ pub struct Container {
     pub env: Vec<EnvVar>,
     /// CPU and memory limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<Resources>,
+    pub resources: Option<Box<Resources>>,
     /// Where volumes of `spec.volumes` are mounted in this container.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 20))]
@@ -475,13 +475,13 @@ pub struct Container {
     /// Whether the container has started. Cloud Run probes the serving container over TCP
     /// on its port when none is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub startup_probe: Option<Probe>,
+    pub startup_probe: Option<Box<Probe>>,
     /// Whether the container is still alive; failing restarts the instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub liveness_probe: Option<Probe>,
+    pub liveness_probe: Option<Box<Probe>>,
     /// Whether the container may receive requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub readiness_probe: Option<Probe>,
+    pub readiness_probe: Option<Box<Probe>>,
 }
 
 /// Where a volume is mounted.
