@@ -957,3 +957,23 @@ impl CloudRunService {
             .unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every watched service is cached whole: the parts most services leave unset (probes,
+    /// resources, egress, Binary Authorization, CMEK) are boxed, so that an absent one costs a
+    /// pointer, not its full size.
+    #[test]
+    fn absent_optional_parts_cost_a_pointer_in_the_cache() {
+        use std::mem::size_of;
+        assert_eq!(size_of::<Option<Box<Probe>>>(), size_of::<usize>());
+        assert!(size_of::<Container>() <= 256, "{}", size_of::<Container>());
+        assert!(
+            size_of::<CloudRunServiceSpec>() <= 400,
+            "{}",
+            size_of::<CloudRunServiceSpec>()
+        );
+    }
+}
