@@ -129,7 +129,11 @@ fn condition(obj: &CloudRunService, type_: &str) -> (String, String, String) {
         .as_ref()
         .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
         .unwrap_or_else(|| panic!("no {type_} condition"));
-    (c.status.clone(), c.reason.clone(), c.message.clone())
+    (
+        c.status.to_string(),
+        c.reason.to_string(),
+        c.message.clone(),
+    )
 }
 
 #[tokio::test]

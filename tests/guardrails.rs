@@ -24,7 +24,11 @@ fn condition(
         .as_ref()
         .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
         .unwrap_or_else(|| panic!("no {type_}"));
-    (c.status.clone(), c.reason.clone(), c.message.clone())
+    (
+        c.status.to_string(),
+        c.reason.to_string(),
+        c.message.clone(),
+    )
 }
 
 #[tokio::test]

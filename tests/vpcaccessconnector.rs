@@ -166,7 +166,7 @@ async fn a_service_waits_for_its_connector_then_deploys_with_it() {
     assert_eq!(service_condition(&obj, "NetworkReady").status, "False");
     let ready = service_condition(&obj, "Ready");
     assert_eq!(
-        (ready.status.as_str(), ready.reason.as_str()),
+        (ready.status.as_ref(), ready.reason.as_ref()),
         ("False", "ConnectorNotFound")
     );
     assert!(
@@ -284,7 +284,7 @@ async fn a_connector_in_another_region_is_a_region_mismatch() {
         .await;
     let ready = service_condition(&obj, "Ready");
     assert_eq!(
-        (ready.status.as_str(), ready.reason.as_str()),
+        (ready.status.as_ref(), ready.reason.as_ref()),
         ("False", "RegionMismatch")
     );
     assert!(

@@ -116,9 +116,9 @@ pub fn merge(
                 _ => now.to_owned(),
             };
             Condition {
-                type_: c.type_.to_owned(),
-                status: c.status.to_owned(),
-                reason: c.reason.clone(),
+                type_: c.type_.into(),
+                status: c.status.into(),
+                reason: crate::api::v1alpha1::word(c.reason.clone()),
                 message: super::truncate(c.message.clone(), MESSAGE_MAX),
                 last_transition_time,
                 observed_generation: generation,
@@ -142,12 +142,12 @@ pub fn carry_over(decided: &[Cond], old: &[Condition], types: &[&'static str]) -
                 .unwrap_or_else(|| match find(old, t) {
                     Some(prev) => Cond {
                         type_: t,
-                        status: match prev.status.as_str() {
+                        status: match prev.status.as_ref() {
                             status::TRUE => status::TRUE,
                             status::FALSE => status::FALSE,
                             _ => status::UNKNOWN,
                         },
-                        reason: prev.reason.clone(),
+                        reason: prev.reason.to_string(),
                         message: prev.message.clone(),
                     },
                     None => Cond::unknown(t, "Pending", "not evaluated yet"),
@@ -163,7 +163,7 @@ pub fn is_ready(
     observed_generation: Option<i64>,
     generation: Option<i64>,
 ) -> Option<bool> {
-    match find(conditions, "Ready")?.status.as_str() {
+    match find(conditions, "Ready")?.status.as_ref() {
         status::TRUE => Some(observed_generation == generation),
         status::FALSE => Some(false),
         _ => None,

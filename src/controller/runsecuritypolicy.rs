@@ -232,8 +232,8 @@ mod tests {
         let s = compute(&p, &[], "t");
         assert_eq!(
             (
-                s.conditions[0].status.as_str(),
-                s.conditions[0].reason.as_str()
+                s.conditions[0].status.as_ref(),
+                s.conditions[0].reason.as_ref()
             ),
             ("False", "InvalidSelector")
         );

@@ -236,9 +236,9 @@ fn as_ready(c: &VpcAccessConnector, project: Option<String>) -> VpcAccessConnect
         )),
         observed_generation: c.metadata.generation,
         conditions: vec![Condition {
-            type_: vpcaccessconnector::READY.to_owned(),
-            status: status::TRUE.to_owned(),
-            reason: "Ready".to_owned(),
+            type_: vpcaccessconnector::READY.into(),
+            status: status::TRUE.into(),
+            reason: "Ready".into(),
             ..Default::default()
         }],
         ..Default::default()

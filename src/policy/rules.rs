@@ -557,12 +557,12 @@ mod tests {
             check("requireCmek", &p, &s, None).as_deref(),
             Some("spec.encryption.kmsKey is required")
         );
-        s.encryption = Some(Encryption {
+        s.encryption = Some(Box::new(Encryption {
             kms_key: "projects/kms/locations/europe-west1/keyRings/r/cryptoKeys/k".into(),
             revocation_action: RevocationAction::PreventNew,
             shutdown_hours: None,
             grant_service_agent: true,
-        });
+        }));
         assert_eq!(check("requireCmek", &p, &s, None), None);
     }
 
@@ -572,25 +572,25 @@ mod tests {
         let mut s = spec();
         let why = Some(BINAUTHZ_WHY.to_owned());
         assert_eq!(check("requireBinaryAuthorization", &p, &s, None), why);
-        s.binary_authorization = Some(BinaryAuthorization {
+        s.binary_authorization = Some(Box::new(BinaryAuthorization {
             use_default: Some(false),
             ..Default::default()
-        });
+        }));
         assert_eq!(
             check("requireBinaryAuthorization", &p, &s, None),
             why,
             "useDefault: false"
         );
-        s.binary_authorization = Some(BinaryAuthorization {
+        s.binary_authorization = Some(Box::new(BinaryAuthorization {
             use_default: Some(true),
             breakglass_justification: Some("incident 42".into()),
             ..Default::default()
-        });
+        }));
         assert_eq!(check("requireBinaryAuthorization", &p, &s, None), None);
-        s.binary_authorization = Some(BinaryAuthorization {
+        s.binary_authorization = Some(Box::new(BinaryAuthorization {
             policy: Some("projects/p/platforms/cloudRun/policies/strict".into()),
             ..Default::default()
-        });
+        }));
         assert_eq!(check("requireBinaryAuthorization", &p, &s, None), None);
     }
 
@@ -602,11 +602,11 @@ mod tests {
             check("requireEgressRouting", &p, &s, None).as_deref(),
             Some("spec.egress is required, with routing AllTraffic")
         );
-        s.egress = Some(Egress {
+        s.egress = Some(Box::new(Egress {
             connector_ref: Some(LocalObjectReference { name: "c".into() }),
             routing: EgressRouting::PrivateRangesOnly,
             ..Default::default()
-        });
+        }));
         assert_eq!(
             check("requireEgressRouting", &p, &s, None).as_deref(),
             Some("spec.egress.routing must be AllTraffic")
@@ -698,12 +698,12 @@ mod tests {
             None,
             "no key: requireCmek's job"
         );
-        s.encryption = Some(Encryption {
+        s.encryption = Some(Box::new(Encryption {
             kms_key: "projects/kms-prod/locations/europe-west1/keyRings/r/cryptoKeys/k".into(),
             revocation_action: RevocationAction::PreventNew,
             shutdown_hours: None,
             grant_service_agent: true,
-        });
+        }));
         assert_eq!(check("allowedKmsKeyProjects", &p, &s, None), None);
         s.encryption.as_mut().unwrap().kms_key =
             "projects/kms-prod-copy/locations/europe-west1/keyRings/r/cryptoKeys/k".into();

@@ -119,15 +119,15 @@ pub struct CloudRunServiceSpec {
 
     /// Binary Authorization settings. Absent means Binary Authorization is not enforced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub binary_authorization: Option<BinaryAuthorization>,
+    pub binary_authorization: Option<Box<BinaryAuthorization>>,
 
     /// Outbound network path: Direct VPC or a Serverless VPC Access connector.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub egress: Option<Egress>,
+    pub egress: Option<Box<Egress>>,
 
     /// Customer-managed encryption key (CMEK) settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub encryption: Option<Encryption>,
+    pub encryption: Option<Box<Encryption>>,
 
     /// The containers of each revision. The first one serving a port receives requests.
     #[schemars(length(min = 1, max = 10))]
@@ -453,7 +453,7 @@ pub struct Container {
     pub env: Vec<EnvVar>,
     /// CPU and memory limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<Resources>,
+    pub resources: Option<Box<Resources>>,
     /// Where volumes of `spec.volumes` are mounted in this container.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 20))]
@@ -475,13 +475,13 @@ pub struct Container {
     /// Whether the container has started. Cloud Run probes the serving container over TCP
     /// on its port when none is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub startup_probe: Option<Probe>,
+    pub startup_probe: Option<Box<Probe>>,
     /// Whether the container is still alive; failing restarts the instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub liveness_probe: Option<Probe>,
+    pub liveness_probe: Option<Box<Probe>>,
     /// Whether the container may receive requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub readiness_probe: Option<Probe>,
+    pub readiness_probe: Option<Box<Probe>>,
 }
 
 /// Where a volume is mounted.
@@ -955,5 +955,25 @@ impl CloudRunService {
             .clone()
             .or_else(|| self.metadata.name.clone())
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every watched service is cached whole: the parts most services leave unset (probes,
+    /// resources, egress, Binary Authorization, CMEK) are boxed, so that an absent one costs a
+    /// pointer, not its full size.
+    #[test]
+    fn absent_optional_parts_cost_a_pointer_in_the_cache() {
+        use std::mem::size_of;
+        assert_eq!(size_of::<Option<Box<Probe>>>(), size_of::<usize>());
+        assert!(size_of::<Container>() <= 256, "{}", size_of::<Container>());
+        assert!(
+            size_of::<CloudRunServiceSpec>() <= 400,
+            "{}",
+            size_of::<CloudRunServiceSpec>()
+        );
     }
 }

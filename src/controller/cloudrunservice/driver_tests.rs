@@ -82,7 +82,7 @@ impl World {
 
     fn condition(&self, type_: &str) -> (String, String) {
         let c = conditions::find(&self.obj.status.as_ref().unwrap().conditions, type_).unwrap();
-        (c.status.clone(), c.reason.clone())
+        (c.status.to_string(), c.reason.to_string())
     }
 }
 

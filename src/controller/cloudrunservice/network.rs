@@ -211,7 +211,7 @@ mod tests {
             observed_generation: Some(1),
             conditions: vec![Condition {
                 type_: "Ready".into(),
-                status: s.into(),
+                status: s.to_owned().into(),
                 reason: if s == "True" { "Ready" } else { "Creating" }.into(),
                 ..Default::default()
             }],

@@ -330,12 +330,12 @@ mod tests {
     #[test]
     fn a_key_in_another_region_is_a_location_mismatch_on_encryption() {
         let mut o = obj(serde_json::json!({}));
-        o.spec.encryption = Some(Encryption {
+        o.spec.encryption = Some(Box::new(Encryption {
             kms_key: "projects/p/locations/us-central1/keyRings/r/cryptoKeys/k".into(),
             revocation_action: RevocationAction::PreventNew,
             shutdown_hours: None,
             grant_service_agent: true,
-        });
+        }));
         let (cond, err) = *validate(&o).unwrap_err();
         assert_eq!(
             (cond.type_, cond.reason.as_str()),
@@ -349,11 +349,11 @@ mod tests {
         let mut o = obj(
             serde_json::json!({"labels": {"goog-x": "1"}, "access": {"invokers": ["allUsers"]}}),
         );
-        o.spec.egress = Some(Egress {
+        o.spec.egress = Some(Box::new(Egress {
             connector: Some("projects/p/locations/europe-west1/connectors/c".into()),
             connector_ref: Some(LocalObjectReference { name: "c".into() }),
             ..Egress::default()
-        });
+        }));
         o.spec.containers.push(Container {
             image: " ".into(),
             ..Container::default()

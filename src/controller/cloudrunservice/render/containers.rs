@@ -82,9 +82,9 @@ fn container(c: &api::Container) -> run::Container {
         .collect();
     out.depends_on = c.depends_on.clone();
     out.working_dir = c.working_dir.clone().unwrap_or_default();
-    out.startup_probe = c.startup_probe.as_ref().map(probes::render);
-    out.liveness_probe = c.liveness_probe.as_ref().map(probes::render);
-    out.readiness_probe = c.readiness_probe.as_ref().map(probes::render);
+    out.startup_probe = c.startup_probe.as_deref().map(probes::render);
+    out.liveness_probe = c.liveness_probe.as_deref().map(probes::render);
+    out.readiness_probe = c.readiness_probe.as_deref().map(probes::render);
     out
 }
 
