@@ -507,7 +507,7 @@ async fn an_org_policy_refusal_names_the_constraint_and_waits_for_a_spec_change(
     let ready = condition(&obj, "Ready");
     assert_eq!(ready.status, "False");
     assert!(
-        !runwarden::controller::reasons::PROGRESSING.contains(&ready.reason.as_str()),
+        !runwarden::controller::reasons::PROGRESSING.contains(&ready.reason.as_ref()),
         "Ready reason {} says runwarden heals it by itself",
         ready.reason
     );

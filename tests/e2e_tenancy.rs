@@ -232,7 +232,7 @@ async fn each_namespace_acts_as_its_own_google_identity() {
             .ok()
             .and_then(|c| c.status)
             .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Ready"))
-            .map(|c| c.reason)
+            .map(|c| c.reason.into_owned())
             .unwrap_or_default()
     };
     wait_until_async("the connector's IdentityNotConfigured", || async {
