@@ -178,9 +178,13 @@ pub fn spec_or_metadata<K: Resource>(obj: &K) -> Option<u64> {
     Some(h.finish())
 }
 
-/// A controller of a kind a shard owns: its cache holds every change (status included, which
-/// passes of other kinds read), but only [`spec_or_metadata`] changes wake it.
-fn owned_controller<K>(api: Api<K>, selector: Option<&str>) -> Controller<K>
+/// A controller of a kind a shard owns, over its cache and the changes that fill it: the cache
+/// holds every change (status included, which passes of other kinds read), but only
+/// [`spec_or_metadata`] changes wake it.
+fn owned<K>(
+    store: Store<K>,
+    changes: impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+) -> Controller<K>
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -190,7 +194,6 @@ where
         + Sync
         + 'static,
 {
-    let (store, changes) = cached_watch(api, sharded(selector));
     Controller::for_stream(
         changes.predicate_filter(spec_or_metadata::<K>, Default::default()),
         store,
@@ -254,85 +257,102 @@ pub async fn run(
         },
         Default::default(),
     );
-    // Both kinds resolve their project and identity from the namespace.
-    let (namespace_task, namespace_changes, namespace_changes_for_connectors) =
-        fan_out(namespace_changes);
     let (policies_cache, policy_changes) = cached_watch(
         Api::<DeserializeGuard<RunSecurityPolicy>>::all(client.clone()),
         watcher::Config::default().any_semantic(),
     );
-    let (connectors_cache, connector_changes) = cached_watch(
+    // One watch per owned kind: its cache is the controller's, and what its changes mean for
+    // the other kind is derived from the same stream (a second watch would list and parse
+    // every object again).
+    let (connectors_store, connector_changes) = cached_watch(
         scoped::<DeserializeGuard<VpcAccessConnector>>(&client, watch_namespace.as_ref()),
         sharded(selector),
     );
-
-    let connectors = owned_controller(
-        scoped::<DeserializeGuard<VpcAccessConnector>>(&client, watch_namespace.as_ref()),
-        selector,
-    )
-    .with_config(config.clone())
-    .graceful_shutdown_on(shutdown.clone());
-    let services = owned_controller(
+    let (services_store, service_changes) = cached_watch(
         scoped::<DeserializeGuard<CloudRunService>>(&client, watch_namespace.as_ref()),
-        selector,
-    )
-    .with_config(config.clone())
-    .graceful_shutdown_on(shutdown.clone());
+        sharded(selector),
+    );
+    let caches = Caches {
+        namespaces,
+        services: services_store.clone(),
+        connectors: connectors_store.clone(),
+        policies: policies_cache,
+    };
+    // Both kinds resolve their project and identity from the namespace.
+    let (namespace_task, namespace_changes, connectors_of_namespace) =
+        fan_out(namespace_changes, {
+            let connectors = connectors_store.clone();
+            move |ns| {
+                let ns = ns.name_any();
+                connectors
+                    .state()
+                    .iter()
+                    .filter(|c| c.namespace().as_deref() == Some(ns.as_str()))
+                    .map(|c| ObjectRef::from_obj(c.as_ref()))
+                    .collect()
+            }
+        });
+    // Every change of a connector wakes the services that reference it, so one that waits for
+    // its connector deploys as soon as it is Ready.
+    let (connector_task, connector_changes, services_of_connector) =
+        fan_out(connector_changes, {
+            let caches = caches.clone();
+            move |connector| {
+                let name = connector.name_any();
+                caches
+                    .services_in(&connector.namespace().unwrap_or_default())
+                    .into_iter()
+                    .filter(|s| vpcaccessconnector::references(s, &name))
+                    .map(|s| ObjectRef::from_obj(s.as_ref()))
+                    .collect()
+            }
+        });
+    // A connector being deleted waits for the services that reference it: their changes wake it.
+    let (service_task, service_changes, deleted_connector_of_service) =
+        fan_out(service_changes, {
+            let connectors = connectors_store.clone();
+            move |service| {
+                let Some(name) = service
+                    .0
+                    .as_ref()
+                    .ok()
+                    .and_then(|s| s.spec.egress.as_ref())
+                    .and_then(|e| e.connector_ref.as_ref())
+                    .map(|r| r.name.clone())
+                else {
+                    return vec![];
+                };
+                let Some(ns) = service.namespace() else {
+                    return vec![];
+                };
+                let target = ObjectRef::new(&name).within(&ns);
+                connectors
+                    .get(&target)
+                    .filter(|c| c.meta().deletion_timestamp.is_some())
+                    .map(|_| target)
+                    .into_iter()
+                    .collect()
+            }
+        });
+
+    // Connectors: reconciled on their own changes, on their namespace's labels or annotations
+    // (project, identity), and, while one is being deleted, on changes of its services.
+    let connectors = owned(connectors_store, connector_changes)
+        .with_config(config.clone())
+        .graceful_shutdown_on(shutdown.clone())
+        .reconcile_on(connectors_of_namespace)
+        .reconcile_on(deleted_connector_of_service);
+    let services = owned(services_store, service_changes)
+        .with_config(config.clone())
+        .graceful_shutdown_on(shutdown.clone())
+        .reconcile_on(services_of_connector);
+    let services = services_triggers(services, &caches, namespace_changes, policy_changes);
     let policies = Controller::new(
         Api::<DeserializeGuard<RunSecurityPolicy>>::all(client.clone()),
         watcher::Config::default().any_semantic(),
     )
     .with_config(config)
     .graceful_shutdown_on(shutdown);
-    let caches = Caches {
-        namespaces,
-        services: services.store(),
-        connectors: connectors_cache,
-        policies: policies_cache,
-    };
-
-    // Connectors: reconciled on their own changes, on their namespace's labels or annotations
-    // (project, identity), and, while one is being deleted, on changes of the services that
-    // reference it (its deletion waits for them).
-    let connectors = {
-        let store = connectors.store();
-        let in_namespace = store.clone();
-        connectors
-            .watches_stream(namespace_changes_for_connectors, move |ns| {
-                let ns = ns.name_any();
-                in_namespace
-                    .state()
-                    .iter()
-                    .filter(|c| c.namespace().as_deref() == Some(ns.as_str()))
-                    .map(|c| ObjectRef::from_obj(c.as_ref()))
-                    .collect::<Vec<_>>()
-            })
-            .watches(
-                scoped::<DeserializeGuard<CloudRunService>>(&client, watch_namespace.as_ref()),
-                sharded(selector),
-                move |service| {
-                    let name = service
-                        .0
-                        .as_ref()
-                        .ok()
-                        .and_then(|s| s.spec.egress.as_ref())
-                        .and_then(|e| e.connector_ref.as_ref())
-                        .map(|r| r.name.clone())?;
-                    let target = ObjectRef::new(&name).within(&service.namespace()?);
-                    store
-                        .get(&target)
-                        .filter(|c| c.meta().deletion_timestamp.is_some())
-                        .map(|_| target)
-                },
-            )
-    };
-    let services = services_triggers(
-        services,
-        &caches,
-        connector_changes,
-        namespace_changes,
-        policy_changes,
-    );
 
     let ctx = Arc::new(Context::new(
         parts.client,
@@ -345,6 +365,8 @@ pub async fn run(
     let synced = Flag::default();
     let _tasks = [
         namespace_task,
+        connector_task,
+        service_task,
         ready_task(ctx.caches.clone(), health, synced.clone()),
         housekeeping_task(ctx.clone()),
     ];
@@ -376,26 +398,35 @@ pub async fn run(
     );
 }
 
-/// Two copies of a watch stream's changes, for two controllers (errors go to the first only:
-/// one controller reporting a watch error is enough). A task of its own drives the stream, so
-/// the cache it fills advances even when one controller is busy; it stops (and its watch
-/// with it) when the returned task is dropped.
-fn fan_out<K: Clone + Send + 'static>(
+/// A watch stream's changes for their own controller, and what `derived` makes of each
+/// (e.g. the objects of another kind it wakes) for another. A task of its own drives the
+/// stream, so the cache it fills advances even when one controller is busy (each change is in
+/// the cache before either stream hands it on); it stops (and its watch with it) when the
+/// returned task is dropped.
+fn fan_out<K, T>(
     changes: impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+    derived: impl Fn(&K) -> Vec<T> + Send + 'static,
 ) -> (
     AbortOnDrop,
     impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
-    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
-) {
+    impl futures::Stream<Item = T> + Send + 'static,
+)
+where
+    K: Send + 'static,
+    T: Send + 'static,
+{
     let (first, first_rx) = futures::channel::mpsc::unbounded();
     let (second, second_rx) = futures::channel::mpsc::unbounded();
     let task = tokio::spawn(async move {
         let mut changes = std::pin::pin!(changes);
         while let Some(change) = changes.next().await {
-            let copy = change.as_ref().ok().cloned().map(Ok);
-            let sent_first = first.unbounded_send(change).is_ok();
-            let sent_second = copy.is_none_or(|c| second.unbounded_send(c).is_ok());
-            if !sent_first && !sent_second {
+            if let Ok(obj) = &change {
+                for item in derived(obj) {
+                    let _ = second.unbounded_send(item);
+                }
+            }
+            let _ = first.unbounded_send(change);
+            if first.is_closed() && second.is_closed() {
                 break;
             }
         }
@@ -425,17 +456,12 @@ where
     (store, changes)
 }
 
-/// Services are reconciled on their own changes; on every change of a connector they
-/// reference, so one that waits for its connector deploys as soon as it is Ready; on a change
-/// of a RunSecurityPolicy that concerns them, and of their namespace's labels or annotations,
-/// so guardrails and project changes apply within seconds.
+/// Services are reconciled on their own changes (and on their connector's, see [`run`]); on a
+/// change of a RunSecurityPolicy that concerns them, and of their namespace's labels or
+/// annotations, so guardrails and project changes apply within seconds.
 fn services_triggers(
     services: Controller<DeserializeGuard<CloudRunService>>,
     caches: &Caches,
-    connector_changes: impl futures::Stream<
-        Item = Result<DeserializeGuard<VpcAccessConnector>, watcher::Error>,
-    > + Send
-    + 'static,
     namespace_changes: impl futures::Stream<Item = Result<PartialObjectMeta<Namespace>, watcher::Error>>
     + Send
     + 'static,
@@ -444,16 +470,6 @@ fn services_triggers(
     > + Send
     + 'static,
 ) -> Controller<DeserializeGuard<CloudRunService>> {
-    let cache = caches.clone();
-    let services = services.watches_stream(connector_changes, move |connector| {
-        let name = connector.name_any();
-        cache
-            .services_in(&connector.namespace().unwrap_or_default())
-            .into_iter()
-            .filter(|s| vpcaccessconnector::references(s, &name))
-            .map(|s| ObjectRef::from_obj(s.as_ref()))
-            .collect::<Vec<_>>()
-    });
     let cache = caches.clone();
     let services = services.watches_stream(namespace_changes, move |ns| {
         cache
