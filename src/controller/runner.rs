@@ -294,46 +294,44 @@ pub async fn run(
         });
     // Every change of a connector wakes the services that reference it, so one that waits for
     // its connector deploys as soon as it is Ready.
-    let (connector_task, connector_changes, services_of_connector) =
-        fan_out(connector_changes, {
-            let caches = caches.clone();
-            move |connector| {
-                let name = connector.name_any();
-                caches
-                    .services_in(&connector.namespace().unwrap_or_default())
-                    .into_iter()
-                    .filter(|s| vpcaccessconnector::references(s, &name))
-                    .map(|s| ObjectRef::from_obj(s.as_ref()))
-                    .collect()
-            }
-        });
+    let (connector_task, connector_changes, services_of_connector) = fan_out(connector_changes, {
+        let caches = caches.clone();
+        move |connector| {
+            let name = connector.name_any();
+            caches
+                .services_in(&connector.namespace().unwrap_or_default())
+                .into_iter()
+                .filter(|s| vpcaccessconnector::references(s, &name))
+                .map(|s| ObjectRef::from_obj(s.as_ref()))
+                .collect()
+        }
+    });
     // A connector being deleted waits for the services that reference it: their changes wake it.
-    let (service_task, service_changes, deleted_connector_of_service) =
-        fan_out(service_changes, {
-            let connectors = connectors_store.clone();
-            move |service| {
-                let Some(name) = service
-                    .0
-                    .as_ref()
-                    .ok()
-                    .and_then(|s| s.spec.egress.as_ref())
-                    .and_then(|e| e.connector_ref.as_ref())
-                    .map(|r| r.name.clone())
-                else {
-                    return vec![];
-                };
-                let Some(ns) = service.namespace() else {
-                    return vec![];
-                };
-                let target = ObjectRef::new(&name).within(&ns);
-                connectors
-                    .get(&target)
-                    .filter(|c| c.meta().deletion_timestamp.is_some())
-                    .map(|_| target)
-                    .into_iter()
-                    .collect()
-            }
-        });
+    let (service_task, service_changes, deleted_connector_of_service) = fan_out(service_changes, {
+        let connectors = connectors_store.clone();
+        move |service| {
+            let Some(name) = service
+                .0
+                .as_ref()
+                .ok()
+                .and_then(|s| s.spec.egress.as_ref())
+                .and_then(|e| e.connector_ref.as_ref())
+                .map(|r| r.name.clone())
+            else {
+                return vec![];
+            };
+            let Some(ns) = service.namespace() else {
+                return vec![];
+            };
+            let target = ObjectRef::new(&name).within(&ns);
+            connectors
+                .get(&target)
+                .filter(|c| c.meta().deletion_timestamp.is_some())
+                .map(|_| target)
+                .into_iter()
+                .collect()
+        }
+    });
 
     // Connectors: reconciled on their own changes, on their namespace's labels or annotations
     // (project, identity), and, while one is being deleted, on changes of its services.
