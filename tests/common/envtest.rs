@@ -55,13 +55,17 @@ fn free_port() -> u16 {
 /// watchdog gets SIGTERM (the control plane is dropped): SIGTERM, then SIGKILL after 5 s (a
 /// kube-apiserver whose etcd is already gone may never finish its graceful shutdown, and each
 /// one left behind holds a few hundred MiB for the rest of the CI run).
-fn spawn_watched(program: &Path, args: &[String], log: &Path) -> Child {
+///
+/// Once it has stopped, the watchdog deletes `cleanup` (etcd's data, a few hundred MiB: the
+/// shared plane lives in a static, whose temporary directory is never dropped).
+fn spawn_watched(program: &Path, args: &[String], log: &Path, cleanup: Option<&Path>) -> Child {
     let script = r#"prog="$1"; shift; "$prog" "$@" & child=$!
 stop=0; trap 'stop=1' TERM
 while [ "$stop" = 0 ] && kill -0 "$WATCH_PID" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 0.5; done
 kill "$child" 2>/dev/null
-for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$child" 2>/dev/null || exit 0; sleep 0.5; done
-kill -9 "$child" 2>/dev/null; wait "$child" 2>/dev/null"#;
+i=0; while [ "$i" -lt 10 ] && kill -0 "$child" 2>/dev/null; do sleep 0.5; i=$((i+1)); done
+kill -9 "$child" 2>/dev/null; wait "$child" 2>/dev/null
+if [ -n "$CLEANUP" ]; then rm -rf "$CLEANUP"; fi"#;
     let log = std::fs::File::create(log).expect("log file");
     Command::new("sh")
         .arg("-c")
@@ -70,6 +74,7 @@ kill -9 "$child" 2>/dev/null; wait "$child" 2>/dev/null"#;
         .arg(program)
         .args(args)
         .env("WATCH_PID", std::process::id().to_string())
+        .env("CLEANUP", cleanup.unwrap_or(Path::new("")))
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log"))
         .stderr(log)
@@ -185,6 +190,7 @@ fn try_start(apiserver: &Path, etcd: &Path) -> Result<ControlPlane, String> {
             format!("http://127.0.0.1:{peer_port}"),
         ],
         &d.join("etcd.log"),
+        Some(&d.join("etcd")),
     );
     let key = d.join("sa.key");
     let public = d.join("sa.pub");
@@ -242,6 +248,7 @@ fn try_start(apiserver: &Path, etcd: &Path) -> Result<ControlPlane, String> {
             "ServiceAccount".into(),
         ],
         &d.join("apiserver.log"),
+        None,
     );
     let kubeconfig = d.join("kubeconfig");
     std::fs::write(
