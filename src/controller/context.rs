@@ -115,12 +115,25 @@ impl Caches {
 
     /// The CloudRunServices of a namespace.
     pub fn services_in(&self, namespace: &str) -> Vec<Arc<DeserializeGuard<CloudRunService>>> {
-        self.services
-            .state()
-            .into_iter()
-            .filter(|s| s.namespace().as_deref() == Some(namespace))
-            .collect()
+        in_namespace(&self.services, namespace)
     }
+
+    /// The VpcAccessConnectors of a namespace.
+    pub fn connectors_in(&self, namespace: &str) -> Vec<Arc<DeserializeGuard<VpcAccessConnector>>> {
+        in_namespace(&self.connectors, namespace)
+    }
+}
+
+/// The objects of `store` in `namespace`.
+fn in_namespace<K>(store: &Store<K>, namespace: &str) -> Vec<Arc<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    store
+        .state()
+        .into_iter()
+        .filter(|o| o.namespace().as_deref() == Some(namespace))
+        .collect()
 }
 
 /// The project of an object: its own `projectId`, else its namespace's annotation, else the

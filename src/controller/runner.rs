@@ -281,15 +281,13 @@ pub async fn run(
     // Both kinds resolve their project and identity from the namespace.
     let (namespace_task, namespace_changes, connectors_of_namespace) =
         fan_out(namespace_changes, {
-            let connectors = connectors_store.clone();
+            let caches = caches.clone();
             move |ns| {
-                let ns = ns.name_any();
-                connectors
-                    .state()
+                caches
+                    .connectors_in(&ns.name_any())
                     .iter()
-                    .filter(|c| c.namespace().as_deref() == Some(ns.as_str()))
                     .map(|c| ObjectRef::from_obj(c.as_ref()))
-                    .collect()
+                    .collect::<Vec<_>>()
             }
         });
     // Every change of a connector wakes the services that reference it, so one that waits for
@@ -303,33 +301,25 @@ pub async fn run(
                 .into_iter()
                 .filter(|s| vpcaccessconnector::references(s, &name))
                 .map(|s| ObjectRef::from_obj(s.as_ref()))
-                .collect()
+                .collect::<Vec<_>>()
         }
     });
     // A connector being deleted waits for the services that reference it: their changes wake it.
     let (service_task, service_changes, deleted_connector_of_service) = fan_out(service_changes, {
         let connectors = connectors_store.clone();
         move |service| {
-            let Some(name) = service
+            let name = service
                 .0
                 .as_ref()
                 .ok()
                 .and_then(|s| s.spec.egress.as_ref())
                 .and_then(|e| e.connector_ref.as_ref())
-                .map(|r| r.name.clone())
-            else {
-                return vec![];
-            };
-            let Some(ns) = service.namespace() else {
-                return vec![];
-            };
-            let target = ObjectRef::new(&name).within(&ns);
+                .map(|r| r.name.clone())?;
+            let target = ObjectRef::new(&name).within(&service.namespace()?);
             connectors
                 .get(&target)
                 .filter(|c| c.meta().deletion_timestamp.is_some())
                 .map(|_| target)
-                .into_iter()
-                .collect()
         }
     });
 
@@ -401,17 +391,18 @@ pub async fn run(
 /// stream, so the cache it fills advances even when one controller is busy (each change is in
 /// the cache before either stream hands it on); it stops (and its watch with it) when the
 /// returned task is dropped.
-fn fan_out<K, T>(
+fn fan_out<K, I>(
     changes: impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
-    derived: impl Fn(&K) -> Vec<T> + Send + 'static,
+    derived: impl Fn(&K) -> I + Send + 'static,
 ) -> (
     AbortOnDrop,
     impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
-    impl futures::Stream<Item = T> + Send + 'static,
+    impl futures::Stream<Item = I::Item> + Send + 'static,
 )
 where
     K: Send + 'static,
-    T: Send + 'static,
+    I: IntoIterator,
+    I::Item: Send + 'static,
 {
     let (first, first_rx) = futures::channel::mpsc::unbounded();
     let (second, second_rx) = futures::channel::mpsc::unbounded();
