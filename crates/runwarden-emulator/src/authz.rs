@@ -77,7 +77,10 @@ pub(crate) fn check(st: &State, route: &Route, req: &Req, project: &str) -> GRes
         t.get("serviceAccount")
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
-            .map_or_else(|| default_compute_account(project), str::to_owned)
+            .map_or_else(
+                || serviceaccounts::default_compute_account(crate::state::project_number(project)),
+                str::to_owned,
+            )
     });
     match runs_as.as_deref() {
         Some(sa) if deploys && !on_account(st, email, ACT_AS, sa, project) => {
@@ -91,14 +94,6 @@ pub(crate) fn check(st: &State, route: &Route, req: &Req, project: &str) -> GRes
         }
         _ => Ok(()),
     }
-}
-
-/// The account a Cloud Run revision of `project` (an id) runs as when its template names none.
-fn default_compute_account(project: &str) -> String {
-    format!(
-        "{}-compute@developer.gserviceaccount.com",
-        crate::state::project_number(project)
-    )
 }
 
 /// The permissions among `asked` the caller holds on the resource of the request path.

@@ -97,11 +97,8 @@ async fn dispatch(shared: &Arc<Shared>, req: Request) -> Response {
     let Some(route) = routes::find(method.as_str(), &split) else {
         return error_response(&unimplemented(&method, &path));
     };
-    let accounts_project = {
-        let st = lock(&shared.state);
-        crate::serviceaccounts::path_project(&split.segs, route.api, &st.projects)
-    };
-    let project = match accounts_project {
+    let project = match crate::serviceaccounts::path_project(&split.segs, route.api, &shared.state)
+    {
         Some(Ok(p)) => p,
         Some(Err(e)) => {
             shared.count(&route.key());

@@ -5,6 +5,7 @@
 //! compute account, `NUMBER-compute@developer.gserviceaccount.com`.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -12,11 +13,12 @@ use serde_json::{Value, json};
 use crate::error::{GError, GResult};
 use crate::iam;
 use crate::request::Req;
+use crate::shared::lock;
 use crate::state::{State, Token, valid_project_id};
 use crate::util;
 
 const DOMAIN: &str = ".iam.gserviceaccount.com";
-const COMPUTE_DOMAIN: &str = "developer.gserviceaccount.com";
+const COMPUTE_SUFFIX: &str = "-compute@developer.gserviceaccount.com";
 /// The longest lifetime Google grants without the org policy that extends it to 12 hours.
 const MAX_LIFETIME: Duration = Duration::from_secs(3600);
 
@@ -25,11 +27,10 @@ const MAX_LIFETIME: Duration = Duration::from_secs(3600);
 /// account `NUMBER-compute@developer.gserviceaccount.com` of a project seen before (`projects`:
 /// numbers to ids). `None` otherwise.
 pub(crate) fn project_of(email: &str, projects: &BTreeMap<u64, String>) -> Option<String> {
-    let (name, host) = email.split_once('@')?;
-    if host == COMPUTE_DOMAIN {
-        let number = name.strip_suffix("-compute")?.parse().ok()?;
-        return projects.get(&number).cloned();
+    if let Some(number) = email.strip_suffix(COMPUTE_SUFFIX) {
+        return projects.get(&number.parse().ok()?).cloned();
     }
+    let (name, host) = email.split_once('@')?;
     let project = host.strip_suffix(DOMAIN)?;
     let n = name.as_bytes();
     let name_ok = (6..=30).contains(&n.len())
@@ -40,18 +41,26 @@ pub(crate) fn project_of(email: &str, projects: &BTreeMap<u64, String>) -> Optio
     (name_ok && valid_project_id(project)).then(|| project.to_owned())
 }
 
+/// The default compute account of the project numbered `number`: what a Cloud Run revision
+/// runs as when its template names no account.
+pub(crate) fn default_compute_account(number: u64) -> String {
+    format!("{number}{COMPUTE_SUFFIX}")
+}
+
 /// For a path `projects/{p}/serviceAccounts/{email}...`: the account's project, or the API's
-/// NOT_FOUND when the e-mail is not a service account. `None` for any other path.
+/// NOT_FOUND when the e-mail is not a service account. `None` for any other path (without
+/// taking the state's lock: it is only needed for a default compute account's project).
 pub(crate) fn path_project(
     segs: &[String],
     api: &str,
-    projects: &BTreeMap<u64, String>,
+    state: &Mutex<State>,
 ) -> Option<GResult<String>> {
     if segs.get(2).map(String::as_str) != Some("serviceAccounts") {
         return None;
     }
     let email = segs.get(3).map(String::as_str).unwrap_or("");
-    Some(project_of(email, projects).ok_or_else(|| not_found(api, email)))
+    let project = project_of(email, &lock(state).projects);
+    Some(project.ok_or_else(|| not_found(api, email)))
 }
 
 /// NOT_FOUND for an e-mail that is no service account, in each API's recorded wording.

@@ -29,10 +29,10 @@ pub(super) fn apply_defaults(svc: &mut Value, project: &Project) {
 /// `timeout`, the default compute service account, concurrency, and each container's defaults.
 fn apply_template_defaults(t: &mut Map<String, Value>, project: &Project) {
     t.entry("timeout").or_insert(json!("300s"));
-    t.entry("serviceAccount").or_insert(json!(format!(
-        "{}-compute@developer.gserviceaccount.com",
-        project.number
-    )));
+    t.entry("serviceAccount")
+        .or_insert(json!(crate::serviceaccounts::default_compute_account(
+            project.number
+        )));
     t.entry("maxInstanceRequestConcurrency")
         .or_insert(json!(80));
     let gpu = t.contains_key("nodeSelector");
