@@ -11,8 +11,6 @@ use google_cloud_gax::error::Error;
 use google_cloud_gax::error::rpc::{Code, StatusDetails};
 use google_cloud_iam_v1::model::{Binding, Policy};
 use google_cloud_kms_v1::model::{CryptoKey, KeyRing, crypto_key};
-use google_cloud_lro::Poller;
-use google_cloud_run_v2::model::Service;
 
 const RUN_ADMIN: &str = "roles/run.admin";
 
@@ -43,21 +41,6 @@ fn error_info(e: &Error, key: &str) -> Option<String> {
 fn denied(e: &Error) -> String {
     assert_eq!(code(e), Some(Code::PermissionDenied), "{e}");
     error_info(e, "permission").unwrap_or_default()
-}
-
-async fn create(
-    client: &google_cloud_run_v2::client::Services,
-    id: &str,
-    svc: Service,
-) -> Result<Service, Error> {
-    client
-        .create_service()
-        .set_parent(parent())
-        .set_service_id(id)
-        .set_service(svc)
-        .poller()
-        .until_done()
-        .await
 }
 
 #[tokio::test]

@@ -40,14 +40,12 @@ async fn a_create_violating_the_ingress_constraint_is_refused_and_creates_nothin
     )
     .await;
     let client = run(&emu).await;
-    let e = client
-        .create_service()
-        .set_parent(parent())
-        .set_service_id("public")
-        .set_service(hello_service().set_ingress(IngressTraffic::All))
-        .send()
-        .await
-        .unwrap_err();
+    let e = refused_create(
+        &client,
+        "public",
+        hello_service().set_ingress(IngressTraffic::All),
+    )
+    .await;
     assert_eq!(code(&e), Some(Code::FailedPrecondition));
     assert_eq!(e.http_status_code(), Some(400));
     assert_eq!(message(&e), "Precondition check failed.");
@@ -72,24 +70,15 @@ async fn a_create_violating_the_ingress_constraint_is_refused_and_creates_nothin
     assert!(ops.operations.is_empty(), "no operation: {ops:?}");
 
     // Without ingress set, Cloud Run's default (all) violates it too.
-    let e = client
-        .create_service()
-        .set_parent(parent())
-        .set_service_id("public")
-        .set_service(hello_service())
-        .send()
-        .await
-        .unwrap_err();
+    let e = refused_create(&client, "public", hello_service()).await;
     assert_eq!(code(&e), Some(Code::FailedPrecondition));
 
-    let svc = client
-        .create_service()
-        .set_parent(parent())
-        .set_service_id("public")
-        .set_service(hello_service().set_ingress(IngressTraffic::InternalLoadBalancer))
-        .poller()
-        .until_done()
-        .await?;
+    let svc = create(
+        &client,
+        "public",
+        hello_service().set_ingress(IngressTraffic::InternalLoadBalancer),
+    )
+    .await?;
     assert_eq!(svc.ingress, IngressTraffic::InternalLoadBalancer);
     Ok(())
 }
@@ -107,14 +96,7 @@ async fn a_patch_violating_constraints_gets_one_violation_each_and_changes_nothi
     if let Some(t) = wanted.template.as_mut() {
         t.vpc_access = Some(direct_vpc(vpc_access::VpcEgress::AllTraffic));
     }
-    let before = client
-        .create_service()
-        .set_parent(parent())
-        .set_service_id("svc")
-        .set_service(wanted.clone())
-        .poller()
-        .until_done()
-        .await?;
+    let before = create(&client, "svc", wanted.clone()).await?;
 
     set_policies(
         &emu,
@@ -233,34 +215,13 @@ async fn org_policies_are_checked_set_per_project_and_cleared() -> TestResult {
     )
     .await;
     let client = run(&emu).await;
-    client
-        .create_service()
-        .set_parent(parent())
-        .set_service_id("a")
-        .set_service(hello_service())
-        .poller()
-        .until_done()
-        .await?;
+    create(&client, "a", hello_service()).await?;
 
     emu.set_org_policies(json!({PROJECT: {"run.allowedIngress": ["internal"]}}))?;
-    let refused = client
-        .create_service()
-        .set_parent(parent())
-        .set_service_id("b")
-        .set_service(hello_service())
-        .send()
-        .await
-        .unwrap_err();
+    let refused = refused_create(&client, "b", hello_service()).await;
     assert_eq!(code(&refused), Some(Code::FailedPrecondition));
 
     set_policies(&emu, json!({})).await;
-    client
-        .create_service()
-        .set_parent(parent())
-        .set_service_id("b")
-        .set_service(hello_service())
-        .poller()
-        .until_done()
-        .await?;
+    create(&client, "b", hello_service()).await?;
     Ok(())
 }

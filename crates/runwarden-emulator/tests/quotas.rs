@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use common::*;
 use google_cloud_gax::error::rpc::{Code, StatusDetails};
-use google_cloud_lro::Poller;
 use runwarden_emulator::Quotas;
 
 #[tokio::test]
@@ -104,22 +103,8 @@ async fn write_quota_is_set_through_the_config_control() -> TestResult {
     assert_eq!((s, &v["runWritesPerMinute"]), (200, &serde_json::json!(1)));
     assert_eq!(emu.quotas().run_writes_per_minute, 1);
     let client = run(&emu).await;
-    client
-        .create_service()
-        .set_parent(parent())
-        .set_service_id("a")
-        .set_service(hello_service())
-        .poller()
-        .until_done()
-        .await?;
-    let e = client
-        .create_service()
-        .set_parent(parent())
-        .set_service_id("b")
-        .set_service(hello_service())
-        .send()
-        .await
-        .unwrap_err();
+    create(&client, "a", hello_service()).await?;
+    let e = refused_create(&client, "b", hello_service()).await;
     assert_eq!(code(&e), Some(Code::ResourceExhausted));
     assert!(message(&e).contains("'Write requests per minute per region'"));
     client
@@ -162,14 +147,7 @@ async fn a_region_holds_at_most_1000_services() -> TestResult {
         assert_eq!(s, 200, "{v}");
     }
     let client = run(&emu).await;
-    let e = client
-        .create_service()
-        .set_parent(parent())
-        .set_service_id("one-too-many")
-        .set_service(hello_service())
-        .send()
-        .await
-        .unwrap_err();
+    let e = refused_create(&client, "one-too-many", hello_service()).await;
     assert_eq!(code(&e), Some(Code::ResourceExhausted));
     assert!(
         message(&e).starts_with("Quota exceeded for total allowable count of services"),

@@ -187,6 +187,39 @@ pub fn hello_service() -> google_cloud_run_v2::model::Service {
     )
 }
 
+/// Creates service `id` under [`parent`] and waits for its operation.
+pub async fn create(
+    client: &google_cloud_run_v2::client::Services,
+    id: &str,
+    svc: google_cloud_run_v2::model::Service,
+) -> Result<google_cloud_run_v2::model::Service, google_cloud_gax::error::Error> {
+    use google_cloud_lro::Poller;
+    client
+        .create_service()
+        .set_parent(parent())
+        .set_service_id(id)
+        .set_service(svc)
+        .poller()
+        .until_done()
+        .await
+}
+
+/// The error of a create of service `id` under [`parent`] that Cloud Run refuses at once.
+pub async fn refused_create(
+    client: &google_cloud_run_v2::client::Services,
+    id: &str,
+    svc: google_cloud_run_v2::model::Service,
+) -> google_cloud_gax::error::Error {
+    client
+        .create_service()
+        .set_parent(parent())
+        .set_service_id(id)
+        .set_service(svc)
+        .send()
+        .await
+        .unwrap_err()
+}
+
 /// The gRPC code of a client error.
 pub fn code(e: &google_cloud_gax::error::Error) -> Option<google_cloud_gax::error::rpc::Code> {
     e.status().map(|s| s.code)
