@@ -4,8 +4,10 @@ mod cloudrunservice;
 mod condition;
 mod runsecuritypolicy;
 mod vpcaccessconnector;
+mod workload;
 
 pub use cloudrunservice::*;
 pub use condition::*;
 pub use runsecuritypolicy::*;
 pub use vpcaccessconnector::*;
+pub use workload::*;

@@ -33,7 +33,7 @@ use google_cloud_run_v2::model::Service;
 use super::ENCRYPTION_READY;
 use super::observe::{Observed, Read, need};
 use super::plan::Change;
-use crate::api::v1alpha1::CloudRunServiceSpec;
+use crate::api::v1alpha1::Workload;
 use crate::controller::conditions::Cond;
 use crate::controller::iam;
 use crate::controller::reasons::{KEY_DESTROYED, KEY_DISABLED, KEY_NOT_FOUND, PERMISSION_DENIED};
@@ -44,7 +44,7 @@ use crate::gcp::{Code, GcpError, run_service_agent};
 pub const KMS_ROLE: &str = "roles/cloudkms.cryptoKeyEncrypterDecrypter";
 
 /// What the encryption step decided.
-pub(super) struct Decision {
+pub struct Decision {
     /// The project's Cloud Run service agent, once known.
     pub agent: Option<String>,
     /// `EncryptionReady` and the grant to make, or what stops the pass.
@@ -53,12 +53,8 @@ pub(super) struct Decision {
 
 /// `EncryptionReady`, `status.serviceAgent` and the key grant; a failure stops the pass before
 /// anything is deployed.
-pub(super) fn plan(
-    spec: &CloudRunServiceSpec,
-    project: &str,
-    obs: &Observed,
-) -> Result<Decision, Read> {
-    let Some(enc) = &spec.encryption else {
+pub fn plan(workload: &Workload, project: &str, obs: &Observed) -> Result<Decision, Read> {
+    let Some(key) = workload.kms_key else {
         return Ok(Decision {
             agent: None,
             result: Ok((
@@ -71,7 +67,6 @@ pub(super) fn plan(
             )),
         });
     };
-    let key = enc.kms_key.as_str();
     let stop = |agent: Option<String>, failure: (Cond, Error)| Decision {
         agent,
         result: Err(failure),
@@ -94,12 +89,12 @@ pub(super) fn plan(
     };
     let policy = match need(&obs.key_policy, || Read::KeyPolicy(key.to_owned()))? {
         Ok(policy) => policy,
-        Err(e) if enc.grant_service_agent && e.code == Code::PermissionDenied => {
+        Err(e) if workload.grant_service_agent && e.code == Code::PermissionDenied => {
             return Ok(stop(Some(agent), grant_denied(key, &member, e)));
         }
         Err(e) => return Ok(stop(Some(agent), google_failed(e))),
     };
-    let grant = if enc.grant_service_agent {
+    let grant = if workload.grant_service_agent {
         iam::with_member(policy, KMS_ROLE, &member).map(|policy| Change::GrantKey {
             key: key.to_owned(),
             member: member.clone(),

@@ -16,7 +16,7 @@ use kube::{Resource, ResourceExt};
 
 use super::NETWORK_READY;
 use super::observe::{Observed, Read, need};
-use crate::api::v1alpha1::{CloudRunService, VpcAccessConnector};
+use crate::api::v1alpha1::{VpcAccessConnector, Workload};
 use crate::controller::conditions::Cond;
 use crate::controller::reasons::{CONNECTOR_NOT_FOUND, CONNECTOR_NOT_READY, REGION_MISMATCH};
 use crate::controller::vpcaccessconnector;
@@ -24,19 +24,21 @@ use crate::error::{Error, reason_of};
 
 /// `NetworkReady` and the full name of the connector of `egress.connectorRef` once it can be
 /// used, or the condition and error that stop the pass before anything is deployed.
-/// `connector` is the VpcAccessConnector `egress.connectorRef` names (from the cache).
-pub(super) fn plan(
-    obj: &CloudRunService,
+/// `connector` is the VpcAccessConnector `egress.connectorRef` names (from the cache of
+/// `namespace`). The same for a service and a job.
+pub fn plan(
+    workload: &Workload,
+    namespace: &str,
     connector: Option<&VpcAccessConnector>,
     obs: &Observed,
 ) -> Result<Decision, Read> {
-    let Some(egress) = &obj.spec.egress else {
+    let Some(egress) = workload.egress else {
         return Ok(Ok((
             Cond::ok(NETWORK_READY, "NotConfigured", "no VPC egress"),
             None,
         )));
     };
-    let region = obj.spec.region.as_str();
+    let region = workload.region;
     if let Some(direct) = &egress.direct_vpc {
         let target = direct
             .subnetwork
@@ -105,8 +107,7 @@ pub(super) fn plan(
             CONNECTOR_NOT_FOUND,
             format!(
                 "VpcAccessConnector {} does not exist in namespace {}",
-                reference.name,
-                obj.namespace().unwrap_or_default()
+                reference.name, namespace
             ),
         )));
     };
@@ -114,7 +115,7 @@ pub(super) fn plan(
 }
 
 /// `NetworkReady` with the connector to use, or what stops the pass.
-pub(super) type Decision = Result<(Cond, Option<String>), (Cond, Error)>;
+pub type Decision = Result<(Cond, Option<String>), (Cond, Error)>;
 
 /// The usable full name of a `VpcAccessConnector` for a service in `region`, or why not (pure,
 /// apart from recording `NetworkReady`).

@@ -345,14 +345,16 @@ fn dependencies(
     p: &mut Plan,
 ) -> Step<(Option<String>, Option<String>)> {
     let spec = &input.obj.spec;
-    let connector = match network::plan(input.obj, input.connector.as_ref(), obs)? {
+    let workload = spec.workload();
+    let namespace = input.obj.namespace().unwrap_or_default();
+    let connector = match network::plan(&workload, &namespace, input.connector.as_ref(), obs)? {
         Ok((c, connector)) => {
             p.set(c);
             connector
         }
         Err((c, e)) => return Ok(p.halt(c, e)),
     };
-    let key = encryption::plan(spec, project, obs)?;
+    let key = encryption::plan(&workload, project, obs)?;
     p.fields.service_agent = key.agent;
     let observe = spec.management_policy == ManagementPolicy::Observe;
     match key.result {

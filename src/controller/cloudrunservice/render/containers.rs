@@ -8,8 +8,10 @@ use google_cloud_run_v2::model::{
 };
 
 use super::gpu::GPU_LIMIT;
-use super::{Aspect, Resolved, Shape, UNMANAGED, or_unmanaged, probes, template, template_mut};
-use crate::api::v1alpha1::{self as api, CloudRunService};
+use super::{
+    Resolved, Shape, TemplateAspect, UNMANAGED, or_unmanaged, probes, template, template_mut,
+};
+use crate::api::v1alpha1::{self as api, Workload};
 
 /// Cloud Run's default CPU limit.
 pub const DEFAULT_CPU: &str = "1000m";
@@ -20,15 +22,15 @@ pub const DEFAULT_PORT: i32 = 8080;
 /// Cloud Run's default CPU allocation: only while a request is handled.
 pub const DEFAULT_CPU_IDLE: bool = true;
 
-pub(super) const ASPECT: Aspect = Aspect {
+pub(super) const ASPECT: TemplateAspect = TemplateAspect {
     name: "containers",
     render,
     shape,
     update,
 };
 
-fn render(obj: &CloudRunService, _: &Resolved, svc: &mut Service) {
-    template_mut(svc).containers = obj.spec.containers.iter().map(container).collect();
+fn render(w: &Workload, _: &Resolved, svc: &mut Service) {
+    template_mut(svc).containers = w.containers.iter().map(container).collect();
 }
 
 fn container(c: &api::Container) -> run::Container {

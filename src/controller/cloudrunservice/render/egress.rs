@@ -5,24 +5,24 @@ use google_cloud_run_v2::model::{
 };
 
 use super::{
-    Aspect, Resolved, Shape, network_path, or_unmanaged, project_and_region, subnetwork_path,
-    template, template_mut,
+    Resolved, Shape, TemplateAspect, network_path, or_unmanaged, project_and_region,
+    subnetwork_path, template, template_mut,
 };
-use crate::api::v1alpha1::{CloudRunService, EgressRouting};
+use crate::api::v1alpha1::{EgressRouting, Workload};
 
-pub(super) const ASPECT: Aspect = Aspect {
+pub(super) const ASPECT: TemplateAspect = TemplateAspect {
     name: "egress",
     render,
     shape,
     update,
 };
 
-fn render(obj: &CloudRunService, resolved: &Resolved, svc: &mut Service) {
-    template_mut(svc).vpc_access = vpc_access(obj, resolved);
+fn render(w: &Workload, resolved: &Resolved, svc: &mut Service) {
+    template_mut(svc).vpc_access = vpc_access(w, resolved);
 }
 
-fn vpc_access(obj: &CloudRunService, resolved: &Resolved) -> Option<VpcAccess> {
-    let egress = obj.spec.egress.as_ref()?;
+fn vpc_access(w: &Workload, resolved: &Resolved) -> Option<VpcAccess> {
+    let egress = w.egress?;
     let routing = match egress.routing {
         EgressRouting::AllTraffic => VpcEgress::AllTraffic,
         EgressRouting::PrivateRangesOnly => VpcEgress::PrivateRangesOnly,
@@ -42,7 +42,7 @@ fn vpc_access(obj: &CloudRunService, resolved: &Resolved) -> Option<VpcAccess> {
                 direct
                     .subnetwork
                     .as_deref()
-                    .map(|n| subnetwork_path(n, project, &obj.spec.region))
+                    .map(|n| subnetwork_path(n, project, w.region))
                     .unwrap_or_default(),
             )
             .set_tags(direct.tags.clone());

@@ -5,22 +5,22 @@
 
 use google_cloud_run_v2::model::{NodeSelector, Service};
 
-use super::{Aspect, Resolved, Shape, template, template_mut};
-use crate::api::v1alpha1::CloudRunService;
+use super::{Resolved, Shape, TemplateAspect, template, template_mut};
+use crate::api::v1alpha1::Workload;
 
 /// The limit key of a container's GPU count.
 pub const GPU_LIMIT: &str = "nvidia.com/gpu";
 
-pub(super) const ASPECT: Aspect = Aspect {
+pub(super) const ASPECT: TemplateAspect = TemplateAspect {
     name: "gpu",
     render,
     shape,
     update,
 };
 
-fn render(obj: &CloudRunService, _: &Resolved, svc: &mut Service) {
-    let Some(gpu) = &obj.spec.gpu else { return };
-    let serving = obj.spec.serving_container();
+fn render(w: &Workload, _: &Resolved, svc: &mut Service) {
+    let Some(gpu) = w.gpu else { return };
+    let serving = w.gpu_container;
     let t = template_mut(svc);
     t.node_selector = Some(NodeSelector::new().set_accelerator(&gpu.type_));
     t.gpu_zonal_redundancy_disabled = Some(!gpu.zonal_redundancy);

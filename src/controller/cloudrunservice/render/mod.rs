@@ -10,7 +10,10 @@
 //! The fields are grouped by aspect, one module each, and every aspect does three things for
 //! its fields: **render** them from the spec, **shape** them for comparison, and **update**
 //! Google's service with them (keeping what runwarden does not manage). A new group of Cloud
-//! Run fields is a new aspect in [`ASPECTS`], with its own table tests.
+//! Run fields is a new aspect, with its own table tests: in [`TEMPLATE_ASPECTS`] when it belongs
+//! to what every Cloud Run template has (containers, volumes, egress, the key, the identity, the
+//! GPU: rendered from a [`Workload`], so a CloudRunJob's task template uses the very same
+//! aspects), else in [`SERVICE_ASPECTS`].
 
 mod access;
 mod containers;
@@ -33,7 +36,7 @@ pub use self::gpu::GPU_LIMIT;
 pub use self::revision::{DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT_SECONDS};
 pub use self::service::RESERVED_LABEL_PREFIXES;
 pub use self::traffic::traffic_status;
-use crate::api::v1alpha1::CloudRunService;
+use crate::api::v1alpha1::{CloudRunService, Workload};
 
 /// A shape value meaning "the spec leaves this to Cloud Run": never compared.
 const UNMANAGED: &str = "<unmanaged>";
@@ -50,9 +53,9 @@ pub struct Resolved {
     pub connector: Option<String>,
 }
 
-/// One group of managed fields.
+/// One group of managed fields of a service only.
 pub struct Aspect {
-    /// What the group is, e.g. `containers`.
+    /// What the group is, e.g. `traffic`.
     pub name: &'static str,
     /// Sets the group's fields of the desired service from the spec.
     pub render: fn(&CloudRunService, &Resolved, &mut Service),
@@ -62,14 +65,34 @@ pub struct Aspect {
     pub update: fn(&mut Service, &Service),
 }
 
-/// Every aspect runwarden manages.
-pub const ASPECTS: [Aspect; 10] = [
+/// One group of the fields every Cloud Run template has (a revision's and a job's task's
+/// alike), rendered from the [`Workload`] parts of a spec. A job's task template is shaped and
+/// updated through the same functions, as a revision template holding its fields.
+pub struct TemplateAspect {
+    /// What the group is, e.g. `containers`.
+    pub name: &'static str,
+    /// Sets the group's fields of the desired template from the spec.
+    pub render: fn(&Workload<'_>, &Resolved, &mut Service),
+    /// Adds the group's fields of a template (desired or Google's) to its shape.
+    pub shape: fn(&Service, &mut Shape),
+    /// Replaces the group's fields of Google's template with the desired ones.
+    pub update: fn(&mut Service, &Service),
+}
+
+/// The aspects only a service has.
+pub const SERVICE_ASPECTS: [Aspect; 6] = [
     service::ASPECT,
     access::ASPECT,
     traffic::ASPECT,
     scaling::ASPECT,
     revision::ASPECT,
     encryption::ASPECT,
+];
+
+/// The aspects of every Cloud Run template, in render order.
+pub const TEMPLATE_ASPECTS: [TemplateAspect; 6] = [
+    revision::IDENTITY,
+    encryption::KEY,
     egress::ASPECT,
     volumes::ASPECT,
     containers::ASPECT,
@@ -93,8 +116,11 @@ pub fn desired_service(obj: &CloudRunService, resolved: &Resolved) -> Service {
     let mut service = Service::new()
         .set_name(service_name(obj, &resolved.project))
         .set_template(RevisionTemplate::new());
-    for aspect in &ASPECTS {
+    for aspect in &SERVICE_ASPECTS {
         (aspect.render)(obj, resolved, &mut service);
+    }
+    for aspect in &TEMPLATE_ASPECTS {
+        (aspect.render)(&obj.spec.workload(), resolved, &mut service);
     }
     service
 }
@@ -102,7 +128,10 @@ pub fn desired_service(obj: &CloudRunService, resolved: &Resolved) -> Service {
 /// The managed fields of a service as canonical strings (see the module docs).
 pub fn shape(svc: &Service) -> Shape {
     let mut s = Shape::new();
-    for aspect in &ASPECTS {
+    for aspect in &SERVICE_ASPECTS {
+        (aspect.shape)(svc, &mut s);
+    }
+    for aspect in &TEMPLATE_ASPECTS {
         (aspect.shape)(svc, &mut s);
     }
     s
@@ -131,7 +160,10 @@ pub fn update_from(actual: &Service, desired: &Service) -> Service {
     let template = out.template.get_or_insert_with(RevisionTemplate::default);
     // A revision name pinned by the old template would make Cloud Run refuse the new one.
     template.revision = String::new();
-    for aspect in &ASPECTS {
+    for aspect in &SERVICE_ASPECTS {
+        (aspect.update)(&mut out, desired);
+    }
+    for aspect in &TEMPLATE_ASPECTS {
         (aspect.update)(&mut out, desired);
     }
     out

@@ -1,11 +1,12 @@
-//! Revision-level scalars: service identity, execution environment, concurrency, timeout,
-//! instance scaling and session affinity.
+//! Revision-level scalars: the identity and execution environment every Cloud Run template has
+//! ([`IDENTITY`], shared with jobs), and a revision's concurrency, timeout, instance scaling and
+//! session affinity ([`ASPECT`]).
 
 use google_cloud_run_v2::model::{ExecutionEnvironment, RevisionScaling, Service};
 use google_cloud_wkt::Duration;
 
-use super::{Aspect, Resolved, Shape, UNMANAGED, template, template_mut};
-use crate::api::v1alpha1::{self as api, CloudRunService};
+use super::{Aspect, Resolved, Shape, TemplateAspect, UNMANAGED, template, template_mut};
+use crate::api::v1alpha1::{self as api, CloudRunService, Workload};
 
 /// Cloud Run's default request concurrency.
 pub const DEFAULT_CONCURRENCY: i32 = 80;
@@ -19,14 +20,49 @@ pub(super) const ASPECT: Aspect = Aspect {
     update,
 };
 
-fn render(obj: &CloudRunService, _: &Resolved, svc: &mut Service) {
-    let spec = &obj.spec;
+pub(super) const IDENTITY: TemplateAspect = TemplateAspect {
+    name: "identity",
+    render: render_identity,
+    shape: shape_identity,
+    update: update_identity,
+};
+
+fn render_identity(w: &Workload, _: &Resolved, svc: &mut Service) {
     let t = template_mut(svc);
-    t.service_account = spec.service_account.clone().unwrap_or_default();
-    t.execution_environment = match spec.execution_environment {
+    t.service_account = w.service_account.unwrap_or_default().to_owned();
+    t.execution_environment = match w.execution_environment {
         api::ExecutionEnvironment::Gen2 => ExecutionEnvironment::Gen2,
         api::ExecutionEnvironment::Gen1 => ExecutionEnvironment::Gen1,
     };
+}
+
+fn shape_identity(svc: &Service, s: &mut Shape) {
+    let t = template(svc);
+    s.insert(
+        "template.serviceAccount".into(),
+        service_account_shape(&t.service_account),
+    );
+    let env = match t.execution_environment {
+        ExecutionEnvironment::Unspecified => ExecutionEnvironment::Gen2,
+        ref other => other.clone(),
+    };
+    s.insert("template.executionEnvironment".into(), format!("{env:?}"));
+}
+
+fn update_identity(out: &mut Service, desired: &Service) {
+    let want = template(desired);
+    let (account, environment) = (
+        want.service_account.clone(),
+        want.execution_environment.clone(),
+    );
+    let t = template_mut(out);
+    t.service_account = account;
+    t.execution_environment = environment;
+}
+
+fn render(obj: &CloudRunService, _: &Resolved, svc: &mut Service) {
+    let spec = &obj.spec;
+    let t = template_mut(svc);
     t.max_instance_request_concurrency = spec
         .max_requests_per_instance
         .unwrap_or(DEFAULT_CONCURRENCY);
@@ -45,15 +81,6 @@ fn render(obj: &CloudRunService, _: &Resolved, svc: &mut Service) {
 
 fn shape(svc: &Service, s: &mut Shape) {
     let t = template(svc);
-    s.insert(
-        "template.serviceAccount".into(),
-        service_account_shape(&t.service_account),
-    );
-    let env = match t.execution_environment {
-        ExecutionEnvironment::Unspecified => ExecutionEnvironment::Gen2,
-        ref other => other.clone(),
-    };
-    s.insert("template.executionEnvironment".into(), format!("{env:?}"));
     let concurrency = match t.max_instance_request_concurrency {
         0 => DEFAULT_CONCURRENCY,
         n => n,
@@ -90,8 +117,6 @@ fn shape(svc: &Service, s: &mut Shape) {
 fn update(out: &mut Service, desired: &Service) {
     let want = template(desired).into_owned();
     let t = template_mut(out);
-    t.service_account = want.service_account;
-    t.execution_environment = want.execution_environment;
     t.max_instance_request_concurrency = want.max_instance_request_concurrency;
     t.timeout = want.timeout;
     t.scaling = want.scaling;
@@ -115,6 +140,7 @@ mod tests {
     fn cloud_run_defaults_shape_like_an_unset_spec() {
         let mut unset = Shape::new();
         shape(&Service::new(), &mut unset);
+        shape_identity(&Service::new(), &mut unset);
         let filled = Service::new().set_template(
             google_cloud_run_v2::model::RevisionTemplate::new()
                 .set_service_account("123-compute@developer.gserviceaccount.com")
@@ -124,6 +150,7 @@ mod tests {
         );
         let mut google = Shape::new();
         shape(&filled, &mut google);
+        shape_identity(&filled, &mut google);
         assert_eq!(unset, google);
     }
 }

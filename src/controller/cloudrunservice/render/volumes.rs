@@ -6,21 +6,21 @@ use google_cloud_run_v2::model::{
     self as run, Service, empty_dir_volume_source::Medium, volume::VolumeType,
 };
 
-use super::{Aspect, Resolved, Shape, template, template_mut};
-use crate::api::v1alpha1::{self as api, CloudRunService};
+use super::{Resolved, Shape, TemplateAspect, template, template_mut};
+use crate::api::v1alpha1::{self as api, Workload};
 
 /// Cloud Run's default mode of secret files, 0444.
 const DEFAULT_SECRET_MODE: i32 = 0o444;
 
-pub(super) const ASPECT: Aspect = Aspect {
+pub(super) const ASPECT: TemplateAspect = TemplateAspect {
     name: "volumes",
     render,
     shape,
     update,
 };
 
-fn render(obj: &CloudRunService, _: &Resolved, svc: &mut Service) {
-    template_mut(svc).volumes = obj.spec.volumes.iter().map(volume).collect();
+fn render(w: &Workload, _: &Resolved, svc: &mut Service) {
+    template_mut(svc).volumes = w.volumes.iter().map(volume).collect();
 }
 
 fn volume(v: &api::Volume) -> run::Volume {
