@@ -17,6 +17,7 @@ pub mod frame;
 pub mod iam;
 pub mod lease;
 pub mod operation;
+pub mod ownership;
 pub mod reasons;
 pub mod runner;
 pub mod runsecuritypolicy;

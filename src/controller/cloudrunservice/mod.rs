@@ -7,7 +7,7 @@
 
 pub mod act;
 pub mod encryption;
-mod network;
+pub mod network;
 pub mod observe;
 pub mod plan;
 pub mod render;

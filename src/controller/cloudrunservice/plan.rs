@@ -19,6 +19,7 @@ use crate::api::{MANAGED_BY_LABEL, OWNER_LABEL, PROJECT_ANNOTATION};
 use crate::controller::conditions::Cond;
 use crate::controller::iam::{self, ALL_USERS, INVOKER_ROLE};
 use crate::controller::operation::{Followed, follow};
+use crate::controller::ownership::{Named, claim};
 use crate::controller::reasons::*;
 use crate::controller::{CleanupOutcome, Note, Outcome, last_segment, no_project_message};
 use crate::error::{Error, reason_of};
@@ -449,40 +450,21 @@ fn owned(
     let (obj, name) = (input.obj, &actual.name);
     let uid = obj.metadata.uid.as_deref().unwrap_or_default();
     let owner = actual.labels.get(OWNER_LABEL).map(String::as_str);
-    let ours = owner == Some(uid);
     // Observe writes nothing, so it may look at a service it does not own.
     let observe = obj.spec.management_policy == ManagementPolicy::Observe;
     let adopt = obj.spec.adoption_policy == AdoptionPolicy::Adopt;
-    if let Some(other) = owner
-        .filter(|o| !ours && !observe && adopt && !o.is_empty())
-        .and_then(|o| input.owners.live(o))
-    {
-        let message = format!(
-            "Cloud Run service {name} is owned by CloudRunService {other}; adoptionPolicy: Adopt never takes a service another live object owns (to hand it over, delete that object with deletionPolicy: Abandon first)"
-        );
-        let c = Cond::fail(SERVICE_READY, ALREADY_OWNED, &message);
-        return p.halt(
-            c,
-            Error::Blocked {
-                reason: ALREADY_OWNED,
-                message,
-            },
-        );
-    }
-    if !ours && !observe && !adopt {
-        let message = format!(
-            "Cloud Run service {name} exists and was not created by this object (its {OWNER_LABEL} label is {}); set spec.adoptionPolicy: Adopt to take it over",
-            owner.map_or("absent".to_owned(), |o| format!("{o:?}"))
-        );
-        let c = Cond::fail(SERVICE_READY, ALREADY_EXISTS, &message);
-        return p.halt(
-            c,
-            Error::Spec {
-                reason: ALREADY_EXISTS,
-                message,
-            },
-        );
-    }
+    let named = Named {
+        what: "Cloud Run service",
+        name,
+        owner_kind: "CloudRunService",
+        marker: &format!("{OWNER_LABEL} label"),
+    };
+    let ours = match claim(named, owner, uid, observe, adopt, input.owners) {
+        Ok(ours) => ours,
+        Err((reason, message, error)) => {
+            return p.halt(Cond::fail(SERVICE_READY, reason, message), error);
+        }
+    };
     p.fields.uri = Some(actual.uri.clone()).filter(|u| !u.is_empty());
     p.fields.latest_ready_revision =
         Some(last_segment(&actual.latest_ready_revision).to_owned()).filter(|r| !r.is_empty());

@@ -23,7 +23,7 @@ mod gpu;
 mod probes;
 mod revision;
 mod scaling;
-mod service;
+pub mod service;
 mod traffic;
 mod volumes;
 
@@ -119,9 +119,7 @@ pub fn desired_service(obj: &CloudRunService, resolved: &Resolved) -> Service {
     for aspect in &SERVICE_ASPECTS {
         (aspect.render)(obj, resolved, &mut service);
     }
-    for aspect in &TEMPLATE_ASPECTS {
-        (aspect.render)(&obj.spec.workload(), resolved, &mut service);
-    }
+    render_template(&obj.spec.workload(), resolved, &mut service);
     service
 }
 
@@ -131,16 +129,17 @@ pub fn shape(svc: &Service) -> Shape {
     for aspect in &SERVICE_ASPECTS {
         (aspect.shape)(svc, &mut s);
     }
-    for aspect in &TEMPLATE_ASPECTS {
-        (aspect.shape)(svc, &mut s);
-    }
+    shape_template(svc, &mut s);
     s
 }
 
 /// The managed fields where `actual` differs from `desired`, e.g. `template.containers[0].image`.
 pub fn changes(desired: &Service, actual: &Service) -> Vec<String> {
-    let want = shape(desired);
-    let have = shape(actual);
+    differing(&shape(desired), &shape(actual))
+}
+
+/// The paths where shape `have` differs from `want` (a path `want` leaves [`UNMANAGED`] never).
+pub fn differing(want: &Shape, have: &Shape) -> Vec<String> {
     let mut keys: Vec<&String> = want.keys().chain(have.keys()).collect();
     keys.sort();
     keys.dedup();
@@ -163,10 +162,29 @@ pub fn update_from(actual: &Service, desired: &Service) -> Service {
     for aspect in &SERVICE_ASPECTS {
         (aspect.update)(&mut out, desired);
     }
-    for aspect in &TEMPLATE_ASPECTS {
-        (aspect.update)(&mut out, desired);
-    }
+    update_template(&mut out, desired);
     out
+}
+
+/// The template aspects of a workload, rendered into `svc`'s template.
+pub fn render_template(workload: &Workload, resolved: &Resolved, svc: &mut Service) {
+    for aspect in &TEMPLATE_ASPECTS {
+        (aspect.render)(workload, resolved, svc);
+    }
+}
+
+/// The template aspects' shape of `svc`'s template.
+pub fn shape_template(svc: &Service, s: &mut Shape) {
+    for aspect in &TEMPLATE_ASPECTS {
+        (aspect.shape)(svc, s);
+    }
+}
+
+/// `out`'s template with every template aspect's fields replaced by `desired`'s.
+pub fn update_template(out: &mut Service, desired: &Service) {
+    for aspect in &TEMPLATE_ASPECTS {
+        (aspect.update)(out, desired);
+    }
 }
 
 /// The template of a service, or an empty one.

@@ -7,7 +7,7 @@ use google_cloud_run_v2::model::{
 };
 
 use super::{Aspect, Resolved, Shape};
-use crate::api::v1alpha1::{CloudRunService, Ingress};
+use crate::api::v1alpha1::{self as api, CloudRunService, Ingress};
 use crate::api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, OWNER_LABEL};
 
 /// Label key prefixes Google reserves (and may set itself); never compared, never written.
@@ -30,26 +30,19 @@ fn reserved(key: &str) -> bool {
     RESERVED_LABEL_PREFIXES.iter().any(|p| key.starts_with(p))
 }
 
-fn render(obj: &CloudRunService, _: &Resolved, svc: &mut Service) {
-    let spec = &obj.spec;
-    let mut labels: HashMap<String, String> = spec
-        .labels
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+/// The labels of a Google resource runwarden manages for the object with `uid`: the spec's,
+/// with runwarden's `managed-by` and `runwarden-owner`.
+pub fn owned_labels(spec: &BTreeMap<String, String>, uid: &str) -> HashMap<String, String> {
+    let mut labels: HashMap<String, String> =
+        spec.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     labels.insert(MANAGED_BY_LABEL.to_owned(), MANAGED_BY_VALUE.to_owned());
-    labels.insert(
-        OWNER_LABEL.to_owned(),
-        obj.metadata.uid.clone().unwrap_or_default(),
-    );
-    svc.labels = labels;
-    svc.ingress = match spec.ingress {
-        Ingress::Internal => IngressTraffic::InternalOnly,
-        Ingress::InternalAndCloudLoadBalancing => IngressTraffic::InternalLoadBalancer,
-        Ingress::All => IngressTraffic::All,
-    };
-    svc.default_uri_disabled = spec.default_uri_disabled;
-    svc.binary_authorization = spec.binary_authorization.as_ref().map(|b| {
+    labels.insert(OWNER_LABEL.to_owned(), uid.to_owned());
+    labels
+}
+
+/// Cloud Run's Binary Authorization settings for the spec's.
+pub fn binary_authorization(b: Option<&api::BinaryAuthorization>) -> Option<BinaryAuthorization> {
+    b.map(|b| {
         let method = match (&b.policy, b.use_default) {
             (Some(policy), _) => BinauthzMethod::Policy(policy.clone()),
             (None, use_default) => BinauthzMethod::UseDefault(use_default.unwrap_or(true)),
@@ -57,12 +50,45 @@ fn render(obj: &CloudRunService, _: &Resolved, svc: &mut Service) {
         BinaryAuthorization::new()
             .set_binauthz_method(Some(method))
             .set_breakglass_justification(b.breakglass_justification.clone().unwrap_or_default())
-    });
+    })
+}
+
+/// The labels as compared: Google's reserved ones left out.
+pub fn labels_shape(labels: &HashMap<String, String>) -> String {
+    let labels: BTreeMap<_, _> = labels.iter().filter(|(k, _)| !reserved(k)).collect();
+    format!("{labels:?}")
+}
+
+/// Google's reserved labels of `actual` with the desired ones.
+pub fn merged_labels(
+    actual: &HashMap<String, String>,
+    desired: &HashMap<String, String>,
+) -> HashMap<String, String> {
+    actual
+        .iter()
+        .filter(|(k, _)| reserved(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .chain(desired.clone())
+        .collect()
+}
+
+fn render(obj: &CloudRunService, _: &Resolved, svc: &mut Service) {
+    let spec = &obj.spec;
+    svc.labels = owned_labels(
+        &spec.labels,
+        obj.metadata.uid.as_deref().unwrap_or_default(),
+    );
+    svc.ingress = match spec.ingress {
+        Ingress::Internal => IngressTraffic::InternalOnly,
+        Ingress::InternalAndCloudLoadBalancing => IngressTraffic::InternalLoadBalancer,
+        Ingress::All => IngressTraffic::All,
+    };
+    svc.default_uri_disabled = spec.default_uri_disabled;
+    svc.binary_authorization = binary_authorization(spec.binary_authorization.as_deref());
 }
 
 fn shape(svc: &Service, s: &mut Shape) {
-    let labels: BTreeMap<_, _> = svc.labels.iter().filter(|(k, _)| !reserved(k)).collect();
-    s.insert("labels".into(), format!("{labels:?}"));
+    s.insert("labels".into(), labels_shape(&svc.labels));
     let ingress = match svc.ingress {
         IngressTraffic::Unspecified => IngressTraffic::All,
         ref other => other.clone(),
@@ -79,19 +105,14 @@ fn shape(svc: &Service, s: &mut Shape) {
 }
 
 fn update(out: &mut Service, desired: &Service) {
-    out.labels = out
-        .labels
-        .iter()
-        .filter(|(k, _)| reserved(k))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .chain(desired.labels.clone())
-        .collect();
+    out.labels = merged_labels(&out.labels, &desired.labels);
     out.ingress = desired.ingress.clone();
     out.default_uri_disabled = desired.default_uri_disabled;
     out.binary_authorization = desired.binary_authorization.clone();
 }
 
-fn binauthz_shape(b: Option<&BinaryAuthorization>) -> String {
+/// Binary Authorization as compared: off and absent alike.
+pub fn binauthz_shape(b: Option<&BinaryAuthorization>) -> String {
     let Some(b) = b else { return "none".into() };
     let method = match &b.binauthz_method {
         None | Some(BinauthzMethod::UseDefault(false)) => "none".to_owned(),
