@@ -19,15 +19,17 @@ use google_cloud_kms_v1::client::KeyManagementService;
 use google_cloud_kms_v1::model::CryptoKey;
 use google_cloud_longrunning::model::Operation;
 use google_cloud_resourcemanager_v3::client::Projects;
-use google_cloud_run_v2::client::Services;
-use google_cloud_run_v2::model::Service;
+use google_cloud_run_v2::client::{Executions, Jobs, Services};
+use google_cloud_run_v2::model::{Execution, Job, Service};
+use google_cloud_scheduler_v1::client::CloudScheduler;
+use google_cloud_scheduler_v1::model::Job as SchedulerJob;
 use google_cloud_vpcaccess_v1::client::VpcAccessService;
 use google_cloud_vpcaccess_v1::model::Connector;
 
 use super::quota::{self, Budgets};
 use super::{
-    CloudRunApi, Code, Gcp, GcpError, GcpResult, IamPolicyApi, KmsApi, PreconditionViolation,
-    ProjectsApi, VpcAccessApi,
+    CloudRunApi, CloudRunJobsApi, Code, Gcp, GcpError, GcpResult, IamPolicyApi, KmsApi,
+    PreconditionViolation, ProjectsApi, SchedulerApi, VpcAccessApi,
 };
 use crate::metrics::Metrics;
 
@@ -107,11 +109,25 @@ pub async fn connect(
         client: build!(Services, "run"),
         meter: meter.clone(),
     });
+    let jobs: Arc<dyn CloudRunJobsApi> = Arc::new(JobsClient {
+        client: build!(Jobs, "run"),
+        executions: build!(Executions, "run"),
+        meter: meter.clone(),
+    });
+    let (run, jobs) = match &options.budgets {
+        Some(budgets) => (
+            quota::budgeted(run, budgets.clone()),
+            quota::budgeted_jobs(jobs, budgets.clone()),
+        ),
+        None => (run, jobs),
+    };
     Ok(Gcp {
-        run: match &options.budgets {
-            Some(budgets) => quota::budgeted(run, budgets.clone()),
-            None => run,
-        },
+        run,
+        jobs,
+        scheduler: Arc::new(SchedulerClient {
+            client: build!(CloudScheduler, "cloudscheduler"),
+            meter: meter.clone(),
+        }),
         kms: Arc::new(KmsClient {
             client: build!(KeyManagementService, "kms"),
             meter: meter.clone(),
@@ -387,6 +403,108 @@ impl CloudRunApi for RunClient {
     }
 }
 
+/// Cloud Run jobs, and their executions from the Executions client.
+struct JobsClient {
+    client: Jobs,
+    executions: Executions,
+    meter: Meter,
+}
+
+iam_policy_api!(JobsClient, "run", "jobs");
+
+#[async_trait]
+impl CloudRunJobsApi for JobsClient {
+    async fn get_job(&self, name: &str) -> GcpResult<Option<Job>> {
+        let call = self.client.get_job().set_name(name).send();
+        found(self.meter.call("run", "jobs.get", call).await)
+    }
+
+    async fn create_job(&self, parent: &str, job_id: &str, job: Job) -> GcpResult<Operation> {
+        let call = self
+            .client
+            .create_job()
+            .set_parent(parent)
+            .set_job_id(job_id)
+            .set_job(job)
+            .send();
+        self.meter.call("run", "jobs.create", call).await
+    }
+
+    async fn update_job(&self, job: Job) -> GcpResult<Operation> {
+        let call = self.client.update_job().set_job(job).send();
+        self.meter.call("run", "jobs.patch", call).await
+    }
+
+    async fn delete_job(&self, name: &str) -> GcpResult<Option<Operation>> {
+        let call = self.client.delete_job().set_name(name).send();
+        found(self.meter.call("run", "jobs.delete", call).await)
+    }
+
+    async fn get_execution(&self, name: &str) -> GcpResult<Option<Execution>> {
+        let call = self.executions.get_execution().set_name(name).send();
+        found(self.meter.call("run", "executions.get", call).await)
+    }
+
+    async fn get_operation(&self, name: &str) -> GcpResult<Operation> {
+        let call = self.client.get_operation().set_name(name).send();
+        self.meter.call("run", "operations.get", call).await
+    }
+}
+
+struct SchedulerClient {
+    client: CloudScheduler,
+    meter: Meter,
+}
+
+#[async_trait]
+impl SchedulerApi for SchedulerClient {
+    async fn get_job(&self, name: &str) -> GcpResult<Option<SchedulerJob>> {
+        let call = self.client.get_job().set_name(name).send();
+        found(self.meter.call("cloudscheduler", "jobs.get", call).await)
+    }
+
+    async fn create_job(&self, parent: &str, job: SchedulerJob) -> GcpResult<SchedulerJob> {
+        let call = self
+            .client
+            .create_job()
+            .set_parent(parent)
+            .set_job(job)
+            .send();
+        self.meter.call("cloudscheduler", "jobs.create", call).await
+    }
+
+    async fn update_job(
+        &self,
+        job: SchedulerJob,
+        update_mask: Vec<String>,
+    ) -> GcpResult<SchedulerJob> {
+        let mask = google_cloud_wkt::FieldMask::default().set_paths(update_mask);
+        let call = self
+            .client
+            .update_job()
+            .set_job(job)
+            .set_update_mask(mask)
+            .send();
+        self.meter.call("cloudscheduler", "jobs.patch", call).await
+    }
+
+    async fn pause_job(&self, name: &str) -> GcpResult<SchedulerJob> {
+        let call = self.client.pause_job().set_name(name).send();
+        self.meter.call("cloudscheduler", "jobs.pause", call).await
+    }
+
+    async fn resume_job(&self, name: &str) -> GcpResult<SchedulerJob> {
+        let call = self.client.resume_job().set_name(name).send();
+        self.meter.call("cloudscheduler", "jobs.resume", call).await
+    }
+
+    async fn delete_job(&self, name: &str) -> GcpResult<bool> {
+        let call = self.client.delete_job().set_name(name).send();
+        let deleted = found(self.meter.call("cloudscheduler", "jobs.delete", call).await)?;
+        Ok(deleted.is_some())
+    }
+}
+
 struct KmsClient {
     client: KeyManagementService,
     meter: Meter,
@@ -642,6 +760,113 @@ mod tests {
                 Code::ResourceExhausted,
                 "Quota exceeded for quota metric 'Write requests'"
             )
+        );
+    }
+
+    /// A Google that answers `NOT_FOUND` for names ending in `missing` and `PERMISSION_DENIED`
+    /// otherwise, and records each request as `METHOD path?query`.
+    async fn refusing_google() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+        use axum::http::{StatusCode, Uri};
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let app = axum::Router::new().fallback(move |method: axum::http::Method, uri: Uri| {
+            let log = log.clone();
+            async move {
+                log.lock().unwrap().push(format!("{method} {uri}"));
+                let (code, status, http) = match uri.path().ends_with("missing") {
+                    true => (404, "NOT_FOUND", StatusCode::NOT_FOUND),
+                    false => (403, "PERMISSION_DENIED", StatusCode::FORBIDDEN),
+                };
+                let body = serde_json::json!({"error": {"code": code, "message": "refused", "status": status}});
+                (http, axum::Json(body))
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (endpoint, seen)
+    }
+
+    #[tokio::test]
+    async fn jobs_and_scheduler_calls_reach_their_rest_methods_and_map_errors() {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let (endpoint, seen) = refusing_google().await;
+        let options = ClientOptions {
+            timeout: Duration::from_secs(10),
+            budgets: None,
+            principal: Some("team@p.iam.gserviceaccount.com".into()),
+        };
+        let anonymous = google_cloud_auth::credentials::anonymous::Builder::new().build();
+        let metrics = Arc::new(Metrics::default());
+        let gcp = connect(Some(&endpoint), anonymous, metrics, &options)
+            .await
+            .unwrap();
+        let l = "projects/p/locations/l";
+        let (jobs, scheduler) = (&gcp.jobs, &gcp.scheduler);
+        assert_eq!(jobs.get_job(&format!("{l}/jobs/missing")).await, Ok(None));
+        assert_eq!(
+            jobs.delete_job(&format!("{l}/jobs/missing")).await,
+            Ok(None)
+        );
+        let execution = format!("{l}/jobs/j/executions/missing");
+        assert_eq!(jobs.get_execution(&execution).await, Ok(None));
+        let job = Job::new().set_name(format!("{l}/jobs/j"));
+        let e = jobs.update_job(job).await.unwrap_err();
+        assert_eq!(
+            (e.api, e.method, e.code),
+            ("run", "jobs.patch", Code::PermissionDenied)
+        );
+        assert_eq!(e.message, "refused (as team@p.iam.gserviceaccount.com)");
+        let e = jobs
+            .get_iam_policy(&format!("{l}/jobs/j"))
+            .await
+            .unwrap_err();
+        assert_eq!((e.api, e.method), ("run", "jobs.getIamPolicy"));
+
+        let cron = format!("{l}/jobs/c");
+        assert_eq!(
+            scheduler.get_job(&format!("{l}/jobs/missing")).await,
+            Ok(None)
+        );
+        assert_eq!(
+            scheduler.delete_job(&format!("{l}/jobs/missing")).await,
+            Ok(false)
+        );
+        let e = scheduler.pause_job(&cron).await.unwrap_err();
+        assert_eq!(
+            (e.api, e.method, e.code),
+            ("cloudscheduler", "jobs.pause", Code::PermissionDenied)
+        );
+        let job = SchedulerJob::new()
+            .set_name(&cron)
+            .set_schedule("* * * * *");
+        let mask = vec!["schedule".to_owned(), "time_zone".to_owned()];
+        let e = scheduler.update_job(job, mask).await.unwrap_err();
+        assert_eq!((e.api, e.method), ("cloudscheduler", "jobs.patch"));
+
+        let seen = seen.lock().unwrap().clone();
+        let paths: Vec<&str> = seen.iter().map(|r| r.split('?').next().unwrap()).collect();
+        assert_eq!(
+            paths,
+            [
+                format!("GET /v2/{l}/jobs/missing"),
+                format!("DELETE /v2/{l}/jobs/missing"),
+                format!("GET /v2/{execution}"),
+                format!("PATCH /v2/{l}/jobs/j"),
+                format!("GET /v2/{l}/jobs/j:getIamPolicy"),
+                format!("GET /v1/{l}/jobs/missing"),
+                format!("DELETE /v1/{l}/jobs/missing"),
+                format!("POST /v1/{cron}:pause"),
+                format!("PATCH /v1/{cron}"),
+            ]
+        );
+        let patch = seen.last().unwrap();
+        assert!(
+            patch.contains("updateMask=schedule%2CtimeZone")
+                || patch.contains("updateMask=schedule,timeZone")
+                || patch.contains("updateMask=schedule%2Ctime_zone")
+                || patch.contains("updateMask=schedule,time_zone"),
+            "{patch}"
         );
     }
 

@@ -17,7 +17,8 @@ pub use google_cloud_gax::error::rpc::Code;
 use google_cloud_iam_v1::model::Policy;
 use google_cloud_kms_v1::model::CryptoKey;
 use google_cloud_longrunning::model::Operation;
-use google_cloud_run_v2::model::Service;
+use google_cloud_run_v2::model::{Execution, Job, Service};
+use google_cloud_scheduler_v1::model::Job as SchedulerJob;
 use google_cloud_vpcaccess_v1::model::Connector;
 
 /// A failed Google API call: the gRPC status Google answered with and its message.
@@ -122,6 +123,46 @@ pub trait CloudRunApi: IamPolicyApi {
     async fn get_operation(&self, name: &str) -> GcpResult<Operation>;
 }
 
+/// Cloud Run Admin API v2: jobs, their IAM policy, their executions and operations.
+#[async_trait]
+pub trait CloudRunJobsApi: IamPolicyApi {
+    /// The job, or `None` when it does not exist.
+    async fn get_job(&self, name: &str) -> GcpResult<Option<Job>>;
+    /// Starts creating `job` as `parent/jobs/{job_id}`.
+    async fn create_job(&self, parent: &str, job_id: &str, job: Job) -> GcpResult<Operation>;
+    /// Starts replacing the job named `job.name` with `job` (UpdateJob has no update mask: the
+    /// whole job is sent).
+    async fn update_job(&self, job: Job) -> GcpResult<Operation>;
+    /// Starts deleting the job; `None` when it does not exist.
+    async fn delete_job(&self, name: &str) -> GcpResult<Option<Operation>>;
+    /// An execution, by full name; `None` when it does not exist.
+    async fn get_execution(&self, name: &str) -> GcpResult<Option<Execution>>;
+    /// A long-running operation of Cloud Run.
+    async fn get_operation(&self, name: &str) -> GcpResult<Operation>;
+}
+
+/// Cloud Scheduler v1 jobs.
+#[async_trait]
+pub trait SchedulerApi: Send + Sync {
+    /// The Scheduler job, or `None` when it does not exist.
+    async fn get_job(&self, name: &str) -> GcpResult<Option<SchedulerJob>>;
+    /// Creates `job` (its `name` set) under `parent` (`projects/{p}/locations/{l}`).
+    async fn create_job(&self, parent: &str, job: SchedulerJob) -> GcpResult<SchedulerJob>;
+    /// Updates the fields of `update_mask` (e.g. `schedule`, `time_zone`, `http_target`,
+    /// `description`).
+    async fn update_job(
+        &self,
+        job: SchedulerJob,
+        update_mask: Vec<String>,
+    ) -> GcpResult<SchedulerJob>;
+    /// Pauses the job.
+    async fn pause_job(&self, name: &str) -> GcpResult<SchedulerJob>;
+    /// Resumes the job.
+    async fn resume_job(&self, name: &str) -> GcpResult<SchedulerJob>;
+    /// Deletes the job; `false` when it did not exist.
+    async fn delete_job(&self, name: &str) -> GcpResult<bool>;
+}
+
 /// Cloud KMS v1: keys and their IAM policy.
 #[async_trait]
 pub trait KmsApi: IamPolicyApi {
@@ -159,6 +200,10 @@ pub trait ProjectsApi: Send + Sync {
 pub struct Gcp {
     /// Cloud Run Admin API v2.
     pub run: Arc<dyn CloudRunApi>,
+    /// Cloud Run Admin API v2 jobs and executions (under the same budgets as `run`).
+    pub jobs: Arc<dyn CloudRunJobsApi>,
+    /// Cloud Scheduler v1.
+    pub scheduler: Arc<dyn SchedulerApi>,
     /// Cloud KMS v1.
     pub kms: Arc<dyn KmsApi>,
     /// Serverless VPC Access v1.

@@ -3,7 +3,9 @@
 //! Google counts Cloud Run Admin API reads and writes per minute, per project and region, and
 //! answers `429 RESOURCE_EXHAUSTED` beyond. [`Budgets`] keeps runwarden under those quotas for
 //! every worker and every identity of the process at once, and [`budgeted`] applies them around
-//! any [`CloudRunApi`] (the official client or a fake).
+//! any [`CloudRunApi`] (the official client or a fake), [`budgeted_jobs`] around any
+//! [`CloudRunJobsApi`]: services and jobs of a project and region share its budgets, as they
+//! share Google's quotas.
 //!
 //! **Sliding-window log, not a token bucket.** A bucket of `N` tokens refilled continuously at
 //! `N` per minute lets `2N` calls through in some 60 s window (a full bucket spent at once, then
@@ -32,7 +34,8 @@
 //! and separate budgets here.
 //!
 //! Only Cloud Run is budgeted: Cloud KMS and Serverless VPC Access calls are few (one key read
-//! per CMEK pass, connectors are created once) and their quotas are out of scope.
+//! per CMEK pass, connectors are created once), Cloud Scheduler's quotas are its own and far
+//! above one call per job and pass, and all of them are out of scope.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -42,9 +45,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use google_cloud_iam_v1::model::Policy;
 use google_cloud_longrunning::model::Operation;
-use google_cloud_run_v2::model::Service;
+use google_cloud_run_v2::model::{Execution, Job, Service};
 
-use super::{CloudRunApi, Code, GcpError, GcpResult, IamPolicyApi};
+use super::{CloudRunApi, CloudRunJobsApi, Code, GcpError, GcpResult, IamPolicyApi};
 use crate::metrics::Metrics;
 
 /// The window a budget of `N` per minute counts over: a minute plus a second of margin.
@@ -56,9 +59,11 @@ pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(5);
 /// Which Cloud Run quota a method counts against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {
-    /// `services.get`, `services.getIamPolicy`, `operations.get` (and list).
+    /// `services.get`, `services.getIamPolicy`, `jobs.get`, `jobs.getIamPolicy`,
+    /// `executions.get`, `operations.get` (and list).
     Read,
-    /// `services.create`, `services.patch`, `services.delete`, `services.setIamPolicy`.
+    /// `services.create`, `services.patch`, `services.delete`, `services.setIamPolicy`, and the
+    /// same of `jobs`.
     Write,
 }
 
@@ -337,24 +342,43 @@ fn rfc3339(from: jiff::Timestamp, after: Duration) -> String {
 
 /// `inner` with every call counted against `budgets` (see the module documentation).
 pub fn budgeted(inner: Arc<dyn CloudRunApi>, budgets: Arc<Budgets>) -> Arc<dyn CloudRunApi> {
-    Arc::new(Budgeted { inner, budgets })
+    Arc::new(Budgeted {
+        inner,
+        budgets,
+        iam: ("services.getIamPolicy", "services.setIamPolicy"),
+    })
 }
 
-struct Budgeted {
-    inner: Arc<dyn CloudRunApi>,
+/// Cloud Run jobs with every call counted against `budgets`: the same per project and region
+/// reads and writes as services (Google counts them together).
+pub fn budgeted_jobs(
+    inner: Arc<dyn CloudRunJobsApi>,
     budgets: Arc<Budgets>,
+) -> Arc<dyn CloudRunJobsApi> {
+    Arc::new(Budgeted {
+        inner,
+        budgets,
+        iam: ("jobs.getIamPolicy", "jobs.setIamPolicy"),
+    })
 }
 
-impl Budgeted {
+struct Budgeted<T: ?Sized> {
+    inner: Arc<T>,
+    budgets: Arc<Budgets>,
+    /// The methods of `getIamPolicy` and `setIamPolicy` on `inner`'s resources.
+    iam: (&'static str, &'static str),
+}
+
+impl<T: ?Sized> Budgeted<T> {
     /// Runs `call` (a `method` of `kind` on the resource `name`) within its budget. The call's
     /// own timeout starts when it is polled, after the wait.
-    async fn call<T>(
+    async fn call<R>(
         &self,
         method: &'static str,
         kind: Kind,
         name: &str,
-        call: impl Future<Output = GcpResult<T>>,
-    ) -> GcpResult<T> {
+        call: impl Future<Output = GcpResult<R>>,
+    ) -> GcpResult<R> {
         let scope = Scope::of(name);
         self.budgets.acquire(&scope, kind, method, name).await?;
         let result = call.await;
@@ -368,22 +392,20 @@ impl Budgeted {
 }
 
 #[async_trait]
-impl IamPolicyApi for Budgeted {
+impl<T: IamPolicyApi + ?Sized> IamPolicyApi for Budgeted<T> {
     async fn get_iam_policy(&self, resource: &str) -> GcpResult<Policy> {
         let call = self.inner.get_iam_policy(resource);
-        self.call("services.getIamPolicy", Kind::Read, resource, call)
-            .await
+        self.call(self.iam.0, Kind::Read, resource, call).await
     }
 
     async fn set_iam_policy(&self, resource: &str, policy: Policy) -> GcpResult<Policy> {
         let call = self.inner.set_iam_policy(resource, policy);
-        self.call("services.setIamPolicy", Kind::Write, resource, call)
-            .await
+        self.call(self.iam.1, Kind::Write, resource, call).await
     }
 }
 
 #[async_trait]
-impl CloudRunApi for Budgeted {
+impl CloudRunApi for Budgeted<dyn CloudRunApi> {
     async fn get_service(&self, name: &str) -> GcpResult<Option<Service>> {
         let call = self.inner.get_service(name);
         self.call("services.get", Kind::Read, name, call).await
@@ -409,6 +431,41 @@ impl CloudRunApi for Budgeted {
     async fn delete_service(&self, name: &str) -> GcpResult<Option<Operation>> {
         let call = self.inner.delete_service(name);
         self.call("services.delete", Kind::Write, name, call).await
+    }
+
+    async fn get_operation(&self, name: &str) -> GcpResult<Operation> {
+        let call = self.inner.get_operation(name);
+        self.call("operations.get", Kind::Read, name, call).await
+    }
+}
+
+#[async_trait]
+impl CloudRunJobsApi for Budgeted<dyn CloudRunJobsApi> {
+    async fn get_job(&self, name: &str) -> GcpResult<Option<Job>> {
+        let call = self.inner.get_job(name);
+        self.call("jobs.get", Kind::Read, name, call).await
+    }
+
+    async fn create_job(&self, parent: &str, job_id: &str, job: Job) -> GcpResult<Operation> {
+        let name = format!("{parent}/jobs/{job_id}");
+        let call = self.inner.create_job(parent, job_id, job);
+        self.call("jobs.create", Kind::Write, &name, call).await
+    }
+
+    async fn update_job(&self, job: Job) -> GcpResult<Operation> {
+        let name = job.name.clone();
+        let call = self.inner.update_job(job);
+        self.call("jobs.patch", Kind::Write, &name, call).await
+    }
+
+    async fn delete_job(&self, name: &str) -> GcpResult<Option<Operation>> {
+        let call = self.inner.delete_job(name);
+        self.call("jobs.delete", Kind::Write, name, call).await
+    }
+
+    async fn get_execution(&self, name: &str) -> GcpResult<Option<Execution>> {
+        let call = self.inner.get_execution(name);
+        self.call("executions.get", Kind::Read, name, call).await
     }
 
     async fn get_operation(&self, name: &str) -> GcpResult<Operation> {

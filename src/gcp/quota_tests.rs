@@ -345,6 +345,28 @@ mod wrapper {
         }
     }
 
+    #[async_trait]
+    impl CloudRunJobsApi for Exhausted {
+        async fn get_job(&self, name: &str) -> GcpResult<Option<Job>> {
+            self.answer("jobs.get", name)
+        }
+        async fn create_job(&self, parent: &str, _: &str, _: Job) -> GcpResult<Operation> {
+            self.answer("jobs.create", parent)
+        }
+        async fn update_job(&self, job: Job) -> GcpResult<Operation> {
+            self.answer("jobs.patch", &job.name)
+        }
+        async fn delete_job(&self, name: &str) -> GcpResult<Option<Operation>> {
+            self.answer("jobs.delete", name)
+        }
+        async fn get_execution(&self, name: &str) -> GcpResult<Option<Execution>> {
+            self.answer("executions.get", name)
+        }
+        async fn get_operation(&self, name: &str) -> GcpResult<Operation> {
+            self.answer("operations.get", name)
+        }
+    }
+
     #[tokio::test]
     async fn a_429_with_retry_info_pauses_other_callers_of_the_project_region() {
         let google = Arc::new(Exhausted::default());
@@ -375,6 +397,73 @@ mod wrapper {
             ),
             "{text}"
         );
+    }
+
+    #[tokio::test]
+    async fn jobs_spend_the_same_budgets_as_services() {
+        let fake = FakeGcp::new();
+        let gcp = fake.gcp();
+        let b = Arc::new(budgets(3, 1).with_max_wait(Duration::ZERO));
+        let (run, jobs) = (budgeted(gcp.run, b.clone()), budgeted_jobs(gcp.jobs, b));
+        let job = "projects/p/locations/us-central1/jobs/j";
+        // One write for the project-region: a service's delete spends it, a job's is refused.
+        assert_eq!(run.delete_service(P).await.unwrap(), None);
+        let e = jobs.delete_job(job).await.unwrap_err();
+        assert_eq!(
+            (e.api, e.method, e.code),
+            ("run", "jobs.delete", Code::ResourceExhausted)
+        );
+        assert!(e.retry_after.is_some());
+        let e = jobs.set_iam_policy(job, Policy::new()).await.unwrap_err();
+        assert_eq!(
+            (e.method, e.code),
+            ("jobs.setIamPolicy", Code::ResourceExhausted)
+        );
+        // Three reads: a service's and two of the job's; the next read is refused.
+        assert_eq!(run.get_service(P).await.unwrap(), None);
+        assert_eq!(jobs.get_job(job).await.unwrap(), None);
+        let execution = format!("{job}/executions/j-1");
+        assert_eq!(jobs.get_execution(&execution).await.unwrap(), None);
+        let e = jobs.get_iam_policy(job).await.unwrap_err();
+        assert_eq!(
+            (e.method, e.code),
+            ("jobs.getIamPolicy", Code::ResourceExhausted)
+        );
+        let e = jobs.get_operation("projects/p/locations/us-central1/operations/o");
+        assert_eq!(e.await.unwrap_err().method, "operations.get");
+        // Another region has budgets of its own.
+        let there = "projects/p/locations/europe-west1/jobs/j";
+        assert_eq!(jobs.get_job(there).await.unwrap(), None);
+        assert_eq!(jobs.delete_job(there).await.unwrap(), None);
+        assert_eq!(
+            fake.calls(),
+            [
+                "run.services.delete",
+                "run.services.get",
+                "run.jobs.get",
+                "run.executions.get",
+                "run.jobs.get",
+                "run.jobs.delete"
+            ],
+            "refused calls never reach Google"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_jobs_429_with_retry_info_pauses_the_services_of_the_project_region() {
+        let google = Arc::new(Exhausted::default());
+        let b = Arc::new(budgets(600, 60).with_max_wait(Duration::ZERO));
+        let (run, jobs) = (
+            budgeted(google.clone(), b.clone()),
+            budgeted_jobs(google.clone(), b),
+        );
+        let e = jobs.get_execution(&format!("{P}/executions/x")).await;
+        assert_eq!(e.unwrap_err().retry_after, Some(secs(30)));
+        let e = run.get_service(P).await.unwrap_err();
+        assert!(e.message.contains("are paused until"), "{}", e.message);
+        assert_eq!(google.0.load(Ordering::SeqCst), 1, "no call reached Google");
+        jobs.delete_job(P).await.unwrap_err();
+        assert_eq!(google.0.load(Ordering::SeqCst), 2, "writes go on");
     }
 
     #[tokio::test]
