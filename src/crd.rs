@@ -4,12 +4,13 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use crate::api::v1alpha1::{CloudRunService, RunSecurityPolicy, VpcAccessConnector};
+use crate::api::v1alpha1::{CloudRunJob, CloudRunService, RunSecurityPolicy, VpcAccessConnector};
 
 /// Every CRD runwarden serves.
 pub fn all() -> Vec<CustomResourceDefinition> {
     vec![
         CloudRunService::crd(),
+        CloudRunJob::crd(),
         VpcAccessConnector::crd(),
         RunSecurityPolicy::crd(),
     ]

@@ -65,6 +65,11 @@ fn every_kind_is_in_the_runwarden_category_with_its_short_name() {
                 "Namespaced".to_owned()
             ),
             (
+                "cloudrunjobs".into(),
+                vec!["crjob".to_owned()],
+                "Namespaced".to_owned()
+            ),
+            (
                 "vpcaccessconnectors".into(),
                 vec!["vpcconn".to_owned()],
                 "Namespaced".to_owned()

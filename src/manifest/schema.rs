@@ -601,7 +601,7 @@ mod tests {
             }
         }
         let v = Validator::new();
-        assert_eq!(v.roots.len(), 3, "{:?}", v.roots.keys());
+        assert_eq!(v.roots.len(), 4, "{:?}", v.roots.keys());
         let mut out = vec![];
         for (kind, root) in &v.roots {
             visit(root, kind, &mut out);

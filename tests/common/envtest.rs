@@ -335,6 +335,7 @@ impl ControlPlane {
             "--for=condition=Established",
             "--timeout=60s",
             "crd/cloudrunservices.runwarden.dev",
+            "crd/cloudrunjobs.runwarden.dev",
         ]);
     }
 

@@ -176,6 +176,7 @@ fn kustomize_rbac_is_exactly_what_the_controller_uses() {
     let mut want = Vec::new();
     for r in [
         "cloudrunservices",
+        "cloudrunjobs",
         "vpcaccessconnectors",
         "runsecuritypolicies",
     ] {

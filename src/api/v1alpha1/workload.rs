@@ -1,13 +1,13 @@
-//! What every Cloud Run workload declares alike: the containers and their volumes,
-//! the identity they run as, egress, CMEK and Binary Authorization. One view of a spec, so
-//! that the egress and key stages of a pass and the render aspects of a Cloud Run template are
-//! written once for every kind (a CloudRunJob is the next).
+//! What a CloudRunService and a CloudRunJob declare alike: the containers and their volumes,
+//! the identity they run as, egress, CMEK and Binary Authorization. One view of both specs, so
+//! that validation, the guardrails, the egress and key stages of a pass and the render aspects
+//! of a Cloud Run template are written once for both kinds.
 
 use std::collections::BTreeMap;
 
 use super::{
-    BinaryAuthorization, CloudRunServiceSpec, Container, Egress, ExecutionEnvironment, Gpu,
-    ManagementPolicy, Volume,
+    BinaryAuthorization, CloudRunJobSpec, CloudRunServiceSpec, Container, Egress,
+    ExecutionEnvironment, Gpu, ManagementPolicy, Volume,
 };
 
 /// The parts of a spec every Cloud Run workload has.
@@ -59,6 +59,30 @@ impl CloudRunServiceSpec {
             execution_environment: self.execution_environment,
             gpu: self.gpu.as_ref(),
             gpu_container: self.serving_container(),
+            labels: &self.labels,
+            management_policy: self.management_policy,
+        }
+    }
+}
+
+impl CloudRunJobSpec {
+    /// The workload parts of the job's spec.
+    pub fn workload(&self) -> Workload<'_> {
+        Workload {
+            region: &self.region,
+            containers: &self.containers,
+            volumes: &self.volumes,
+            egress: self.egress.as_deref(),
+            kms_key: self.encryption.as_ref().map(|e| e.kms_key.as_str()),
+            grant_service_agent: self
+                .encryption
+                .as_ref()
+                .is_none_or(|e| e.grant_service_agent),
+            binary_authorization: self.binary_authorization.as_deref(),
+            service_account: self.service_account.as_deref(),
+            execution_environment: self.execution_environment,
+            gpu: self.gpu.as_ref(),
+            gpu_container: 0,
             labels: &self.labels,
             management_policy: self.management_policy,
         }
