@@ -53,7 +53,9 @@ use std::collections::BTreeMap;
 
 use kube::ResourceExt;
 
-use crate::api::v1alpha1::{CloudRunServiceSpec, Enforcement, RunSecurityPolicy};
+use crate::api::v1alpha1::{
+    CloudRunJobSpec, CloudRunServiceSpec, Enforcement, Ingress, RunSecurityPolicy, Workload,
+};
 
 /// The namespace annotation naming the default Google Cloud project of its CloudRunServices.
 pub const PROJECT_ANNOTATION: &str = "runwarden.dev/project-id";
@@ -64,11 +66,70 @@ pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 /// Why a policy with an unusable `namespaceSelector` is reported as violated (rule `namespaceSelector`).
 pub const SELECTOR_INVALID: &str = "invalid selector (In and NotIn need values, Exists and DoesNotExist take none): the policy cannot be evaluated, so it fails closed";
 
-/// What a policy is judged against: one CloudRunService in its namespace.
+/// A spec the guardrails judge: a CloudRunService's or a CloudRunJob's.
+pub trait Judged: std::fmt::Debug + Sync {
+    /// What every workload declares (region, containers, identity, egress, key...).
+    fn workload(&self) -> Workload<'_>;
+    /// Where requests may come from; `None` for a kind without ingress (a job).
+    fn ingress(&self) -> Option<Ingress>;
+    /// Why the object is open to unauthenticated callers (`forbidUnauthenticated`), if it is.
+    fn public(&self) -> Vec<&'static str>;
+}
+
+impl Judged for CloudRunServiceSpec {
+    fn workload(&self) -> Workload<'_> {
+        CloudRunServiceSpec::workload(self)
+    }
+
+    fn ingress(&self) -> Option<Ingress> {
+        Some(self.ingress)
+    }
+
+    fn public(&self) -> Vec<&'static str> {
+        [
+            (
+                self.access.allow_unauthenticated,
+                rules::ALLOW_UNAUTHENTICATED_WHY,
+            ),
+            (
+                self.access.invoker_iam_disabled,
+                rules::INVOKER_IAM_DISABLED_WHY,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(on, why)| on.then_some(why))
+        .collect()
+    }
+}
+
+impl Judged for CloudRunJobSpec {
+    fn workload(&self) -> Workload<'_> {
+        CloudRunJobSpec::workload(self)
+    }
+
+    fn ingress(&self) -> Option<Ingress> {
+        None
+    }
+
+    fn public(&self) -> Vec<&'static str> {
+        let everyone = self
+            .access
+            .executors
+            .iter()
+            .any(|m| m == "allUsers" || m == "allAuthenticatedUsers");
+        if everyone {
+            vec![rules::PUBLIC_EXECUTORS_WHY]
+        } else {
+            vec![]
+        }
+    }
+}
+
+/// What a policy is judged against: one CloudRunService or CloudRunJob in its namespace.
 #[derive(Clone, Copy, Debug)]
 pub struct Subject<'a> {
-    /// The service's spec.
-    pub spec: &'a CloudRunServiceSpec,
+    /// The object's spec.
+    pub spec: &'a dyn Judged,
     /// Its namespace.
     pub namespace: &'a str,
     /// The namespace's labels. `kubernetes.io/metadata.name` is added when missing, as the API
@@ -77,6 +138,23 @@ pub struct Subject<'a> {
     /// The resolved Google Cloud project ([`crate::controller::context::resolve_project`]); `None` leaves `allowedProjects`
     /// unjudged, as at admission.
     pub project: Option<&'a str>,
+}
+
+impl<'a> Subject<'a> {
+    /// A CloudRunJob in `namespace`.
+    pub fn job(
+        spec: &'a CloudRunJobSpec,
+        namespace: &'a str,
+        namespace_labels: &'a BTreeMap<String, String>,
+        project: Option<&'a str>,
+    ) -> Self {
+        Subject {
+            spec,
+            namespace,
+            namespace_labels,
+            project,
+        }
+    }
 }
 
 /// The violated rules of one policy.

@@ -166,8 +166,8 @@ fn allowed_projects_cel() -> String {
 }
 
 fn allowed_regions(p: &RunSecurityPolicySpec, s: &Subject<'_>) -> Option<String> {
-    let region = &s.spec.region;
-    (!p.allowed_regions.is_empty() && !p.allowed_regions.contains(region))
+    let region = s.spec.workload().region;
+    (!p.allowed_regions.is_empty() && !p.allowed_regions.iter().any(|r| r == region))
         .then(|| format!("spec.region {region} is not in allowedRegions"))
 }
 
@@ -179,10 +179,12 @@ fn allowed_regions_cel() -> String {
 }
 
 fn allowed_ingress(p: &RunSecurityPolicySpec, s: &Subject<'_>) -> Option<String> {
-    (!p.allowed_ingress.is_empty() && !p.allowed_ingress.contains(&s.spec.ingress)).then(|| {
+    // A job has no ingress: the rule does not apply to it.
+    let ingress = s.spec.ingress()?;
+    (!p.allowed_ingress.is_empty() && !p.allowed_ingress.contains(&ingress)).then(|| {
         format!(
             "spec.ingress {} is not in allowedIngress",
-            ingress_name(s.spec.ingress)
+            ingress_name(ingress)
         )
     })
 }
@@ -199,19 +201,17 @@ fn forbid_unauthenticated(p: &RunSecurityPolicySpec, s: &Subject<'_>) -> Option<
     if !p.forbid_unauthenticated {
         return None;
     }
-    let access = &s.spec.access;
-    let why: Vec<&str> = [
-        (access.allow_unauthenticated, ALLOW_UNAUTHENTICATED_WHY),
-        (access.invoker_iam_disabled, INVOKER_IAM_DISABLED_WHY),
-    ]
-    .into_iter()
-    .filter_map(|(on, why)| on.then_some(why))
-    .collect();
+    let why = s.spec.public();
     (!why.is_empty()).then(|| why.join(", "))
 }
 
-const ALLOW_UNAUTHENTICATED_WHY: &str = "spec.access.allowUnauthenticated must be false";
-const INVOKER_IAM_DISABLED_WHY: &str = "spec.access.invokerIamDisabled must be false";
+/// Why a service with `allowUnauthenticated` violates `forbidUnauthenticated`.
+pub const ALLOW_UNAUTHENTICATED_WHY: &str = "spec.access.allowUnauthenticated must be false";
+/// Why a service with `invokerIamDisabled` violates `forbidUnauthenticated`.
+pub const INVOKER_IAM_DISABLED_WHY: &str = "spec.access.invokerIamDisabled must be false";
+/// Why a job whose executors include everyone violates `forbidUnauthenticated`.
+pub const PUBLIC_EXECUTORS_WHY: &str =
+    "spec.access.executors must not include allUsers or allAuthenticatedUsers";
 
 fn forbid_unauthenticated_cel() -> String {
     let on = |field: &str| {
@@ -227,7 +227,7 @@ fn forbid_unauthenticated_cel() -> String {
 }
 
 fn require_cmek(p: &RunSecurityPolicySpec, s: &Subject<'_>) -> Option<String> {
-    (p.require_cmek && s.spec.encryption.is_none())
+    (p.require_cmek && s.spec.workload().kms_key.is_none())
         .then(|| "spec.encryption.kmsKey is required".to_owned())
 }
 
@@ -245,8 +245,8 @@ const BINAUTHZ_WHY: &str =
 fn require_binary_authorization(p: &RunSecurityPolicySpec, s: &Subject<'_>) -> Option<String> {
     let enforced = s
         .spec
+        .workload()
         .binary_authorization
-        .as_ref()
         .is_some_and(|b| b.use_default == Some(true) || b.policy.is_some());
     (p.require_binary_authorization && !enforced).then(|| BINAUTHZ_WHY.to_owned())
 }
@@ -265,7 +265,7 @@ fn require_binary_authorization_cel() -> String {
 fn require_egress_routing(p: &RunSecurityPolicySpec, s: &Subject<'_>) -> Option<String> {
     let required = p.require_egress_routing?;
     let name = routing_name(required);
-    match &s.spec.egress {
+    match s.spec.workload().egress {
         None => Some(format!("spec.egress is required, with routing {name}")),
         Some(e) if e.routing != required => Some(format!("spec.egress.routing must be {name}")),
         Some(_) => None,
@@ -285,7 +285,7 @@ fn require_dedicated_service_account(p: &RunSecurityPolicySpec, s: &Subject<'_>)
     if !p.require_dedicated_service_account {
         return None;
     }
-    match s.spec.service_account.as_deref() {
+    match s.spec.workload().service_account {
         None | Some("") => Some("spec.serviceAccount must name a dedicated service account".into()),
         Some(sa) if sa.ends_with(COMPUTE_DEFAULT_SA_SUFFIX) => Some(format!(
             "spec.serviceAccount {sa} is the Compute Engine default service account"
@@ -312,6 +312,7 @@ fn allowed_image_registries(p: &RunSecurityPolicySpec, s: &Subject<'_>) -> Optio
     }
     let outside: Vec<String> = s
         .spec
+        .workload()
         .containers
         .iter()
         .enumerate()
@@ -348,6 +349,7 @@ fn require_image_digest(p: &RunSecurityPolicySpec, s: &Subject<'_>) -> Option<St
     }
     let unpinned: Vec<String> = s
         .spec
+        .workload()
         .containers
         .iter()
         .enumerate()
@@ -375,7 +377,7 @@ fn key_project(key: &str) -> &str {
 }
 
 fn allowed_kms_key_projects(p: &RunSecurityPolicySpec, s: &Subject<'_>) -> Option<String> {
-    let key = &s.spec.encryption.as_ref()?.kms_key;
+    let key = s.spec.workload().kms_key?;
     let project = key_project(key);
     (!p.allowed_kms_key_projects.is_empty()
         && !p.allowed_kms_key_projects.iter().any(|a| a == project))

@@ -68,24 +68,7 @@ async fn write(
             key,
             member,
             policy,
-        } => {
-            let written = iam::write_or_retry(gcp.kms.as_ref(), &key, policy, |p| {
-                iam::with_member(p, KMS_ROLE, &member)
-            })
-            .await
-            .map_err(|e| match e.code {
-                Code::PermissionDenied => encryption::grant_denied(&key, &member, &e),
-                _ => encryption::google_failed(&e),
-            })?;
-            // Another pass (a service sharing the key) may have granted it in between.
-            if written {
-                notes.push(Note::normal(
-                    "KeyGranted",
-                    "SetIamPolicy",
-                    format!("granted {KMS_ROLE} on {key} to {member}"),
-                ));
-            }
-        }
+        } => grant_key(gcp, &key, &member, policy, notes).await?,
         Change::Create {
             parent,
             id,
@@ -154,6 +137,34 @@ async fn write(
                 ));
             }
         }
+    }
+    Ok(())
+}
+
+/// Adds the Cloud Run service agent `member` to the key's encrypter/decrypter binding (every
+/// workload kind's grant).
+pub async fn grant_key(
+    gcp: &Gcp,
+    key: &str,
+    member: &str,
+    policy: google_cloud_iam_v1::model::Policy,
+    notes: &mut Vec<Note>,
+) -> Result<(), (Cond, Error)> {
+    let written = iam::write_or_retry(gcp.kms.as_ref(), key, policy, |p| {
+        iam::with_member(p, KMS_ROLE, member)
+    })
+    .await
+    .map_err(|e| match e.code {
+        Code::PermissionDenied => encryption::grant_denied(key, member, &e),
+        _ => encryption::google_failed(&e),
+    })?;
+    // Another pass (a workload sharing the key) may have granted it in between.
+    if written {
+        notes.push(Note::normal(
+            "KeyGranted",
+            "SetIamPolicy",
+            format!("granted {KMS_ROLE} on {key} to {member}"),
+        ));
     }
     Ok(())
 }

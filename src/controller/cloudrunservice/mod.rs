@@ -205,7 +205,7 @@ impl plan::Owners for CachedOwners<'_> {
 /// acts in Google as its own identity (Google's IAM keeps the two apart), so an unknown owner
 /// counts as gone there, as in a controller that sees the whole cluster: an object deleted
 /// with `deletionPolicy: Abandon` can be adopted by its successor.
-fn owner_in_view(found: Option<String>, uid: &str, config: &Config) -> Option<String> {
+pub(super) fn owner_in_view(found: Option<String>, uid: &str, config: &Config) -> Option<String> {
     found.or_else(|| {
         config.watch_selector.as_ref().map(|_| {
             format!(
@@ -250,15 +250,23 @@ pub fn policy_condition(
     project: Option<&str>,
     policies: &[crate::api::v1alpha1::RunSecurityPolicy],
 ) -> Cond {
-    use crate::policy::{Subject, Verdict, evaluate};
     let namespace = obj.namespace().unwrap_or_default();
-    let subject = Subject {
+    let subject = crate::policy::Subject {
         spec: &obj.spec,
         namespace: &namespace,
         namespace_labels,
         project,
     };
-    match evaluate(&subject, policies).verdict() {
+    verdict_condition(&subject, policies)
+}
+
+/// `PolicyCompliant` from how the RunSecurityPolicies judge `subject` (any kind's).
+pub fn verdict_condition(
+    subject: &crate::policy::Subject<'_>,
+    policies: &[crate::api::v1alpha1::RunSecurityPolicy],
+) -> Cond {
+    use crate::policy::{Verdict, evaluate};
+    match evaluate(subject, policies).verdict() {
         Verdict::NoPolicy => Cond::ok(
             POLICY_COMPLIANT,
             reasons::NO_POLICY,

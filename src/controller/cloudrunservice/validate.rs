@@ -16,7 +16,7 @@ use crate::controller::conditions::Cond;
 use crate::error::Error;
 
 /// Member prefixes Cloud Run accepts in `roles/run.invoker` from a spec.
-const MEMBER_PREFIXES: [&str; 6] = [
+pub const MEMBER_PREFIXES: [&str; 6] = [
     "user:",
     "group:",
     "serviceAccount:",
