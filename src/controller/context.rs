@@ -12,7 +12,7 @@ use kube::{Client, Resource, ResourceExt};
 use tracing::warn;
 
 use super::iam;
-use crate::api::v1alpha1::{CloudRunService, RunSecurityPolicy, VpcAccessConnector};
+use crate::api::v1alpha1::{CloudRunJob, CloudRunService, RunSecurityPolicy, VpcAccessConnector};
 use crate::api::{GOOGLE_SERVICE_ACCOUNT_ANNOTATION, PROJECT_ANNOTATION};
 use crate::gcp::identity::{Clients, Identity, is_service_account_email};
 use crate::gcp::{Gcp, GcpResult, ProjectsApi};
@@ -73,6 +73,8 @@ pub struct Caches {
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
     /// Every watched CloudRunService.
     pub services: Store<DeserializeGuard<CloudRunService>>,
+    /// Every watched CloudRunJob.
+    pub jobs: Store<DeserializeGuard<CloudRunJob>>,
     /// Every watched VpcAccessConnector.
     pub connectors: Store<DeserializeGuard<VpcAccessConnector>>,
     /// Every RunSecurityPolicy.
@@ -116,6 +118,11 @@ impl Caches {
     /// The CloudRunServices of a namespace.
     pub fn services_in(&self, namespace: &str) -> Vec<Arc<DeserializeGuard<CloudRunService>>> {
         in_namespace(&self.services, namespace)
+    }
+
+    /// The CloudRunJobs of a namespace.
+    pub fn jobs_in(&self, namespace: &str) -> Vec<Arc<DeserializeGuard<CloudRunJob>>> {
+        in_namespace(&self.jobs, namespace)
     }
 
     /// The VpcAccessConnectors of a namespace.

@@ -67,6 +67,10 @@ pub const CONNECTOR_ERROR: &str = "ConnectorError";
 pub const DRIFTED: &str = "Drifted";
 /// The thing is not configured (counts as True).
 pub const NOT_CONFIGURED: &str = "NotConfigured";
+/// A CloudRunJob's `runToken` execution is running (`JobReady` Unknown).
+pub const EXECUTION_RUNNING: &str = "ExecutionRunning";
+/// A CloudRunJob's `runToken` execution failed: a new token or generation is needed.
+pub const EXECUTION_FAILED: &str = "ExecutionFailed";
 
 /// Reasons under which runwarden keeps working towards Ready by itself (Argo CD:
 /// `Progressing`). Every other `Ready=False` reason needs someone to act (`Degraded`).

@@ -16,8 +16,8 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use super::context::Caches;
-use super::{Config, Context, cloudrunservice, runsecuritypolicy, vpcaccessconnector};
-use crate::api::v1alpha1::{CloudRunService, RunSecurityPolicy, VpcAccessConnector};
+use super::{Config, Context, cloudrunjob, cloudrunservice, runsecuritypolicy, vpcaccessconnector};
+use crate::api::v1alpha1::{CloudRunJob, CloudRunService, RunSecurityPolicy, VpcAccessConnector};
 use crate::metrics::Metrics;
 
 /// A flag one task sets and others read.
@@ -272,9 +272,14 @@ pub async fn run(
         scoped::<DeserializeGuard<CloudRunService>>(&client, watch_namespace.as_ref()),
         sharded(selector),
     );
+    let (jobs_store, job_changes) = cached_watch(
+        scoped::<DeserializeGuard<CloudRunJob>>(&client, watch_namespace.as_ref()),
+        sharded(selector),
+    );
     let caches = Caches {
         namespaces,
         services: services_store.clone(),
+        jobs: jobs_store.clone(),
         connectors: connectors_store.clone(),
         policies: policies_cache,
     };
@@ -290,6 +295,17 @@ pub async fn run(
                     .collect::<Vec<_>>()
             }
         });
+    // Jobs too: a namespace's project or identity changes what every job of it does.
+    let (job_namespace_task, namespace_changes, jobs_of_namespace) = fan_out(namespace_changes, {
+        let caches = caches.clone();
+        move |ns| {
+            caches
+                .jobs_in(&ns.name_any())
+                .iter()
+                .map(|j| ObjectRef::from_obj(j.as_ref()))
+                .collect::<Vec<_>>()
+        }
+    });
     // Every change of a connector wakes the services that reference it, so one that waits for
     // its connector deploys as soon as it is Ready.
     let (connector_task, connector_changes, services_of_connector) = fan_out(connector_changes, {
@@ -334,7 +350,24 @@ pub async fn run(
         .with_config(config.clone())
         .graceful_shutdown_on(shutdown.clone())
         .reconcile_on(services_of_connector);
+    // A policy change re-judges the services and the jobs it concerns.
+    let (policy_task, policy_changes, jobs_of_policy) = fan_out(policy_changes, {
+        let caches = caches.clone();
+        move |policy: &DeserializeGuard<RunSecurityPolicy>| {
+            let Ok(p) = &policy.0 else {
+                return vec![];
+            };
+            runsecuritypolicy::affected_jobs(p, &caches.jobs.state(), |ns| {
+                caches.namespace_labels(ns)
+            })
+        }
+    });
     let services = services_triggers(services, &caches, namespace_changes, policy_changes);
+    let jobs = owned(jobs_store, job_changes)
+        .with_config(config.clone())
+        .graceful_shutdown_on(shutdown.clone())
+        .reconcile_on(jobs_of_namespace)
+        .reconcile_on(jobs_of_policy);
     let policies = Controller::new(
         Api::<DeserializeGuard<RunSecurityPolicy>>::all(client.clone()),
         watcher::Config::default().any_semantic(),
@@ -353,6 +386,8 @@ pub async fn run(
     let synced = Flag::default();
     let _tasks = [
         namespace_task,
+        job_namespace_task,
+        policy_task,
         connector_task,
         service_task,
         ready_task(ctx.caches.clone(), health, synced.clone()),
@@ -366,6 +401,12 @@ pub async fn run(
                 ctx.clone(),
             )
             .for_each(|_| std::future::ready(())),
+        jobs.run(
+            gated(synced.clone(), super::frame::reconcile::<CloudRunJob>),
+            super::frame::error_policy::<CloudRunJob>,
+            ctx.clone(),
+        )
+        .for_each(|_| std::future::ready(())),
         connectors
             .run(
                 gated(
@@ -484,10 +525,11 @@ fn ready_task(caches: Caches, health: Health, synced: Flag) -> AbortOnDrop {
         // A fresh wait each second: with several waiters on one store, kube-runtime 5 may wake
         // only one of them when the store becomes ready.
         let services = wait_synced(&caches.services).await;
+        let jobs = wait_synced(&caches.jobs).await;
         let connectors = wait_synced(&caches.connectors).await;
         let ns = wait_synced(&caches.namespaces).await;
         let policies = wait_synced(&caches.policies).await;
-        if services && connectors && ns && policies {
+        if services && jobs && connectors && ns && policies {
             synced.set(true);
             health.set_ready(true);
             tracing::info!("watches synced; ready");
@@ -506,10 +548,15 @@ fn housekeeping_task(ctx: Arc<Context>) -> AbortOnDrop {
                 count(&caches.services, cloudrunservice::is_ready),
             );
             metrics.set_managed(
+                cloudrunjob::KIND,
+                count(&caches.jobs, cloudrunjob::is_ready),
+            );
+            metrics.set_managed(
                 vpcaccessconnector::KIND,
                 count(&caches.connectors, vpcaccessconnector::is_ready),
             );
             metrics.set_deletions_stuck(cloudrunservice::KIND, stuck(&caches.services));
+            metrics.set_deletions_stuck(cloudrunjob::KIND, stuck(&caches.jobs));
             metrics.set_deletions_stuck(vpcaccessconnector::KIND, stuck(&caches.connectors));
             ctx.attempts.retain(|key| cached(caches, key));
             release_free_memory();
@@ -543,6 +590,10 @@ fn cached(caches: &Caches, (kind, namespace, name): &super::frame::Key) -> bool 
     match *kind {
         cloudrunservice::KIND => caches
             .services
+            .get(&ObjectRef::new(name).within(namespace))
+            .is_some(),
+        cloudrunjob::KIND => caches
+            .jobs
             .get(&ObjectRef::new(name).within(namespace))
             .is_some(),
         vpcaccessconnector::KIND => caches
@@ -712,6 +763,7 @@ mod tests {
         let caches = Caches {
             namespaces: reflector::store().0,
             services,
+            jobs: reflector::store().0,
             connectors: reflector::store().0,
             policies: reflector::store().0,
         };

@@ -161,12 +161,38 @@ pub fn affected_services(
     services: &[Arc<DeserializeGuard<CloudRunService>>],
     labels_of: impl Fn(&str) -> BTreeMap<String, String>,
 ) -> Vec<ObjectRef<DeserializeGuard<CloudRunService>>> {
-    services
+    affected(policy, services, labels_of, |s| {
+        s.status.as_ref().map(|st| st.conditions.as_slice())
+    })
+}
+
+/// The CloudRunJobs a change of `policy` may concern, by the same rule as
+/// [`affected_services`].
+pub fn affected_jobs(
+    policy: &RunSecurityPolicy,
+    jobs: &[Arc<DeserializeGuard<crate::api::v1alpha1::CloudRunJob>>],
+    labels_of: impl Fn(&str) -> BTreeMap<String, String>,
+) -> Vec<ObjectRef<DeserializeGuard<crate::api::v1alpha1::CloudRunJob>>> {
+    affected(policy, jobs, labels_of, |j| {
+        j.status.as_ref().map(|st| st.conditions.as_slice())
+    })
+}
+
+fn affected<K>(
+    policy: &RunSecurityPolicy,
+    objects: &[Arc<DeserializeGuard<K>>],
+    labels_of: impl Fn(&str) -> BTreeMap<String, String>,
+    conditions_of: impl Fn(&K) -> Option<&[crate::api::v1alpha1::Condition]>,
+) -> Vec<ObjectRef<DeserializeGuard<K>>>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned,
+{
+    objects
         .iter()
         .filter(|g| {
             let Ok(s) = &g.0 else { return false };
-            let judged = s.status.as_ref().is_some_and(|st| {
-                conditions::find(&st.conditions, super::cloudrunservice::POLICY_COMPLIANT)
+            let judged = conditions_of(s).is_some_and(|c| {
+                conditions::find(c, super::cloudrunservice::POLICY_COMPLIANT)
                     .is_some_and(|c| c.reason != super::reasons::NO_POLICY)
             });
             let ns = s.namespace().unwrap_or_default();

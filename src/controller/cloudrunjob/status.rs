@@ -1,0 +1,37 @@
+//! Status (pure): the status a job's pass leaves, for the object's current generation, by the
+//! same rules as a service's: `Ready` first, every sub-condition, transition times kept, so a
+//! pass that finds nothing new computes the status already stored and writes nothing.
+
+use super::SUB_CONDITIONS;
+use super::plan::Fields;
+use crate::api::v1alpha1::{CloudRunJob, CloudRunJobStatus};
+use crate::controller::conditions::{self, Cond};
+
+/// The status to store.
+pub fn compute(
+    obj: &CloudRunJob,
+    decided: &[Cond],
+    fields: Fields,
+    now: &str,
+) -> CloudRunJobStatus {
+    let old = obj
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    let subs = conditions::carry_over(decided, old, &SUB_CONDITIONS);
+    let mut all = vec![conditions::ready_after(decided, &subs)];
+    all.extend(subs);
+    let generation = obj.metadata.generation;
+    CloudRunJobStatus {
+        observed_generation: generation,
+        conditions: conditions::merge(old, &all, generation, now),
+        resource_name: fields.resource_name,
+        execution_count: fields.execution_count,
+        service_agent: fields.service_agent,
+        operation: fields.operation,
+        drift: fields.drift,
+        latest_execution: fields.latest_execution,
+        schedule: fields.schedule,
+    }
+}
