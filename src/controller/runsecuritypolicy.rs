@@ -21,9 +21,11 @@ use tracing::instrument;
 use super::Context;
 use super::conditions::{self, Cond};
 use crate::api::FIELD_MANAGER;
-use crate::api::v1alpha1::{CloudRunService, RunSecurityPolicy, RunSecurityPolicyStatus};
+use crate::api::v1alpha1::{
+    CloudRunJob, CloudRunService, RunSecurityPolicy, RunSecurityPolicyStatus,
+};
 use crate::error::{Error, Result};
-use crate::policy::{Subject, selector, summarize};
+use crate::policy::{Judged, Subject, selector, summarize};
 
 /// The kind, for metrics and logs.
 pub const KIND: &str = "RunSecurityPolicy";
@@ -48,7 +50,44 @@ pub async fn reconcile(
         .iter()
         .filter_map(|g| g.0.as_ref().ok().cloned())
         .collect();
-    let status = status_of(policy, &services, &ctx, &super::now());
+    let jobs: Vec<CloudRunJob> = ctx
+        .caches
+        .jobs
+        .state()
+        .iter()
+        .filter_map(|g| g.0.as_ref().ok().cloned())
+        .collect();
+    let services = judged_in(
+        services
+            .iter()
+            .map(|s| {
+                (
+                    s.namespace().unwrap_or_default(),
+                    s.spec.project_id.as_deref(),
+                    &s.spec as &dyn Judged,
+                )
+            })
+            .collect(),
+        &ctx,
+    );
+    let jobs = judged_in(
+        jobs.iter()
+            .map(|j| {
+                (
+                    j.namespace().unwrap_or_default(),
+                    j.spec.project_id.as_deref(),
+                    &j.spec as &dyn Judged,
+                )
+            })
+            .collect(),
+        &ctx,
+    );
+    let status = compute(
+        policy,
+        &services.subjects(),
+        &jobs.subjects(),
+        &super::now(),
+    );
     if policy.status.as_ref() != Some(&status) {
         let api: Api<RunSecurityPolicy> = Api::all(ctx.client.clone());
         let patch = serde_json::json!({
@@ -71,61 +110,64 @@ impl super::frame::Reconciled for RunSecurityPolicy {
     const KIND: &'static str = KIND;
 }
 
-/// The status of a policy over `services` (pure but for the caches it reads).
-fn status_of(
-    policy: &RunSecurityPolicy,
-    services: &[CloudRunService],
+/// Objects of one kind with what a policy judges them by: namespace labels, resolved project.
+struct Judgements<'a> {
+    objects: Vec<(String, Option<&'a str>, &'a dyn Judged)>,
+    labels: BTreeMap<String, BTreeMap<String, String>>,
+    projects: Vec<Option<String>>,
+}
+
+impl Judgements<'_> {
+    fn subjects(&self) -> Vec<Subject<'_>> {
+        self.objects
+            .iter()
+            .zip(&self.projects)
+            .map(|((ns, _, spec), project)| Subject {
+                spec: *spec,
+                namespace: ns,
+                namespace_labels: &self.labels[ns],
+                project: project.as_deref(),
+            })
+            .collect()
+    }
+}
+
+/// What the caches say of the namespaces and projects of `objects` (pure but for the caches).
+fn judged_in<'a>(
+    objects: Vec<(String, Option<&'a str>, &'a dyn Judged)>,
     ctx: &Context,
-    now: &str,
-) -> RunSecurityPolicyStatus {
-    let namespaces: BTreeMap<String, (BTreeMap<String, String>, Option<String>)> = services
+) -> Judgements<'a> {
+    let labels = objects
         .iter()
-        .filter_map(|s| s.namespace())
-        .map(|ns| {
-            let labels = ctx.caches.namespace_labels(&ns);
-            let annotation = ctx
-                .caches
-                .namespace_annotation(&ns, crate::api::PROJECT_ANNOTATION);
-            (ns, (labels, annotation))
-        })
+        .map(|(ns, _, _)| (ns.clone(), ctx.caches.namespace_labels(ns)))
         .collect();
-    let projects: Vec<Option<String>> = services
+    let projects = objects
         .iter()
-        .map(|s| {
-            let ns = s.namespace().unwrap_or_default();
+        .map(|(ns, project_id, _)| {
             super::context::resolve_project(
-                s.spec.project_id.as_deref(),
-                namespaces.get(&ns).and_then(|(_, a)| a.clone()),
+                *project_id,
+                ctx.caches
+                    .namespace_annotation(ns, crate::api::PROJECT_ANNOTATION),
                 ctx.config.default_project.as_deref(),
             )
         })
         .collect();
-    let empty = BTreeMap::new();
-    let namespace_names: Vec<String> = services
-        .iter()
-        .map(|s| s.namespace().unwrap_or_default())
-        .collect();
-    let subjects: Vec<Subject> = services
-        .iter()
-        .zip(&namespace_names)
-        .zip(&projects)
-        .map(|((s, ns), project)| Subject {
-            spec: &s.spec,
-            namespace: ns,
-            namespace_labels: namespaces.get(ns).map_or(&empty, |(l, _)| l),
-            project: project.as_deref(),
-        })
-        .collect();
-    compute(policy, &subjects, now)
+    Judgements {
+        objects,
+        labels,
+        projects,
+    }
 }
 
-/// The status from the services judged (pure).
+/// The status from the services and jobs judged (pure).
 pub fn compute(
     policy: &RunSecurityPolicy,
-    subjects: &[Subject],
+    services: &[Subject],
+    jobs: &[Subject],
     now: &str,
 ) -> RunSecurityPolicyStatus {
-    let (matched, violating) = summarize(policy, subjects);
+    let (matched, violating) = summarize(policy, services);
+    let (matched_jobs, violating_jobs) = summarize(policy, jobs);
     let ready = match selector::matches(policy.spec.namespace_selector.as_ref(), &BTreeMap::new()) {
         Err(why) => Cond::fail(
             "Ready",
@@ -137,7 +179,9 @@ pub fn compute(
         Ok(_) => Cond::ok(
             "Ready",
             "Evaluated",
-            format!("{matched} CloudRunService(s) matched, {violating} violating"),
+            format!(
+                "{matched} CloudRunService(s) matched, {violating} violating; {matched_jobs} CloudRunJob(s) matched, {violating_jobs} violating"
+            ),
         ),
     };
     let old = policy
@@ -150,6 +194,8 @@ pub fn compute(
         conditions: conditions::merge(old, &[ready], policy.metadata.generation, now),
         matched_services: Some(matched),
         violating_services: Some(violating),
+        matched_jobs: Some(matched_jobs),
+        violating_jobs: Some(violating_jobs),
     }
 }
 
@@ -241,7 +287,7 @@ mod tests {
                 project: Some("p"),
             },
         ];
-        let s = compute(&p, &subjects, "t");
+        let s = compute(&p, &subjects, &[], "t");
         assert_eq!(
             (s.matched_services, s.violating_services),
             (Some(1), Some(1))
@@ -255,7 +301,7 @@ mod tests {
         let p = policy(
             serde_json::json!({"namespaceSelector": {"matchExpressions": [{"key": "env", "operator": "In"}]}}),
         );
-        let s = compute(&p, &[], "t");
+        let s = compute(&p, &[], &[], "t");
         assert_eq!(
             (
                 s.conditions[0].status.as_ref(),

@@ -5,7 +5,7 @@
 //!
 //! - Two `ValidatingAdmissionPolicy` objects, [`ENFORCE`] and [`AUDIT`], each with
 //!   `paramKind: runwarden.dev/v1alpha1 RunSecurityPolicy`, matching CREATE and UPDATE of
-//!   `cloudrunservices` (not their `status` subresource, not DELETE), `failurePolicy: Fail`, and a
+//!   `cloudrunservices` and `cloudrunjobs` (not their `status` subresource, not DELETE), `failurePolicy: Fail`, and a
 //!   match condition that skips UPDATEs leaving `spec` unchanged (labels, annotations, finalizers).
 //! - One binding each, with `paramRef: {selector: {}, parameterNotFoundAction: Allow}`: the API
 //!   server evaluates the policy once per RunSecurityPolicy, as `params`, and allows everything
@@ -106,7 +106,7 @@ fn policy(name: &str, applies: &str) -> ValidatingAdmissionPolicy {
                     api_groups: Some(vec!["runwarden.dev".into()]),
                     api_versions: Some(vec!["*".into()]),
                     operations: Some(vec!["CREATE".into(), "UPDATE".into()]),
-                    resources: Some(vec!["cloudrunservices".into()]),
+                    resources: Some(vec!["cloudrunservices".into(), "cloudrunjobs".into()]),
                     scope: Some("Namespaced".into()),
                     ..Default::default()
                 }]),

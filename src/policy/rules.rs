@@ -191,8 +191,9 @@ fn allowed_ingress(p: &RunSecurityPolicySpec, s: &Subject<'_>) -> Option<String>
 
 fn allowed_ingress_cel() -> String {
     let ingress = format!("(has({S}.ingress) ? {S}.ingress : 'Internal')");
+    // A CloudRunJob has no ingress: the rule does not apply to it.
     format!(
-        "(!{set} || {ingress} in {P}.allowedIngress) ? '' : 'spec.ingress ' + {ingress} + ' is not in allowedIngress'",
+        "(!{set} || object.kind == 'CloudRunJob' || {ingress} in {P}.allowedIngress) ? '' : 'spec.ingress ' + {ingress} + ' is not in allowedIngress'",
         set = list_set("allowedIngress")
     )
 }

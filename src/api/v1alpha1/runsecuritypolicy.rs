@@ -23,7 +23,7 @@ use super::{Condition, Ingress};
     category = "runwarden",
     status = "RunSecurityPolicyStatus",
     derive = "PartialEq",
-    doc = "Cluster-wide security guardrails for CloudRunServices.",
+    doc = "Cluster-wide security guardrails for CloudRunServices and CloudRunJobs.",
     printcolumn(
         name = "Enforcement",
         type_ = "string",
@@ -132,6 +132,12 @@ pub struct RunSecurityPolicyStatus {
     /// Matched CloudRunServices that violate at least one of its rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub violating_services: Option<i64>,
+    /// CloudRunJobs in the namespaces this policy selects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matched_jobs: Option<i64>,
+    /// Matched CloudRunJobs that violate at least one of its rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub violating_jobs: Option<i64>,
 }
 
 fn label_selector_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
