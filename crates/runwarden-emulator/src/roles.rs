@@ -33,6 +33,8 @@ pub(crate) static ROLES: &[RoleDef] = &[
     ("roles/run.developer",                        &["run.*.*", "resourcemanager.projects.get", "resourcemanager.projects.list"], &["run.*.setIamPolicy"]),
     ("roles/run.viewer",                           &["run.*.get", "run.*.list", "run.*.getIamPolicy", "resourcemanager.projects.get", "resourcemanager.projects.list"], &[]),
     ("roles/run.invoker",                          &["run.routes.invoke", "run.jobs.run"], &[]),
+    ("roles/run.jobsExecutor",                     &["run.jobs.run", "run.executions.cancel", "run.jobs.get", "run.jobs.list", "run.executions.get", "run.executions.list"], &[]),
+    ("roles/run.jobsExecutorWithOverrides",        &["run.jobs.run", "run.jobs.runWithOverrides", "run.executions.cancel", "run.jobs.get", "run.jobs.list", "run.executions.get", "run.executions.list"], &[]),
     ("roles/cloudkms.admin",                       &["cloudkms.*.*", "resourcemanager.projects.get", "resourcemanager.projects.list"], &["cloudkms.cryptoKeyVersions.useToEncrypt", "cloudkms.cryptoKeyVersions.useToDecrypt"]),
     ("roles/cloudkms.viewer",                      &["cloudkms.*.get", "cloudkms.*.list", "resourcemanager.projects.get", "resourcemanager.projects.list"], &[]),
     ("roles/cloudkms.cryptoKeyEncrypterDecrypter", &["cloudkms.cryptoKeyVersions.useToEncrypt", "cloudkms.cryptoKeyVersions.useToDecrypt", "cloudkms.locations.get", "cloudkms.locations.list", "resourcemanager.projects.get"], &[]),
@@ -92,5 +94,9 @@ mod tests {
             "iam.serviceAccounts.getAccessToken"
         ));
         assert!(!grants("projects/p/roles/custom", "run.services.get"));
+        assert!(grants("roles/run.invoker", "run.jobs.run"));
+        assert!(!grants("roles/run.invoker", "run.jobs.runWithOverrides"));
+        assert!(grants("roles/run.developer", "run.jobs.runWithOverrides"));
+        assert!(grants("roles/run.jobsExecutor", "run.executions.cancel"));
     }
 }

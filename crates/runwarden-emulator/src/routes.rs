@@ -55,7 +55,7 @@ impl Route {
         if self.http == "GET"
             || matches!(
                 self.method,
-                "operations.wait" | "services.testIamPermissions"
+                "operations.wait" | "services.testIamPermissions" | "jobs.testIamPermissions"
             )
         {
             Kind::Read
@@ -174,6 +174,21 @@ pub(crate) static ROUTES: &[Route] = &[
     route("GET",    "v2/projects/{p}/locations/{l}/services/{s}:getIamPolicy",      RUN, "services.getIamPolicy",       "run.services.getIamPolicy",       Now(run::iam::get_policy)),
     route("POST",   "v2/projects/{p}/locations/{l}/services/{s}:setIamPolicy",      RUN, "services.setIamPolicy",       "run.services.setIamPolicy",       Now(run::iam::set_policy)),
     route("POST",   "v2/projects/{p}/locations/{l}/services/{s}:testIamPermissions",RUN, "services.testIamPermissions", "",                                Now(run::iam::test_permissions)),
+    route("POST",   "v2/projects/{p}/locations/{l}/jobs",                           RUN, "jobs.create",                 "run.jobs.create",                 Now(run::jobs::create)),
+    route("GET",    "v2/projects/{p}/locations/{l}/jobs",                           RUN, "jobs.list",                   "run.jobs.list",                   Now(run::jobs::list)),
+    route("GET",    "v2/projects/{p}/locations/{l}/jobs/{j}",                       RUN, "jobs.get",                    "run.jobs.get",                    Now(run::jobs::get)),
+    route("PATCH",  "v2/projects/{p}/locations/{l}/jobs/{j}",                       RUN, "jobs.patch",                  "run.jobs.update",                 Now(run::jobs::patch)),
+    route("DELETE", "v2/projects/{p}/locations/{l}/jobs/{j}",                       RUN, "jobs.delete",                 "run.jobs.delete",                 Now(run::jobs::delete)),
+    route("POST",   "v2/projects/{p}/locations/{l}/jobs/{j}:run",                   RUN, "jobs.run",                    "run.jobs.run",                    Now(run::jobs::run)),
+    route("GET",    "v2/projects/{p}/locations/{l}/jobs/{j}:getIamPolicy",          RUN, "jobs.getIamPolicy",           "run.jobs.getIamPolicy",           Now(run::iam::get_policy)),
+    route("POST",   "v2/projects/{p}/locations/{l}/jobs/{j}:setIamPolicy",          RUN, "jobs.setIamPolicy",           "run.jobs.setIamPolicy",           Now(run::iam::set_policy)),
+    route("POST",   "v2/projects/{p}/locations/{l}/jobs/{j}:testIamPermissions",    RUN, "jobs.testIamPermissions",     "",                                Now(run::iam::test_permissions)),
+    route("GET",    "v2/projects/{p}/locations/{l}/jobs/{j}/executions",            RUN, "executions.list",             "run.executions.list",             Now(run::executions::list)),
+    route("GET",    "v2/projects/{p}/locations/{l}/jobs/{j}/executions/{e}",        RUN, "executions.get",              "run.executions.get",              Now(run::executions::get)),
+    route("DELETE", "v2/projects/{p}/locations/{l}/jobs/{j}/executions/{e}",        RUN, "executions.delete",           "run.executions.delete",           Now(run::executions::delete)),
+    route("POST",   "v2/projects/{p}/locations/{l}/jobs/{j}/executions/{e}:cancel", RUN, "executions.cancel",           "run.executions.cancel",           Now(run::executions::cancel)),
+    route("GET",    "v2/projects/{p}/locations/{l}/jobs/{j}/executions/{e}/tasks",  RUN, "tasks.list",                  "run.tasks.list",                  Now(run::executions::list_tasks)),
+    route("GET",    "v2/projects/{p}/locations/{l}/jobs/{j}/executions/{e}/tasks/{t}", RUN, "tasks.get",                "run.tasks.get",                   Now(run::executions::get_task)),
     route("GET",    "v2/projects/{p}/locations/{l}/operations",                     RUN, "operations.list",             "run.operations.list",             Now(run::operations::list)),
     route("GET",    "v2/projects/{p}/locations/{l}/operations/{o}",                 RUN, "operations.get",              "run.operations.get",              Now(run::operations::get)),
     route("DELETE", "v2/projects/{p}/locations/{l}/operations/{o}",                 RUN, "operations.delete",           "run.operations.delete",           Now(run::operations::delete)),

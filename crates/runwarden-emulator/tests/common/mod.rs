@@ -114,6 +114,13 @@ async fn client_with<C: Client>(
 }
 
 client!(run, run_as, google_cloud_run_v2::client::Services);
+client!(jobs, jobs_as, google_cloud_run_v2::client::Jobs);
+client!(
+    executions,
+    executions_as,
+    google_cloud_run_v2::client::Executions
+);
+client!(tasks, tasks_as, google_cloud_run_v2::client::Tasks);
 client!(
     kms,
     kms_as,
@@ -215,6 +222,53 @@ pub async fn refused_create(
         .set_parent(parent())
         .set_service_id(id)
         .set_service(svc)
+        .send()
+        .await
+        .unwrap_err()
+}
+
+pub fn job_name(id: &str) -> String {
+    format!("{}/jobs/{id}", parent())
+}
+
+/// A job of one `us-docker.pkg.dev/cloudrun/container/job` container, as a user writes it.
+pub fn hello_job() -> google_cloud_run_v2::model::Job {
+    use google_cloud_run_v2::model::{Container, ExecutionTemplate, Job, TaskTemplate};
+    Job::new().set_template(ExecutionTemplate::new().set_template(
+        TaskTemplate::new().set_containers([
+            Container::new().set_image("us-docker.pkg.dev/cloudrun/container/job"),
+        ]),
+    ))
+}
+
+/// Creates job `id` under [`parent`] and waits for its operation.
+pub async fn create_job(
+    client: &google_cloud_run_v2::client::Jobs,
+    id: &str,
+    job: google_cloud_run_v2::model::Job,
+) -> Result<google_cloud_run_v2::model::Job, google_cloud_gax::error::Error> {
+    use google_cloud_lro::Poller;
+    client
+        .create_job()
+        .set_parent(parent())
+        .set_job_id(id)
+        .set_job(job)
+        .poller()
+        .until_done()
+        .await
+}
+
+/// The error of a create of job `id` under [`parent`] that Cloud Run refuses at once.
+pub async fn refused_job_create(
+    client: &google_cloud_run_v2::client::Jobs,
+    id: &str,
+    job: google_cloud_run_v2::model::Job,
+) -> google_cloud_gax::error::Error {
+    client
+        .create_job()
+        .set_parent(parent())
+        .set_job_id(id)
+        .set_job(job)
         .send()
         .await
         .unwrap_err()
