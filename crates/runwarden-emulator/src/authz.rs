@@ -5,7 +5,8 @@
 //! resource's own policy (Cloud Run service, KMS crypto key — also for its versions — or service
 //! account). Cloud Run create/patch of a template also needs `iam.serviceAccounts.actAs` on the
 //! account it runs as (its `serviceAccount`, else the project's default compute account), as do
-//! Cloud Run job create/patch; a run with overrides also needs `run.jobs.runWithOverrides`;
+//! Cloud Run job create/patch and Cloud Scheduler create/patch on the account of an HTTP
+//! target's token; a run with overrides also needs `run.jobs.runWithOverrides`;
 //! `generateAccessToken` checks the delegation chain.
 
 use std::time::SystemTime;
@@ -102,12 +103,21 @@ pub(crate) fn check(st: &State, route: &Route, req: &Req, project: &str) -> GRes
 
 /// The service account a call makes Google act as, which the caller needs `actAs` on: the
 /// account a Cloud Run service or job template runs as (its `serviceAccount`, else the
-/// project's default compute account).
+/// project's default compute account), or the account a Cloud Scheduler job's HTTP target
+/// gets its token for.
 fn acts_as(route: &Route, req: &Req, project: &str) -> Option<String> {
     let template = match (route.api, route.method) {
         ("run", "services.create" | "services.patch") => req.body.get("template"),
         ("run", "jobs.create" | "jobs.patch") => {
             req.body.get("template").and_then(|t| t.get("template"))
+        }
+        ("cloudscheduler", "jobs.create" | "jobs.patch") => {
+            let h = req.body.get("httpTarget")?;
+            let token = h.get("oauthToken").or_else(|| h.get("oidcToken"))?;
+            return util::get_path(token, "serviceAccountEmail")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned);
         }
         _ => None,
     }?;
@@ -214,7 +224,7 @@ fn granted(st: &State, email: &str, permission: &str, project: &str, own: Option
 
 /// The resource's own IAM policy, if it has one: a Cloud Run service or job (also for the
 /// executions and tasks under it), a KMS crypto key (also for paths under it), a service account.
-/// `permission` tells the APIs apart (only Cloud Run permissions look at Cloud Run resources).
+/// `permission` tells the APIs apart (a Cloud Scheduler job's path looks like a Cloud Run job's).
 fn own_policy<'a>(
     st: &'a State,
     segs: &[String],

@@ -1,4 +1,5 @@
-//! Lazy progress of everything that takes time: on every API request, executions catch up to the emulator clock, and each operation whose delay has elapsed
+//! Lazy progress of everything that takes time: on every API request, due Cloud Scheduler jobs
+//! run, executions catch up to the emulator clock, and each operation whose delay has elapsed
 //! (and, for job runs and token deploys, whose execution got far enough) is completed by its API
 //! (a Cloud Run rollout, job deploy, run or delete, a connector create or delete), oldest first.
 //! The only module that knows both the operation store and the APIs.
@@ -10,10 +11,11 @@ use serde_json::Value;
 use crate::error::GError;
 use crate::request::Req;
 use crate::state::{OpKind, State};
-use crate::{run, vpcaccess};
+use crate::{run, scheduler, vpcaccess};
 
 /// Brings the state up to the request's emulator time.
 pub(crate) fn catch_up(st: &mut State, req: &Req) {
+    scheduler::run_due(st, req);
     run::advance_executions(st, req.now);
     complete_due_operations(st);
 }

@@ -239,7 +239,7 @@ mod tests {
     fn fault_apis_are_listed_as_before() {
         assert_eq!(
             super::one_of(&crate::routes::apis()),
-            "run, vpcaccess, kms, resourcemanager, iam or iamcredentials"
+            "run, vpcaccess, kms, cloudscheduler, resourcemanager, iam or iamcredentials"
         );
     }
 }

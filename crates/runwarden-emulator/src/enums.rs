@@ -191,6 +191,31 @@ enum_type!(
     ]
 );
 enum_type!(
+    SCHEDULER_STATE,
+    "google.cloud.scheduler.v1.Job.State",
+    [
+        (0, "STATE_UNSPECIFIED"),
+        (1, "ENABLED"),
+        (2, "PAUSED"),
+        (3, "DISABLED"),
+        (4, "UPDATE_FAILED")
+    ]
+);
+enum_type!(
+    HTTP_METHOD,
+    "google.cloud.scheduler.v1.HttpMethod",
+    [
+        (0, "HTTP_METHOD_UNSPECIFIED"),
+        (1, "POST"),
+        (2, "GET"),
+        (3, "HEAD"),
+        (4, "PUT"),
+        (5, "DELETE"),
+        (6, "PATCH"),
+        (7, "OPTIONS")
+    ]
+);
+enum_type!(
     CONNECTOR_STATE,
     "google.cloud.vpcaccess.v1.Connector.State",
     [
@@ -391,6 +416,13 @@ pub static TASK: Schema = &[
     ("conditions[].severity", CONDITION_FIELDS[1].1),
     ("conditions[].reason", CONDITION_FIELDS[2].1),
     ("conditions[].executionReason", &EXECUTION_REASON),
+];
+
+/// `google.cloud.scheduler.v1.Job`.
+pub static SCHEDULER_JOB: Schema = &[
+    ("state", &SCHEDULER_STATE),
+    ("httpTarget.httpMethod", &HTTP_METHOD),
+    ("appEngineHttpTarget.httpMethod", &HTTP_METHOD),
 ];
 
 /// `google.cloud.vpcaccess.v1.Connector`.

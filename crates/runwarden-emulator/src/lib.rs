@@ -1,5 +1,5 @@
 //! A local emulator of the Google Cloud REST APIs runwarden uses: Cloud Run Admin v2 (services,
-//! jobs, executions, tasks, operations, IAM), Serverless VPC Access v1 (connectors, operations), Cloud KMS v1 (key rings,
+//! jobs, executions, tasks, operations, IAM), Cloud Scheduler v1 (jobs), Serverless VPC Access v1 (connectors, operations), Cloud KMS v1 (key rings,
 //! crypto keys, versions, key IAM), Resource Manager v3 (`projects.get`, project IAM), IAM v1
 //! (service-account IAM) and IAM Credentials v1 (`generateAccessToken`).
 //!
@@ -26,6 +26,7 @@
 mod authz;
 mod completion;
 mod controls;
+mod cron;
 pub mod enums;
 pub mod error;
 pub mod iam;
@@ -39,6 +40,7 @@ mod roles;
 mod router;
 mod routes;
 mod run;
+mod scheduler;
 mod serviceaccounts;
 mod shared;
 pub mod state;
@@ -165,8 +167,8 @@ impl Emulator {
         lock(&self.shared.quotas).limits
     }
 
-    /// Moves the emulator clock forward: access tokens expire, quota windows reset, and execution
-    /// tasks progress as if `by` had passed (long-running
+    /// Moves the emulator clock forward: access tokens expire, quota windows reset, execution
+    /// tasks progress and Cloud Scheduler jobs fall due as if `by` had passed (long-running
     /// operations keep real time).
     pub fn advance_clock(&self, by: Duration) {
         *lock(&self.shared.clock_offset) += by;

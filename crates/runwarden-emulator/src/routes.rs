@@ -9,7 +9,7 @@ use crate::error::GResult;
 use crate::quota::Kind;
 use crate::request::Req;
 use crate::state::State;
-use crate::{kms, resourcemanager, run, serviceaccounts, vpcaccess};
+use crate::{kms, resourcemanager, run, scheduler, serviceaccounts, vpcaccess};
 use Handler::{AfterOperationDue as Wait, Now};
 
 /// An API method's implementation, called with the state locked and due operations completed.
@@ -32,8 +32,8 @@ pub(crate) struct Route {
     /// The path without the leading `/`: literal segments, `{name}` for any one segment, and an
     /// optional `:verb` on the last one.
     pub(crate) pattern: &'static str,
-    /// `run`, `vpcaccess`, `kms`, `resourcemanager`, `iam` or `iamcredentials`, as counters and
-    /// faults name it.
+    /// `run`, `vpcaccess`, `kms`, `cloudscheduler`, `resourcemanager`, `iam` or
+    /// `iamcredentials`, as counters and faults name it.
     pub(crate) api: &'static str,
     /// `{collection}.{verb}`, e.g. `services.create`.
     pub(crate) method: &'static str,
@@ -133,6 +133,7 @@ pub(crate) fn service(api: &str) -> &'static str {
         KMS => "cloudkms.googleapis.com",
         RM => "cloudresourcemanager.googleapis.com",
         IAM => "iam.googleapis.com",
+        SCHED => "cloudscheduler.googleapis.com",
         _ => "iamcredentials.googleapis.com",
     }
 }
@@ -161,6 +162,7 @@ const KMS: &str = "kms";
 const RM: &str = "resourcemanager";
 const IAM: &str = "iam";
 const CRED: &str = "iamcredentials";
+const SCHED: &str = "cloudscheduler";
 
 /// The table. Paths use `{p}` project (id or number), `{l}` location, then the resource ids.
 #[rustfmt::skip]
@@ -217,6 +219,15 @@ pub(crate) static ROUTES: &[Route] = &[
     route("PATCH",  "v1/projects/{p}/locations/{l}/keyRings/{r}/cryptoKeys/{k}/cryptoKeyVersions/{v}",         KMS, "cryptoKeyVersions.patch",   "cloudkms.cryptoKeyVersions.update",  Now(kms::patch_version)),
     route("POST",   "v1/projects/{p}/locations/{l}/keyRings/{r}/cryptoKeys/{k}/cryptoKeyVersions/{v}:destroy", KMS, "cryptoKeyVersions.destroy", "cloudkms.cryptoKeyVersions.destroy", Now(kms::destroy_version)),
     route("POST",   "v1/projects/{p}/locations/{l}/keyRings/{r}/cryptoKeys/{k}/cryptoKeyVersions/{v}:restore", KMS, "cryptoKeyVersions.restore", "cloudkms.cryptoKeyVersions.restore", Now(kms::restore_version)),
+    // Cloud Scheduler v1
+    route("POST",   "v1/projects/{p}/locations/{l}/jobs",                           SCHED, "jobs.create",               "cloudscheduler.jobs.create",      Now(scheduler::create)),
+    route("GET",    "v1/projects/{p}/locations/{l}/jobs",                           SCHED, "jobs.list",                 "cloudscheduler.jobs.list",        Now(scheduler::list)),
+    route("GET",    "v1/projects/{p}/locations/{l}/jobs/{j}",                       SCHED, "jobs.get",                  "cloudscheduler.jobs.get",         Now(scheduler::get)),
+    route("PATCH",  "v1/projects/{p}/locations/{l}/jobs/{j}",                       SCHED, "jobs.patch",                "cloudscheduler.jobs.update",      Now(scheduler::patch)),
+    route("DELETE", "v1/projects/{p}/locations/{l}/jobs/{j}",                       SCHED, "jobs.delete",               "cloudscheduler.jobs.delete",      Now(scheduler::delete)),
+    route("POST",   "v1/projects/{p}/locations/{l}/jobs/{j}:pause",                 SCHED, "jobs.pause",                "cloudscheduler.jobs.pause",       Now(scheduler::pause)),
+    route("POST",   "v1/projects/{p}/locations/{l}/jobs/{j}:resume",                SCHED, "jobs.resume",               "cloudscheduler.jobs.enable",      Now(scheduler::resume)),
+    route("POST",   "v1/projects/{p}/locations/{l}/jobs/{j}:run",                   SCHED, "jobs.run",                  "cloudscheduler.jobs.run",         Now(scheduler::run)),
     // Resource Manager v3
     route("GET",    "v3/projects/{p}",                                              RM,  "projects.get",                "resourcemanager.projects.get",    Now(resourcemanager::get_project)),
     route("POST",   "v3/projects/{p}:getIamPolicy",                                 RM,  "projects.getIamPolicy",       "resourcemanager.projects.getIamPolicy", Now(resourcemanager::get_project_policy)),
@@ -284,6 +295,7 @@ mod tests {
                 "run",
                 "vpcaccess",
                 "kms",
+                "cloudscheduler",
                 "resourcemanager",
                 "iam",
                 "iamcredentials"

@@ -1,5 +1,5 @@
 //! In-memory state of every emulated API: projects and their IAM policies, Cloud Run services,
-//! Cloud Run jobs, executions and their simulated tasks, operations, VPC
+//! Cloud Run jobs, executions and their simulated tasks, Cloud Scheduler jobs, operations, VPC
 //! connectors, KMS keys, service-account IAM policies and issued access tokens. Plain data; what the APIs do with it lives in their modules, and
 //! operation behaviour in `operations` and `completion`.
 
@@ -245,6 +245,15 @@ pub struct ExecutionRec {
     pub deleting: bool,
 }
 
+/// A Cloud Scheduler job and what the emulator keeps next to it.
+#[derive(Clone, Debug)]
+pub struct SchedulerRec {
+    /// The resource as returned (enum names).
+    pub job: Value,
+    /// When it is next due (ENABLED jobs only), emulator clock.
+    pub next: Option<SystemTime>,
+}
+
 /// A KMS crypto key with its versions and IAM policy.
 #[derive(Clone, Debug)]
 pub struct KeyRec {
@@ -282,6 +291,8 @@ pub struct State {
     pub executions: BTreeMap<String, ExecutionRec>,
     /// Task attempts still to fail, by job name (the `taskFailures` control).
     pub task_failures: BTreeMap<String, u64>,
+    /// Cloud Scheduler jobs by name.
+    pub scheduler_jobs: BTreeMap<String, SchedulerRec>,
     /// VPC Access connectors by name.
     pub connectors: BTreeMap<String, Value>,
     /// KMS key rings by name.

@@ -526,10 +526,11 @@ async fn job_iam_policy_and_who_may_run() -> TestResult {
     let client = jobs(&emu).await;
     create_job(&client, "hello", hello_job()).await?;
     let runner = sa("runner");
-    set_policy(
+    grant(
         &emu,
         &format!("/v2/{}", job_name("hello")),
-        &[("roles/run.invoker", &[&format!("serviceAccount:{runner}")])],
+        "roles/run.invoker",
+        &runner,
     )
     .await;
     let policy = client

@@ -279,6 +279,18 @@ fn new_execution_id(rec: &JobRec, id: &str) -> String {
     }
 }
 
+/// A run of job `name` (without overrides) by Cloud Scheduler, whose caller's `run.jobs.run`
+/// was checked: NOT_FOUND for a job that does not exist (or is being deleted).
+pub(crate) fn run_as_scheduler(st: &mut State, name: &str, req: &Req) -> GResult<()> {
+    let rec = st
+        .jobs
+        .get(name)
+        .filter(|r| !r.deleting)
+        .ok_or_else(|| not_found(&JOB, name))?;
+    let exec_id = new_execution_id(rec, name.rsplit('/').next().unwrap_or(""));
+    start_run(st, name, &exec_id, &json!({}), req).map(|_| ())
+}
+
 /// Starts execution `exec_id` of job `name` and the operation that follows it; returns the
 /// operation's name.
 fn start_run(

@@ -122,6 +122,11 @@ client!(
 );
 client!(tasks, tasks_as, google_cloud_run_v2::client::Tasks);
 client!(
+    scheduler,
+    scheduler_as,
+    google_cloud_scheduler_v1::client::CloudScheduler
+);
+client!(
     kms,
     kms_as,
     google_cloud_kms_v1::client::KeyManagementService
@@ -176,6 +181,16 @@ pub async fn set_policy(emu: &Emulator, resource: &str, bindings: &[(&str, &[&st
     )
     .await;
     assert_eq!(status, 200, "{v}");
+}
+
+/// Replaces the IAM policy of `resource` with one binding: `role` for service account `email`.
+pub async fn grant(emu: &Emulator, resource: &str, role: &str, email: &str) {
+    set_policy(
+        emu,
+        resource,
+        &[(role, &[&format!("serviceAccount:{email}")])],
+    )
+    .await;
 }
 
 pub fn parent() -> String {
