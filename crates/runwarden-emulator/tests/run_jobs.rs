@@ -101,6 +101,62 @@ async fn create_fills_the_recorded_job_defaults_and_becomes_ready() -> TestResul
 }
 
 #[tokio::test]
+async fn create_and_delete_operations_have_the_recorded_shape() -> TestResult {
+    let emu = emulator_with_delay(Duration::from_secs(30)).await;
+    let body = r#"{"labels":{"cnrm-test":"true"},"template":{"template":{"containers":[{"image":"us-docker.pkg.dev/cloudrun/container/hello","name":"hello","startupProbe":{"httpGet":{"path":"/"}}},{"image":"us-docker.pkg.dev/cloudrun/container/hello","name":"goodbye"}]}}}"#;
+    let path = format!(
+        "/v2/{}/jobs?%24alt=json%3Benum-encoding%3Dint&jobId=dependson",
+        parent()
+    );
+    let (s, op) = http(&emu, "POST", &path, Some(body)).await;
+    assert_eq!(s, 200, "{op}");
+    let m = &op["metadata"];
+    assert_eq!(m["@type"], "type.googleapis.com/google.cloud.run.v2.Job");
+    assert_eq!(m["reconciling"], true);
+    assert_eq!(m["terminalCondition"], serde_json::json!({"state": 1}));
+    assert_eq!(m["launchStage"], 4);
+    assert_eq!(m["generation"], "1");
+    assert_eq!(m["latestCreatedExecution"], serde_json::json!({}));
+    let t = &m["template"]["template"];
+    assert_eq!(m["template"]["taskCount"], 1);
+    assert_eq!(
+        (
+            t["executionEnvironment"].clone(),
+            t["maxRetries"].clone(),
+            t["timeout"].clone()
+        ),
+        (
+            serde_json::json!(2),
+            serde_json::json!(3),
+            serde_json::json!("600s")
+        )
+    );
+    assert_eq!(
+        t["containers"][0]["resources"],
+        serde_json::json!({"limits": {"cpu": "1000m", "memory": "256Mi"}})
+    );
+    assert_eq!(
+        t["containers"][0]["startupProbe"],
+        serde_json::json!({"failureThreshold": 3, "httpGet": {"path": "/", "port": 8080}, "periodSeconds": 10, "timeoutSeconds": 1})
+    );
+    assert!(op.get("done").is_none());
+
+    let (s, del) = http(
+        &emu,
+        "DELETE",
+        &format!("/v2/{}", job_name("dependson")),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{del}");
+    let m = &del["metadata"];
+    assert_eq!(m["generation"], "2");
+    assert_eq!(m["reconciling"], true);
+    assert!(m["deleteTime"].is_string() && m["expireTime"].is_string());
+    Ok(())
+}
+
+#[tokio::test]
 async fn create_reports_the_recorded_errors() -> TestResult {
     let emu = emulator().await;
     let client = jobs(&emu).await;
