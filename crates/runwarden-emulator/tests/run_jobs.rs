@@ -702,3 +702,54 @@ async fn a_region_holds_at_most_1000_jobs() -> TestResult {
         .await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_job_with_a_key_its_service_agent_may_not_use_fails_to_deploy() -> TestResult {
+    use google_cloud_kms_v1::model::{CryptoKey, KeyRing, crypto_key};
+    let emu = emulator().await;
+    let k = kms(&emu).await;
+    k.create_key_ring()
+        .set_parent(parent())
+        .set_key_ring_id("r")
+        .set_key_ring(KeyRing::new())
+        .send()
+        .await?;
+    let key = k
+        .create_crypto_key()
+        .set_parent(format!("{}/keyRings/r", parent()))
+        .set_crypto_key_id("k")
+        .set_crypto_key(CryptoKey::new().set_purpose(crypto_key::CryptoKeyPurpose::EncryptDecrypt))
+        .send()
+        .await?;
+    let mut job = hello_job();
+    if let Some(t) = job.template.as_mut().and_then(|et| et.template.as_mut()) {
+        t.encryption_key = key.name.clone();
+    }
+    let client = jobs(&emu).await;
+    let e = create_job(&client, "cmek", job.clone()).await.unwrap_err();
+    assert_eq!(code(&e), Some(Code::FailedPrecondition), "{e}");
+    assert!(
+        message(&e).starts_with("Job 'cmek' is not ready. The Cloud Run service agent"),
+        "{}",
+        message(&e)
+    );
+    let failed = client.get_job().set_name(job_name("cmek")).send().await?;
+    let tc = failed.terminal_condition.expect("terminal condition");
+    assert_eq!(tc.state, condition::State::ConditionFailed);
+    assert_eq!(
+        tc.reason(),
+        Some(&condition::CommonReason::EncryptionKeyPermissionDenied)
+    );
+
+    let number = runwarden_emulator::state::project_number(PROJECT);
+    let agent = format!("service-{number}@serverless-robot-prod.iam.gserviceaccount.com");
+    grant(
+        &emu,
+        &format!("/v1/{}", key.name),
+        "roles/cloudkms.cryptoKeyEncrypterDecrypter",
+        &agent,
+    )
+    .await;
+    create_job(&client, "cmek2", job).await?;
+    Ok(())
+}
