@@ -705,22 +705,8 @@ async fn a_region_holds_at_most_1000_jobs() -> TestResult {
 
 #[tokio::test]
 async fn a_job_with_a_key_its_service_agent_may_not_use_fails_to_deploy() -> TestResult {
-    use google_cloud_kms_v1::model::{CryptoKey, KeyRing, crypto_key};
     let emu = emulator().await;
-    let k = kms(&emu).await;
-    k.create_key_ring()
-        .set_parent(parent())
-        .set_key_ring_id("r")
-        .set_key_ring(KeyRing::new())
-        .send()
-        .await?;
-    let key = k
-        .create_crypto_key()
-        .set_parent(format!("{}/keyRings/r", parent()))
-        .set_crypto_key_id("k")
-        .set_crypto_key(CryptoKey::new().set_purpose(crypto_key::CryptoKeyPurpose::EncryptDecrypt))
-        .send()
-        .await?;
+    let key = make_key(&emu, REGION, "k").await;
     let mut job = hello_job();
     if let Some(t) = job.template.as_mut().and_then(|et| et.template.as_mut()) {
         t.encryption_key = key.name.clone();
@@ -741,15 +727,7 @@ async fn a_job_with_a_key_its_service_agent_may_not_use_fails_to_deploy() -> Tes
         Some(&condition::CommonReason::EncryptionKeyPermissionDenied)
     );
 
-    let number = runwarden_emulator::state::project_number(PROJECT);
-    let agent = format!("service-{number}@serverless-robot-prod.iam.gserviceaccount.com");
-    grant(
-        &emu,
-        &format!("/v1/{}", key.name),
-        "roles/cloudkms.cryptoKeyEncrypterDecrypter",
-        &agent,
-    )
-    .await;
+    grant_agent(&emu, &key.name).await;
     create_job(&client, "cmek2", job).await?;
     Ok(())
 }

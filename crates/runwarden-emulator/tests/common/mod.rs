@@ -289,6 +289,66 @@ pub async fn refused_job_create(
         .unwrap_err()
 }
 
+pub const RING: &str = "ring";
+
+pub fn key_name(location: &str, key: &str) -> String {
+    format!("projects/{PROJECT}/locations/{location}/keyRings/{RING}/cryptoKeys/{key}")
+}
+
+/// The member of the project's Cloud Run service agent.
+pub fn agent() -> String {
+    format!(
+        "serviceAccount:service-{}@serverless-robot-prod.iam.gserviceaccount.com",
+        runwarden_emulator::state::project_number(PROJECT)
+    )
+}
+
+/// Key `key` (ENCRYPT_DECRYPT) in key ring [`RING`] of `location`, the ring made if needed.
+pub async fn make_key(
+    emu: &Emulator,
+    location: &str,
+    key: &str,
+) -> google_cloud_kms_v1::model::CryptoKey {
+    use google_cloud_kms_v1::model::{CryptoKey, KeyRing, crypto_key};
+    let kms = kms(emu).await;
+    let parent = format!("projects/{PROJECT}/locations/{location}");
+    let _ = kms
+        .create_key_ring()
+        .set_parent(&parent)
+        .set_key_ring_id(RING)
+        .set_key_ring(KeyRing::new())
+        .send()
+        .await;
+    kms.create_crypto_key()
+        .set_parent(format!("{parent}/keyRings/{RING}"))
+        .set_crypto_key_id(key)
+        .set_crypto_key(CryptoKey::new().set_purpose(crypto_key::CryptoKeyPurpose::EncryptDecrypt))
+        .send()
+        .await
+        .expect("key created")
+}
+
+/// Grants the Cloud Run service agent `roles/cloudkms.cryptoKeyEncrypterDecrypter` on `key`.
+pub async fn grant_agent(emu: &Emulator, key: &str) {
+    use google_cloud_iam_v1::model::Binding;
+    let kms = kms(emu).await;
+    let current = kms
+        .get_iam_policy()
+        .set_resource(key)
+        .send()
+        .await
+        .expect("policy");
+    let policy = current.set_bindings([Binding::new()
+        .set_role("roles/cloudkms.cryptoKeyEncrypterDecrypter")
+        .set_members([agent()])]);
+    kms.set_iam_policy()
+        .set_resource(key)
+        .set_policy(policy)
+        .send()
+        .await
+        .expect("granted");
+}
+
 /// The gRPC code of a client error.
 pub fn code(e: &google_cloud_gax::error::Error) -> Option<google_cloud_gax::error::rpc::Code> {
     e.status().map(|s| s.code)
