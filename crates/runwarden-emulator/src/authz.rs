@@ -4,7 +4,9 @@
 //! `allUsers`) by a role (`roles`) in an unconditioned binding of the project's policy or of the
 //! resource's own policy (Cloud Run service, KMS crypto key — also for its versions — or service
 //! account). Cloud Run create/patch of a template also needs `iam.serviceAccounts.actAs` on the
-//! account it runs as (its `serviceAccount`, else the project's default compute account);
+//! account it runs as (its `serviceAccount`, else the project's default compute account), as do
+//! Cloud Run job create/patch and Cloud Scheduler create/patch on the account of an HTTP
+//! target's token; a run with overrides also needs `run.jobs.runWithOverrides`;
 //! `generateAccessToken` checks the delegation chain.
 
 use std::time::SystemTime;
@@ -21,6 +23,7 @@ use crate::{resourcemanager, roles, serviceaccounts, util};
 const GET_ACCESS_TOKEN: &str = "iam.serviceAccounts.getAccessToken";
 const IMPLICIT_DELEGATION: &str = "iam.serviceAccounts.implicitDelegation";
 const ACT_AS: &str = "iam.serviceAccounts.actAs";
+const RUN_WITH_OVERRIDES: &str = "run.jobs.runWithOverrides";
 
 /// Who calls: anonymous without an `Authorization` header, the token's service account for a
 /// live token, UNAUTHENTICATED for anything else (unknown, expired or not a bearer token).
@@ -69,31 +72,65 @@ pub(crate) fn check(st: &State, route: &Route, req: &Req, project: &str) -> GRes
     if !holds(st, email, route.permission, &req.segs, project) {
         return Err(denied(route, req, project));
     }
-    let deploys =
-        route.api == "run" && matches!(route.method, "services.create" | "services.patch");
-    // A template without an account runs as the project's default compute account, which
-    // needs `actAs` just the same.
-    let runs_as = req.body.get("template").map(|t| {
-        t.get("serviceAccount")
+    if route.api == "run"
+        && route.method == "jobs.run"
+        && req
+            .body
+            .get("overrides")
+            .is_some_and(|o| o.as_object().is_some_and(|o| !o.is_empty()))
+        && !holds(st, email, RUN_WITH_OVERRIDES, &req.segs, project)
+    {
+        let resource = req.segs.join("/");
+        return Err(GError::permission_on(
+            RUN_WITH_OVERRIDES,
+            &resource,
+            format!(
+                "Permission '{RUN_WITH_OVERRIDES}' denied on resource '{resource}' (or resource may not exist)."
+            ),
+        ));
+    }
+    match acts_as(route, req, project) {
+        Some(sa) if !on_account(st, email, ACT_AS, &sa, project) => Err(GError::permission_on(
+            ACT_AS,
+            &format!("projects/-/serviceAccounts/{sa}"),
+            format!(
+                "Permission 'iam.serviceaccounts.actAs' denied on service account {sa} (or it may not exist)."
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The service account a call makes Google act as, which the caller needs `actAs` on: the
+/// account a Cloud Run service or job template runs as (its `serviceAccount`, else the
+/// project's default compute account), or the account a Cloud Scheduler job's HTTP target
+/// gets its token for.
+fn acts_as(route: &Route, req: &Req, project: &str) -> Option<String> {
+    let template = match (route.api, route.method) {
+        ("run", "services.create" | "services.patch") => req.body.get("template"),
+        ("run", "jobs.create" | "jobs.patch") => {
+            req.body.get("template").and_then(|t| t.get("template"))
+        }
+        ("cloudscheduler", "jobs.create" | "jobs.patch") => {
+            let h = req.body.get("httpTarget")?;
+            let token = h.get("oauthToken").or_else(|| h.get("oidcToken"))?;
+            return util::get_path(token, "serviceAccountEmail")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned);
+        }
+        _ => None,
+    }?;
+    Some(
+        template
+            .get("serviceAccount")
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
             .map_or_else(
                 || serviceaccounts::default_compute_account(crate::state::project_number(project)),
                 str::to_owned,
-            )
-    });
-    match runs_as.as_deref() {
-        Some(sa) if deploys && !on_account(st, email, ACT_AS, sa, project) => {
-            Err(GError::permission_on(
-                ACT_AS,
-                &format!("projects/-/serviceAccounts/{sa}"),
-                format!(
-                    "Permission 'iam.serviceaccounts.actAs' denied on service account {sa} (or it may not exist)."
-                ),
-            ))
-        }
-        _ => Ok(()),
-    }
+            ),
+    )
 }
 
 /// The permissions among `asked` the caller holds on the resource of the request path.
@@ -155,13 +192,19 @@ fn on_account(
 }
 
 /// Whether `email` holds `permission` on the resource of the path `segs` in `project`.
-fn holds(st: &State, email: &str, permission: &str, segs: &[String], project: &str) -> bool {
+pub(crate) fn holds(
+    st: &State,
+    email: &str,
+    permission: &str,
+    segs: &[String],
+    project: &str,
+) -> bool {
     granted(
         st,
         email,
         permission,
         project,
-        own_policy(st, segs, project),
+        own_policy(st, segs, project, permission),
     )
 }
 
@@ -179,14 +222,23 @@ fn granted(st: &State, email: &str, permission: &str, project: &str, own: Option
         .any(|p| p.roles_of(&members).any(|r| roles::grants(r, permission)))
 }
 
-/// The resource's own IAM policy, if it has one: a Cloud Run service, a KMS crypto key (also for
-/// paths under it), a service account.
-fn own_policy<'a>(st: &'a State, segs: &[String], project: &str) -> Option<&'a Policy> {
+/// The resource's own IAM policy, if it has one: a Cloud Run service or job (also for the
+/// executions and tasks under it), a KMS crypto key (also for paths under it), a service account.
+/// `permission` tells the APIs apart (a Cloud Scheduler job's path looks like a Cloud Run job's).
+fn own_policy<'a>(
+    st: &'a State,
+    segs: &[String],
+    project: &str,
+    permission: &str,
+) -> Option<&'a Policy> {
     let is = |i: usize, kind: &str| segs.len() > i + 1 && segs[i] == kind;
     let name = |n: usize| format!("projects/{project}/{}", segs[2..n].join("/"));
+    let run = permission.starts_with("run.");
     if is(2, "serviceAccounts") {
         st.sa_policies.get(&segs[3])
-    } else if is(4, "services") {
+    } else if run && is(4, "jobs") {
+        st.jobs.get(&name(6)).map(|r| &r.policy)
+    } else if run && is(4, "services") {
         st.services.get(&name(6)).map(|r| &r.policy)
     } else if is(6, "cryptoKeys") {
         st.crypto_keys.get(&name(8)).map(|r| &r.policy)

@@ -1,5 +1,6 @@
-//! Emulator-only controls under `/emulator/v1/`: counters, operation delay, rate quotas and
-//! organization policies (`config`), the emulator clock, faults, reset, health.
+//! Emulator-only controls under `/emulator/v1/`: counters, operation delay, rate quotas,
+//! organization policies and the task simulation (`config`), the emulator clock, faults, reset,
+//! health.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,9 +79,11 @@ fn duration_field(field: &str, d: &Value) -> Result<Duration, (StatusCode, Value
 }
 
 /// `PUT config`: `{"operationDelay": "2.5s", "runReadsPerMinute": 60, "runWritesPerMinute": 0,
-/// "orgPolicies": {"my-project": {"run.allowedIngress": ["internal"]}}}`; absent fields are left
-/// as they are, a quota of 0 is off, `orgPolicies` replaces every project's organization policy
-/// (`{}` removes them; the shape is in [`crate::orgpolicy`]).
+/// "orgPolicies": {"my-project": {"run.allowedIngress": ["internal"]}}, "taskDuration": "2s",
+/// "taskFailures": {"projects/P/locations/R/jobs/J": 3}}`; absent fields are left as they are, a
+/// quota of 0 is off, `orgPolicies` replaces every project's organization policy (`{}` removes
+/// them; the shape is in [`crate::orgpolicy`]), `taskDuration` applies to executions started
+/// afterwards, `taskFailures` sets the failures to come of the jobs it names.
 fn set_config(shared: &Shared, body: &[u8]) -> (StatusCode, Value) {
     let v = match json_body(body) {
         Ok(v) => v,
@@ -90,10 +93,19 @@ fn set_config(shared: &Shared, body: &[u8]) -> (StatusCode, Value) {
         Ok(p) => p,
         Err(e) => return err(e),
     };
-    if let Some(d) = v.get("operationDelay") {
-        match duration_field("operationDelay", d) {
-            Ok(d) => *lock(&shared.delay) = d,
-            Err(e) => return e,
+    let task_failures = match v.get("taskFailures").map(task_failures).transpose() {
+        Ok(f) => f,
+        Err(e) => return err(e),
+    };
+    for (field, slot) in [
+        ("operationDelay", &shared.delay),
+        ("taskDuration", &shared.task_duration),
+    ] {
+        if let Some(d) = v.get(field) {
+            match duration_field(field, d) {
+                Ok(d) => *lock(slot) = d,
+                Err(e) => return e,
+            }
         }
     }
     let mut quotas = lock(&shared.quotas).limits;
@@ -116,7 +128,39 @@ fn set_config(shared: &Shared, body: &[u8]) -> (StatusCode, Value) {
     if let Some(policies) = org_policies {
         lock(&shared.state).org_policies = policies;
     }
+    if let Some(failures) = task_failures {
+        let st = &mut lock(&shared.state).task_failures;
+        for (job, k) in failures {
+            if k == 0 {
+                st.remove(&job);
+            } else {
+                st.insert(job, k);
+            }
+        }
+    }
     (StatusCode::OK, config(shared))
+}
+
+/// `taskFailures`: `{"projects/P/locations/R/jobs/J": K}`, the next K task attempts of each job
+/// fail (0 clears a job's); jobs left out keep theirs.
+fn task_failures(v: &Value) -> Result<Vec<(String, u64)>, GError> {
+    let bad = || {
+        GError::invalid_field(
+            "taskFailures",
+            "Invalid taskFailures: use {\"projects/P/locations/R/jobs/J\": K} with K a whole number.",
+        )
+    };
+    let map = v.as_object().ok_or_else(bad)?;
+    map.iter()
+        .map(|(job, k)| {
+            let parts: Vec<&str> = job.split('/').collect();
+            let named = parts.len() == 6 && parts[0] == "projects" && parts[4] == "jobs";
+            match k.as_u64() {
+                Some(k) if named => Ok((job.clone(), k)),
+                _ => Err(bad()),
+            }
+        })
+        .collect()
 }
 
 /// `POST clock:advance`: `{"by": "61s"}` moves the emulator clock forward (token expiry, quota
@@ -168,10 +212,14 @@ fn config(shared: &Shared) -> Value {
         "runReadsPerMinute": quotas.run_reads_per_minute,
         "runWritesPerMinute": quotas.run_writes_per_minute,
         "clockOffset": util::format_duration(*lock(&shared.clock_offset)),
+        "taskDuration": util::format_duration(*lock(&shared.task_duration)),
     });
-    let policies = &lock(&shared.state).org_policies;
-    if !policies.is_empty() {
-        v["orgPolicies"] = orgpolicy::to_json(policies);
+    let st = lock(&shared.state);
+    if !st.org_policies.is_empty() {
+        v["orgPolicies"] = orgpolicy::to_json(&st.org_policies);
+    }
+    if !st.task_failures.is_empty() {
+        v["taskFailures"] = json!(st.task_failures);
     }
     v
 }
@@ -191,7 +239,7 @@ mod tests {
     fn fault_apis_are_listed_as_before() {
         assert_eq!(
             super::one_of(&crate::routes::apis()),
-            "run, vpcaccess, kms, resourcemanager, iam or iamcredentials"
+            "run, vpcaccess, kms, cloudscheduler, resourcemanager, iam or iamcredentials"
         );
     }
 }

@@ -166,6 +166,56 @@ enum_type!(
     ]
 );
 enum_type!(
+    EXECUTION_REASON,
+    "google.cloud.run.v2.Condition.ExecutionReason",
+    [
+        (0, "EXECUTION_REASON_UNDEFINED"),
+        (1, "JOB_STATUS_SERVICE_POLLING_ERROR"),
+        (2, "NON_ZERO_EXIT_CODE"),
+        (3, "CANCELLED"),
+        (4, "CANCELLING"),
+        (5, "DELETED"),
+        (6, "DELAYED_START_PENDING")
+    ]
+);
+enum_type!(
+    COMPLETION_STATUS,
+    "google.cloud.run.v2.ExecutionReference.CompletionStatus",
+    [
+        (0, "COMPLETION_STATUS_UNSPECIFIED"),
+        (1, "EXECUTION_SUCCEEDED"),
+        (2, "EXECUTION_FAILED"),
+        (3, "EXECUTION_RUNNING"),
+        (4, "EXECUTION_PENDING"),
+        (5, "EXECUTION_CANCELLED")
+    ]
+);
+enum_type!(
+    SCHEDULER_STATE,
+    "google.cloud.scheduler.v1.Job.State",
+    [
+        (0, "STATE_UNSPECIFIED"),
+        (1, "ENABLED"),
+        (2, "PAUSED"),
+        (3, "DISABLED"),
+        (4, "UPDATE_FAILED")
+    ]
+);
+enum_type!(
+    HTTP_METHOD,
+    "google.cloud.scheduler.v1.HttpMethod",
+    [
+        (0, "HTTP_METHOD_UNSPECIFIED"),
+        (1, "POST"),
+        (2, "GET"),
+        (3, "HEAD"),
+        (4, "PUT"),
+        (5, "DELETE"),
+        (6, "PATCH"),
+        (7, "OPTIONS")
+    ]
+);
+enum_type!(
     CONNECTOR_STATE,
     "google.cloud.vpcaccess.v1.Connector.State",
     [
@@ -323,6 +373,56 @@ pub static SERVICE: Schema = &[
     ("conditions[].severity", CONDITION_FIELDS[1].1),
     ("conditions[].reason", CONDITION_FIELDS[2].1),
     ("conditions[].revisionReason", CONDITION_FIELDS[3].1),
+];
+
+/// `google.cloud.run.v2.Job`.
+pub static JOB: Schema = &[
+    ("launchStage", &LAUNCH_STAGE),
+    ("template.template.executionEnvironment", &EXEC_ENV),
+    ("template.template.vpcAccess.egress", &VPC_EGRESS),
+    ("template.template.volumes[].emptyDir.medium", &MEDIUM),
+    (
+        "latestCreatedExecution.completionStatus",
+        &COMPLETION_STATUS,
+    ),
+    ("terminalCondition.state", CONDITION_FIELDS[0].1),
+    ("terminalCondition.severity", CONDITION_FIELDS[1].1),
+    ("terminalCondition.reason", CONDITION_FIELDS[2].1),
+    ("terminalCondition.executionReason", &EXECUTION_REASON),
+    ("conditions[].state", CONDITION_FIELDS[0].1),
+    ("conditions[].severity", CONDITION_FIELDS[1].1),
+    ("conditions[].reason", CONDITION_FIELDS[2].1),
+    ("conditions[].executionReason", &EXECUTION_REASON),
+];
+
+/// `google.cloud.run.v2.Execution`.
+pub static EXECUTION: Schema = &[
+    ("launchStage", &LAUNCH_STAGE),
+    ("template.executionEnvironment", &EXEC_ENV),
+    ("template.vpcAccess.egress", &VPC_EGRESS),
+    ("template.volumes[].emptyDir.medium", &MEDIUM),
+    ("conditions[].state", CONDITION_FIELDS[0].1),
+    ("conditions[].severity", CONDITION_FIELDS[1].1),
+    ("conditions[].reason", CONDITION_FIELDS[2].1),
+    ("conditions[].executionReason", &EXECUTION_REASON),
+];
+
+/// `google.cloud.run.v2.Task`.
+pub static TASK: Schema = &[
+    ("executionEnvironment", &EXEC_ENV),
+    ("vpcAccess.egress", &VPC_EGRESS),
+    ("volumes[].emptyDir.medium", &MEDIUM),
+    ("conditions[].state", CONDITION_FIELDS[0].1),
+    ("conditions[].severity", CONDITION_FIELDS[1].1),
+    ("conditions[].reason", CONDITION_FIELDS[2].1),
+    ("conditions[].executionReason", &EXECUTION_REASON),
+];
+
+/// `google.cloud.scheduler.v1.Job`.
+pub static SCHEDULER_JOB: Schema = &[
+    ("state", &SCHEDULER_STATE),
+    ("httpTarget.httpMethod", &HTTP_METHOD),
+    ("appEngineHttpTarget.httpMethod", &HTTP_METHOD),
 ];
 
 /// `google.cloud.vpcaccess.v1.Connector`.

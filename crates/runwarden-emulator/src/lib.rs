@@ -1,5 +1,5 @@
 //! A local emulator of the Google Cloud REST APIs runwarden uses: Cloud Run Admin v2 (services,
-//! operations, IAM), Serverless VPC Access v1 (connectors, operations), Cloud KMS v1 (key rings,
+//! jobs, executions, tasks, operations, IAM), Cloud Scheduler v1 (jobs), Serverless VPC Access v1 (connectors, operations), Cloud KMS v1 (key rings,
 //! crypto keys, versions, key IAM), Resource Manager v3 (`projects.get`, project IAM), IAM v1
 //! (service-account IAM) and IAM Credentials v1 (`generateAccessToken`).
 //!
@@ -26,6 +26,7 @@
 mod authz;
 mod completion;
 mod controls;
+mod cron;
 pub mod enums;
 pub mod error;
 pub mod iam;
@@ -39,6 +40,7 @@ mod roles;
 mod router;
 mod routes;
 mod run;
+mod scheduler;
 mod serviceaccounts;
 mod shared;
 pub mod state;
@@ -139,6 +141,22 @@ impl Emulator {
         *lock(&self.shared.delay) = d;
     }
 
+    /// Sets how long each task attempt of executions started from now on takes (default 0s).
+    pub fn set_task_duration(&self, d: Duration) {
+        *lock(&self.shared.task_duration) = d;
+    }
+
+    /// Makes the next `k` task attempts of Cloud Run job `job`
+    /// (`projects/P/locations/R/jobs/J`, project by id) fail; 0 clears them.
+    pub fn fail_tasks(&self, job: &str, k: u64) {
+        let failures = &mut lock(&self.shared.state).task_failures;
+        if k == 0 {
+            failures.remove(job);
+        } else {
+            failures.insert(job.to_string(), k);
+        }
+    }
+
     /// Sets the Cloud Run rate quotas (0 = off); usage so far is kept.
     pub fn set_quotas(&self, quotas: Quotas) {
         lock(&self.shared.quotas).limits = quotas;
@@ -149,8 +167,9 @@ impl Emulator {
         lock(&self.shared.quotas).limits
     }
 
-    /// Moves the emulator clock forward: access tokens expire and quota windows reset as if `by`
-    /// had passed (long-running operations keep real time).
+    /// Moves the emulator clock forward: access tokens expire, quota windows reset, execution
+    /// tasks progress and Cloud Scheduler jobs fall due as if `by` had passed (long-running
+    /// operations keep real time).
     pub fn advance_clock(&self, by: Duration) {
         *lock(&self.shared.clock_offset) += by;
     }

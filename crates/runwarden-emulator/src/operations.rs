@@ -14,14 +14,23 @@ use crate::util;
 
 /// `@type` of a Cloud Run Service carried in an operation's `metadata` / `response`.
 pub(crate) const RUN_SERVICE_TYPE: &str = "type.googleapis.com/google.cloud.run.v2.Service";
+/// `@type` of a Cloud Run Job carried in an operation's `metadata` / `response`.
+pub(crate) const RUN_JOB_TYPE: &str = "type.googleapis.com/google.cloud.run.v2.Job";
+/// `@type` of a Cloud Run Execution carried in a run or cancel operation.
+pub(crate) const RUN_EXECUTION_TYPE: &str = "type.googleapis.com/google.cloud.run.v2.Execution";
 /// `@type` of a VPC Access connector carried in an operation's `response`.
 pub(crate) const CONNECTOR_TYPE: &str = "type.googleapis.com/google.cloud.vpcaccess.v1.Connector";
 
 /// A Cloud Run Service with its `@type`, as operations carry it.
 pub(crate) fn service_any(svc: &Value) -> Value {
-    let mut v = svc.clone();
+    typed(svc, RUN_SERVICE_TYPE)
+}
+
+/// A resource with its `@type` (a `google.protobuf.Any`), as operations carry it.
+pub(crate) fn typed(v: &Value, any_type: &str) -> Value {
+    let mut v = v.clone();
     if let Some(o) = v.as_object_mut() {
-        o.insert("@type".into(), json!(RUN_SERVICE_TYPE));
+        o.insert("@type".into(), json!(any_type));
     }
     v
 }
@@ -71,14 +80,28 @@ pub(crate) fn start_done(
 }
 
 /// The operation as JSON (enums as names). A Cloud Run operation still running shows the
-/// service's current state as its metadata.
+/// current state of its service, job or execution as its metadata.
 pub(crate) fn render(st: &State, op: &Operation) -> Value {
     let mut metadata = op.metadata.clone();
-    if !op.done
-        && let OpKind::RunDeploy { service, .. } | OpKind::RunDelete { service } = &op.kind
-        && let Some(rec) = st.services.get(service)
-    {
-        metadata = service_any(&rec.svc);
+    if !op.done {
+        let current = match &op.kind {
+            OpKind::RunDeploy { service, .. } | OpKind::RunDelete { service } => {
+                st.services.get(service).map(|r| service_any(&r.svc))
+            }
+            OpKind::JobDeploy { job, .. } | OpKind::JobDelete { job } => {
+                st.jobs.get(job).map(|r| typed(&r.job, RUN_JOB_TYPE))
+            }
+            OpKind::ExecutionRun { execution }
+            | OpKind::ExecutionCancel { execution }
+            | OpKind::ExecutionDelete { execution } => st
+                .executions
+                .get(execution)
+                .map(|r| typed(&r.exec, RUN_EXECUTION_TYPE)),
+            _ => None,
+        };
+        if let Some(m) = current {
+            metadata = m;
+        }
     }
     let mut out = json!({"name": op.name, "metadata": metadata});
     if op.done {
@@ -98,6 +121,8 @@ pub(crate) fn encode(op: &mut Value, int: bool) {
         if let Some(v) = op.get_mut(key) {
             let schema = match util::str_of(v, "@type") {
                 RUN_SERVICE_TYPE => enums::SERVICE,
+                RUN_JOB_TYPE => enums::JOB,
+                RUN_EXECUTION_TYPE => enums::EXECUTION,
                 CONNECTOR_TYPE => enums::CONNECTOR,
                 _ => enums::NONE,
             };

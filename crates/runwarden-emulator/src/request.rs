@@ -18,6 +18,8 @@ pub(crate) struct Req {
     pub(crate) int: bool,
     /// Operation delay for operations started by this request.
     pub(crate) delay: Duration,
+    /// How long each task attempt of executions started by this request takes.
+    pub(crate) task_duration: Duration,
     /// Who makes the call (resolved from the bearer token with the state locked).
     pub(crate) caller: Caller,
     /// The emulator clock when the request arrived (drives token expiry and quota windows).

@@ -33,6 +33,11 @@ pub(crate) static ROLES: &[RoleDef] = &[
     ("roles/run.developer",                        &["run.*.*", "resourcemanager.projects.get", "resourcemanager.projects.list"], &["run.*.setIamPolicy"]),
     ("roles/run.viewer",                           &["run.*.get", "run.*.list", "run.*.getIamPolicy", "resourcemanager.projects.get", "resourcemanager.projects.list"], &[]),
     ("roles/run.invoker",                          &["run.routes.invoke", "run.jobs.run"], &[]),
+    ("roles/run.jobsExecutor",                     &["run.jobs.run", "run.executions.cancel", "run.jobs.get", "run.jobs.list", "run.executions.get", "run.executions.list"], &[]),
+    ("roles/run.jobsExecutorWithOverrides",        &["run.jobs.run", "run.jobs.runWithOverrides", "run.executions.cancel", "run.jobs.get", "run.jobs.list", "run.executions.get", "run.executions.list"], &[]),
+    ("roles/cloudscheduler.admin",                 &["cloudscheduler.*.*", "resourcemanager.projects.get", "resourcemanager.projects.list"], &[]),
+    ("roles/cloudscheduler.viewer",                &["cloudscheduler.*.get", "cloudscheduler.*.list", "resourcemanager.projects.get", "resourcemanager.projects.list"], &[]),
+    ("roles/cloudscheduler.jobRunner",             &["cloudscheduler.jobs.run"], &[]),
     ("roles/cloudkms.admin",                       &["cloudkms.*.*", "resourcemanager.projects.get", "resourcemanager.projects.list"], &["cloudkms.cryptoKeyVersions.useToEncrypt", "cloudkms.cryptoKeyVersions.useToDecrypt"]),
     ("roles/cloudkms.viewer",                      &["cloudkms.*.get", "cloudkms.*.list", "resourcemanager.projects.get", "resourcemanager.projects.list"], &[]),
     ("roles/cloudkms.cryptoKeyEncrypterDecrypter", &["cloudkms.cryptoKeyVersions.useToEncrypt", "cloudkms.cryptoKeyVersions.useToDecrypt", "cloudkms.locations.get", "cloudkms.locations.list", "resourcemanager.projects.get"], &[]),
@@ -92,5 +97,13 @@ mod tests {
             "iam.serviceAccounts.getAccessToken"
         ));
         assert!(!grants("projects/p/roles/custom", "run.services.get"));
+        assert!(grants("roles/run.invoker", "run.jobs.run"));
+        assert!(!grants("roles/run.invoker", "run.jobs.runWithOverrides"));
+        assert!(grants("roles/run.developer", "run.jobs.runWithOverrides"));
+        assert!(grants("roles/run.jobsExecutor", "run.executions.cancel"));
+        assert!(grants(
+            "roles/cloudscheduler.admin",
+            "cloudscheduler.jobs.enable"
+        ));
     }
 }

@@ -120,6 +120,7 @@ async fn dispatch(shared: &Arc<Shared>, req: Request) -> Response {
         query,
         body,
         delay: *lock(&shared.delay),
+        task_duration: *lock(&shared.task_duration),
         caller: Caller::Anonymous,
         now: shared.now(),
     };
@@ -216,7 +217,7 @@ impl Call<'_> {
             }
             r => r?,
         };
-        crate::completion::complete_due_operations(&mut st);
+        crate::completion::catch_up(&mut st, req);
         req.caller = authz::caller(&st, self.authorization, route, req.now)?;
         if route.api == "run" {
             lock(&shared.quotas).take(route.quota_kind(), p.number, req.seg(3), req.now)?;

@@ -9,7 +9,7 @@ use crate::error::GResult;
 use crate::quota::Kind;
 use crate::request::Req;
 use crate::state::State;
-use crate::{kms, resourcemanager, run, serviceaccounts, vpcaccess};
+use crate::{kms, resourcemanager, run, scheduler, serviceaccounts, vpcaccess};
 use Handler::{AfterOperationDue as Wait, Now};
 
 /// An API method's implementation, called with the state locked and due operations completed.
@@ -32,8 +32,8 @@ pub(crate) struct Route {
     /// The path without the leading `/`: literal segments, `{name}` for any one segment, and an
     /// optional `:verb` on the last one.
     pub(crate) pattern: &'static str,
-    /// `run`, `vpcaccess`, `kms`, `resourcemanager`, `iam` or `iamcredentials`, as counters and
-    /// faults name it.
+    /// `run`, `vpcaccess`, `kms`, `cloudscheduler`, `resourcemanager`, `iam` or
+    /// `iamcredentials`, as counters and faults name it.
     pub(crate) api: &'static str,
     /// `{collection}.{verb}`, e.g. `services.create`.
     pub(crate) method: &'static str,
@@ -55,7 +55,7 @@ impl Route {
         if self.http == "GET"
             || matches!(
                 self.method,
-                "operations.wait" | "services.testIamPermissions"
+                "operations.wait" | "services.testIamPermissions" | "jobs.testIamPermissions"
             )
         {
             Kind::Read
@@ -133,6 +133,7 @@ pub(crate) fn service(api: &str) -> &'static str {
         KMS => "cloudkms.googleapis.com",
         RM => "cloudresourcemanager.googleapis.com",
         IAM => "iam.googleapis.com",
+        SCHED => "cloudscheduler.googleapis.com",
         _ => "iamcredentials.googleapis.com",
     }
 }
@@ -161,6 +162,7 @@ const KMS: &str = "kms";
 const RM: &str = "resourcemanager";
 const IAM: &str = "iam";
 const CRED: &str = "iamcredentials";
+const SCHED: &str = "cloudscheduler";
 
 /// The table. Paths use `{p}` project (id or number), `{l}` location, then the resource ids.
 #[rustfmt::skip]
@@ -174,6 +176,21 @@ pub(crate) static ROUTES: &[Route] = &[
     route("GET",    "v2/projects/{p}/locations/{l}/services/{s}:getIamPolicy",      RUN, "services.getIamPolicy",       "run.services.getIamPolicy",       Now(run::iam::get_policy)),
     route("POST",   "v2/projects/{p}/locations/{l}/services/{s}:setIamPolicy",      RUN, "services.setIamPolicy",       "run.services.setIamPolicy",       Now(run::iam::set_policy)),
     route("POST",   "v2/projects/{p}/locations/{l}/services/{s}:testIamPermissions",RUN, "services.testIamPermissions", "",                                Now(run::iam::test_permissions)),
+    route("POST",   "v2/projects/{p}/locations/{l}/jobs",                           RUN, "jobs.create",                 "run.jobs.create",                 Now(run::jobs::create)),
+    route("GET",    "v2/projects/{p}/locations/{l}/jobs",                           RUN, "jobs.list",                   "run.jobs.list",                   Now(run::jobs::list)),
+    route("GET",    "v2/projects/{p}/locations/{l}/jobs/{j}",                       RUN, "jobs.get",                    "run.jobs.get",                    Now(run::jobs::get)),
+    route("PATCH",  "v2/projects/{p}/locations/{l}/jobs/{j}",                       RUN, "jobs.patch",                  "run.jobs.update",                 Now(run::jobs::patch)),
+    route("DELETE", "v2/projects/{p}/locations/{l}/jobs/{j}",                       RUN, "jobs.delete",                 "run.jobs.delete",                 Now(run::jobs::delete)),
+    route("POST",   "v2/projects/{p}/locations/{l}/jobs/{j}:run",                   RUN, "jobs.run",                    "run.jobs.run",                    Now(run::jobs::run)),
+    route("GET",    "v2/projects/{p}/locations/{l}/jobs/{j}:getIamPolicy",          RUN, "jobs.getIamPolicy",           "run.jobs.getIamPolicy",           Now(run::iam::get_policy)),
+    route("POST",   "v2/projects/{p}/locations/{l}/jobs/{j}:setIamPolicy",          RUN, "jobs.setIamPolicy",           "run.jobs.setIamPolicy",           Now(run::iam::set_policy)),
+    route("POST",   "v2/projects/{p}/locations/{l}/jobs/{j}:testIamPermissions",    RUN, "jobs.testIamPermissions",     "",                                Now(run::iam::test_permissions)),
+    route("GET",    "v2/projects/{p}/locations/{l}/jobs/{j}/executions",            RUN, "executions.list",             "run.executions.list",             Now(run::executions::list)),
+    route("GET",    "v2/projects/{p}/locations/{l}/jobs/{j}/executions/{e}",        RUN, "executions.get",              "run.executions.get",              Now(run::executions::get)),
+    route("DELETE", "v2/projects/{p}/locations/{l}/jobs/{j}/executions/{e}",        RUN, "executions.delete",           "run.executions.delete",           Now(run::executions::delete)),
+    route("POST",   "v2/projects/{p}/locations/{l}/jobs/{j}/executions/{e}:cancel", RUN, "executions.cancel",           "run.executions.cancel",           Now(run::executions::cancel)),
+    route("GET",    "v2/projects/{p}/locations/{l}/jobs/{j}/executions/{e}/tasks",  RUN, "tasks.list",                  "run.tasks.list",                  Now(run::executions::list_tasks)),
+    route("GET",    "v2/projects/{p}/locations/{l}/jobs/{j}/executions/{e}/tasks/{t}", RUN, "tasks.get",                "run.tasks.get",                   Now(run::executions::get_task)),
     route("GET",    "v2/projects/{p}/locations/{l}/operations",                     RUN, "operations.list",             "run.operations.list",             Now(run::operations::list)),
     route("GET",    "v2/projects/{p}/locations/{l}/operations/{o}",                 RUN, "operations.get",              "run.operations.get",              Now(run::operations::get)),
     route("DELETE", "v2/projects/{p}/locations/{l}/operations/{o}",                 RUN, "operations.delete",           "run.operations.delete",           Now(run::operations::delete)),
@@ -202,6 +219,15 @@ pub(crate) static ROUTES: &[Route] = &[
     route("PATCH",  "v1/projects/{p}/locations/{l}/keyRings/{r}/cryptoKeys/{k}/cryptoKeyVersions/{v}",         KMS, "cryptoKeyVersions.patch",   "cloudkms.cryptoKeyVersions.update",  Now(kms::patch_version)),
     route("POST",   "v1/projects/{p}/locations/{l}/keyRings/{r}/cryptoKeys/{k}/cryptoKeyVersions/{v}:destroy", KMS, "cryptoKeyVersions.destroy", "cloudkms.cryptoKeyVersions.destroy", Now(kms::destroy_version)),
     route("POST",   "v1/projects/{p}/locations/{l}/keyRings/{r}/cryptoKeys/{k}/cryptoKeyVersions/{v}:restore", KMS, "cryptoKeyVersions.restore", "cloudkms.cryptoKeyVersions.restore", Now(kms::restore_version)),
+    // Cloud Scheduler v1
+    route("POST",   "v1/projects/{p}/locations/{l}/jobs",                           SCHED, "jobs.create",               "cloudscheduler.jobs.create",      Now(scheduler::create)),
+    route("GET",    "v1/projects/{p}/locations/{l}/jobs",                           SCHED, "jobs.list",                 "cloudscheduler.jobs.list",        Now(scheduler::list)),
+    route("GET",    "v1/projects/{p}/locations/{l}/jobs/{j}",                       SCHED, "jobs.get",                  "cloudscheduler.jobs.get",         Now(scheduler::get)),
+    route("PATCH",  "v1/projects/{p}/locations/{l}/jobs/{j}",                       SCHED, "jobs.patch",                "cloudscheduler.jobs.update",      Now(scheduler::patch)),
+    route("DELETE", "v1/projects/{p}/locations/{l}/jobs/{j}",                       SCHED, "jobs.delete",               "cloudscheduler.jobs.delete",      Now(scheduler::delete)),
+    route("POST",   "v1/projects/{p}/locations/{l}/jobs/{j}:pause",                 SCHED, "jobs.pause",                "cloudscheduler.jobs.pause",       Now(scheduler::pause)),
+    route("POST",   "v1/projects/{p}/locations/{l}/jobs/{j}:resume",                SCHED, "jobs.resume",               "cloudscheduler.jobs.enable",      Now(scheduler::resume)),
+    route("POST",   "v1/projects/{p}/locations/{l}/jobs/{j}:run",                   SCHED, "jobs.run",                  "cloudscheduler.jobs.run",         Now(scheduler::run)),
     // Resource Manager v3
     route("GET",    "v3/projects/{p}",                                              RM,  "projects.get",                "resourcemanager.projects.get",    Now(resourcemanager::get_project)),
     route("POST",   "v3/projects/{p}:getIamPolicy",                                 RM,  "projects.getIamPolicy",       "resourcemanager.projects.getIamPolicy", Now(resourcemanager::get_project_policy)),
@@ -269,6 +295,7 @@ mod tests {
                 "run",
                 "vpcaccess",
                 "kms",
+                "cloudscheduler",
                 "resourcemanager",
                 "iam",
                 "iamcredentials"

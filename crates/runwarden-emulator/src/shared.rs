@@ -40,6 +40,8 @@ pub(crate) struct Shared {
     pub(crate) counters: Mutex<BTreeMap<String, u64>>,
     pub(crate) faults: Mutex<Vec<Fault>>,
     pub(crate) delay: Mutex<Duration>,
+    /// How long each task attempt of executions started from now on takes (`taskDuration`).
+    pub(crate) task_duration: Mutex<Duration>,
     /// Rate quotas and their usage.
     pub(crate) quotas: Mutex<Usage>,
     /// How far the emulator clock is ahead of the system clock (token expiry, quota windows).

@@ -1,5 +1,6 @@
 //! In-memory state of every emulated API: projects and their IAM policies, Cloud Run services,
-//! operations, VPC connectors, KMS keys, service-account IAM policies and issued access tokens. Plain data; what the APIs do with it lives in their modules, and
+//! Cloud Run jobs, executions and their simulated tasks, Cloud Scheduler jobs, operations, VPC
+//! connectors, KMS keys, service-account IAM policies and issued access tokens. Plain data; what the APIs do with it lives in their modules, and
 //! operation behaviour in `operations` and `completion`.
 
 use std::collections::BTreeMap;
@@ -68,6 +69,36 @@ pub enum OpKind {
         /// Service name.
         service: String,
     },
+    /// A job create or update: `generation` becomes ready, once the execution its token started
+    /// has started (`startExecutionToken`) or completed (`runExecutionToken`).
+    JobDeploy {
+        /// Job name.
+        job: String,
+        /// The generation this operation rolls out.
+        generation: i64,
+        /// The execution a token started, and whether the job waits for it to complete.
+        execution: Option<(String, bool)>,
+    },
+    /// A job delete (its executions go with it).
+    JobDelete {
+        /// Job name.
+        job: String,
+    },
+    /// A job run: done when the execution completes.
+    ExecutionRun {
+        /// Execution name.
+        execution: String,
+    },
+    /// An execution cancel.
+    ExecutionCancel {
+        /// Execution name.
+        execution: String,
+    },
+    /// An execution delete.
+    ExecutionDelete {
+        /// Execution name.
+        execution: String,
+    },
     /// A connector create.
     ConnectorCreate {
         /// Connector name.
@@ -123,6 +154,106 @@ pub struct ServiceRec {
     pub last_failed: bool,
 }
 
+/// A Cloud Run job and what the emulator keeps next to it.
+#[derive(Clone, Debug)]
+pub struct JobRec {
+    /// The resource as returned (enum names, not numbers); `executionCount` and
+    /// `latestCreatedExecution` are kept current as its executions run.
+    pub job: Value,
+    /// The job's IAM policy.
+    pub policy: Policy,
+    /// A delete is in progress.
+    pub deleting: bool,
+    /// The ids of every execution created so far (`{job}-{token}` or `{job}-{5 random}`): a token
+    /// naming one of them is refused.
+    pub execution_ids: Vec<String>,
+}
+
+/// Where a task of an execution is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskState {
+    /// Waiting for a slot (`parallelism`) or for its retry.
+    Pending,
+    /// An attempt is running.
+    Running,
+    /// An attempt succeeded.
+    Succeeded,
+    /// Its last allowed attempt failed.
+    Failed,
+    /// The execution was cancelled before it finished.
+    Cancelled,
+}
+
+/// One task of an execution, as the simulation runs it.
+#[derive(Clone, Debug)]
+pub struct TaskSim {
+    /// Where it is.
+    pub state: TaskState,
+    /// Attempts started so far.
+    pub attempts: u32,
+    /// Whether the running attempt fails when it ends (decided when it starts).
+    pub failing: bool,
+    /// When the running attempt ends.
+    pub ends: Option<SystemTime>,
+    /// When its first attempt started.
+    pub start: Option<SystemTime>,
+    /// When it finished (succeeded, failed or was cancelled).
+    pub completion: Option<SystemTime>,
+    /// Whether its last finished attempt failed (`None` before any finished).
+    pub last_failed: Option<bool>,
+}
+
+/// Where an execution is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExecState {
+    /// Tasks are pending or running.
+    Running,
+    /// Every task succeeded.
+    Succeeded,
+    /// Some task failed past its retries.
+    Failed,
+    /// Cancelled (or deleted) before it finished.
+    Cancelled,
+}
+
+/// A Cloud Run execution and its tasks.
+#[derive(Clone, Debug)]
+pub struct ExecutionRec {
+    /// The resource as returned; counts, times and conditions are kept current by the simulation.
+    pub exec: Value,
+    /// The job's name.
+    pub job: String,
+    /// Creation order (lists are newest first).
+    pub seq: u64,
+    /// The tasks, by index.
+    pub tasks: Vec<TaskSim>,
+    /// How long every attempt takes (the `taskDuration` control when the execution started).
+    pub task_duration: Duration,
+    /// Retries each task gets.
+    pub max_retries: u32,
+    /// Attempts running at once.
+    pub parallelism: usize,
+    /// The emulator time the simulation has reached.
+    pub clock: SystemTime,
+    /// Where it is.
+    pub state: ExecState,
+    /// When its first task started and when it finished.
+    pub start: Option<SystemTime>,
+    /// When it finished.
+    pub completion: Option<SystemTime>,
+    /// A delete is in progress.
+    pub deleting: bool,
+}
+
+/// A Cloud Scheduler job and what the emulator keeps next to it.
+#[derive(Clone, Debug)]
+pub struct SchedulerRec {
+    /// The resource as returned (enum names).
+    pub job: Value,
+    /// When it is next due (ENABLED jobs only), emulator clock.
+    pub next: Option<SystemTime>,
+}
+
 /// A KMS crypto key with its versions and IAM policy.
 #[derive(Clone, Debug)]
 pub struct KeyRec {
@@ -154,6 +285,14 @@ pub struct State {
     pub services: BTreeMap<String, ServiceRec>,
     /// Operations by name.
     pub operations: BTreeMap<String, Operation>,
+    /// Cloud Run jobs by name.
+    pub jobs: BTreeMap<String, JobRec>,
+    /// Cloud Run executions by name (`{job}/executions/{id}`).
+    pub executions: BTreeMap<String, ExecutionRec>,
+    /// Task attempts still to fail, by job name (the `taskFailures` control).
+    pub task_failures: BTreeMap<String, u64>,
+    /// Cloud Scheduler jobs by name.
+    pub scheduler_jobs: BTreeMap<String, SchedulerRec>,
     /// VPC Access connectors by name.
     pub connectors: BTreeMap<String, Value>,
     /// KMS key rings by name.
@@ -172,6 +311,8 @@ pub struct State {
     pub etag_seq: u64,
     /// Sequence for operations.
     pub op_seq: u64,
+    /// Sequence for executions.
+    pub exec_seq: u64,
 }
 
 impl State {

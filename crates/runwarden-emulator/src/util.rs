@@ -28,7 +28,7 @@ pub fn now() -> String {
 }
 
 // Howard Hinnant's days-to-civil algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
+pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -50,6 +50,20 @@ pub fn uuid() -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    dashed(&h)
+}
+
+/// A uid that stays the same for the same `name` (UUID-shaped, from two FNV-1a hashes).
+pub fn stable_uid(name: &str) -> String {
+    dashed(&format!(
+        "{:016x}{:016x}",
+        fnv1a(name),
+        fnv1a(&format!("{name}#"))
+    ))
+}
+
+/// 32 hex digits as `8-4-4-4-12`.
+fn dashed(h: &str) -> String {
     format!(
         "{}-{}-{}-{}-{}",
         &h[0..8],
@@ -218,10 +232,14 @@ fn is_default(v: &Value, key: &str) -> bool {
     }
 }
 
-/// Fields declared `optional` in the protos served (explicit presence), kept by [`prune`] even
-/// when `false` or `0`: Cloud Run's `ServiceScaling.manual_instance_count` and
-/// `RevisionTemplate.gpu_zonal_redundancy_disabled`.
-const PROTO3_OPTIONAL: [&str; 2] = ["manualInstanceCount", "gpuZonalRedundancyDisabled"];
+/// Fields with explicit presence in the protos served (`optional` or a oneof member), kept by
+/// [`prune`] even when `false` or `0`: Cloud Run's `ServiceScaling.manual_instance_count`,
+/// `RevisionTemplate.gpu_zonal_redundancy_disabled` and `TaskTemplate.max_retries`.
+const PROTO3_OPTIONAL: [&str; 3] = [
+    "manualInstanceCount",
+    "gpuZonalRedundancyDisabled",
+    "maxRetries",
+];
 
 /// Reads the value at a dotted path (`template.vpcAccess.connector`).
 pub fn get_path<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {

@@ -196,11 +196,32 @@ async fn http_controls_delay_counters_faults_reset() -> TestResult {
         (s, v),
         (
             200,
-            json!({"operationDelay": "2.5s", "runReadsPerMinute": 0, "runWritesPerMinute": 0, "clockOffset": "0s"})
+            json!({"operationDelay": "2.5s", "runReadsPerMinute": 0, "runWritesPerMinute": 0, "clockOffset": "0s", "taskDuration": "0s"})
         )
     );
     let (_, v) = http(&emu, "GET", "/emulator/v1/config", None).await;
     assert_eq!(v["operationDelay"], "2.5s");
+    let job = "projects/demo-project/locations/us-central1/jobs/j";
+    let (s, v) = http(
+        &emu,
+        "PUT",
+        "/emulator/v1/config",
+        Some(&format!(
+            r#"{{"taskDuration":"2s","taskFailures":{{"{job}":3}}}}"#
+        )),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["taskDuration"], "2s");
+    assert_eq!(v["taskFailures"], json!({job: 3}));
+    let (s, _) = http(
+        &emu,
+        "PUT",
+        "/emulator/v1/config",
+        Some(r#"{"taskFailures":{"not-a-job":1}}"#),
+    )
+    .await;
+    assert_eq!(s, 400);
     let (s, _) = http(
         &emu,
         "PUT",

@@ -6,64 +6,11 @@ mod common;
 use common::*;
 use google_cloud_gax::error::rpc::Code;
 use google_cloud_iam_v1::model::{Binding, Policy};
-use google_cloud_kms_v1::model::{
-    CryptoKey, CryptoKeyVersion, KeyRing, crypto_key, crypto_key_version,
-};
+use google_cloud_kms_v1::model::{CryptoKeyVersion, crypto_key_version};
 use google_cloud_lro::Poller;
 use google_cloud_run_v2::model::{Container, RevisionTemplate, Service, VpcAccess, condition};
 use google_cloud_vpcaccess_v1::model::Connector;
 use runwarden_emulator::Emulator;
-
-const RING: &str = "ring";
-
-fn key_name(location: &str, key: &str) -> String {
-    format!("projects/{PROJECT}/locations/{location}/keyRings/{RING}/cryptoKeys/{key}")
-}
-
-fn agent() -> String {
-    format!(
-        "serviceAccount:service-{}@serverless-robot-prod.iam.gserviceaccount.com",
-        runwarden_emulator::state::project_number(PROJECT)
-    )
-}
-
-async fn make_key(emu: &Emulator, location: &str, key: &str) -> CryptoKey {
-    let kms = kms(emu).await;
-    let parent = format!("projects/{PROJECT}/locations/{location}");
-    let _ = kms
-        .create_key_ring()
-        .set_parent(&parent)
-        .set_key_ring_id(RING)
-        .set_key_ring(KeyRing::new())
-        .send()
-        .await;
-    kms.create_crypto_key()
-        .set_parent(format!("{parent}/keyRings/{RING}"))
-        .set_crypto_key_id(key)
-        .set_crypto_key(CryptoKey::new().set_purpose(crypto_key::CryptoKeyPurpose::EncryptDecrypt))
-        .send()
-        .await
-        .expect("key created")
-}
-
-async fn grant_agent(emu: &Emulator, key: &str) {
-    let kms = kms(emu).await;
-    let current = kms
-        .get_iam_policy()
-        .set_resource(key)
-        .send()
-        .await
-        .expect("policy");
-    let policy = current.set_bindings([Binding::new()
-        .set_role("roles/cloudkms.cryptoKeyEncrypterDecrypter")
-        .set_members([agent()])]);
-    kms.set_iam_policy()
-        .set_resource(key)
-        .set_policy(policy)
-        .send()
-        .await
-        .expect("granted");
-}
 
 fn cmek_service(key: &str) -> Service {
     Service::new().set_template(

@@ -1,7 +1,7 @@
 //! What Cloud Run fills in server-side on create and patch, per the recorded real traffic
 //! (`run-service-basic.tf-vcr-cassette.yaml` for services; the real Cloud Run *job* recordings
-//! `run-job-*.real.http.log` for what services share with jobs: per-container limits with
-//! sidecars and the completion of a declared probe).
+//! `run-job-*.real.http.log` for jobs and for what services share with them: per-container
+//! limits with sidecars and the completion of a declared probe).
 
 use serde_json::{Map, Value, json};
 
@@ -29,29 +29,66 @@ pub(super) fn apply_defaults(svc: &mut Value, project: &Project) {
 /// `timeout`, the default compute service account, concurrency, and each container's defaults.
 fn apply_template_defaults(t: &mut Map<String, Value>, project: &Project) {
     t.entry("timeout").or_insert(json!("300s"));
-    t.entry("serviceAccount")
-        .or_insert(json!(crate::serviceaccounts::default_compute_account(
-            project.number
-        )));
+    default_service_account(t, project);
     t.entry("maxInstanceRequestConcurrency")
         .or_insert(json!(80));
     let gpu = t.contains_key("nodeSelector");
+    apply_container_defaults(t, !gpu);
     let Some(containers) = t.get_mut("containers").and_then(Value::as_array_mut) else {
         return;
     };
     let ingress = ingress_container(containers);
+    if let Some(c) = containers.get_mut(ingress).and_then(Value::as_object_mut) {
+        apply_ingress_container_defaults(c);
+    }
+}
+
+/// What Cloud Run fills in on a job, per the real job recordings (`run-job-*.real.http.log`):
+/// `launchStage GA`, `template.taskCount 1` (`parallelism` 0 stays unset), and on the task
+/// template `timeout "600s"`, `maxRetries 3`, `executionEnvironment GEN2`, the default compute
+/// account, and per-container `resources.limits` (no `cpuIdle`, no ports) and completed probes.
+/// `latestCreatedExecution` is `{}` until the first execution.
+pub(super) fn apply_job_defaults(job: &mut Value, project: &Project) {
+    let Some(o) = job.as_object_mut() else { return };
+    o.entry("launchStage").or_insert(json!("GA"));
+    o.entry("latestCreatedExecution").or_insert(json!({}));
+    let Some(et) = o.get_mut("template").and_then(Value::as_object_mut) else {
+        return;
+    };
+    et.entry("taskCount").or_insert(json!(1));
+    let Some(t) = et.get_mut("template").and_then(Value::as_object_mut) else {
+        return;
+    };
+    t.entry("timeout").or_insert(json!("600s"));
+    t.entry("maxRetries").or_insert(json!(3));
+    t.entry("executionEnvironment")
+        .or_insert(json!("EXECUTION_ENVIRONMENT_GEN2"));
+    default_service_account(t, project);
+    apply_container_defaults(t, false);
+}
+
+/// A template without `serviceAccount` runs as the project's default compute account.
+fn default_service_account(t: &mut Map<String, Value>, project: &Project) {
+    t.entry("serviceAccount")
+        .or_insert(json!(crate::serviceaccounts::default_compute_account(
+            project.number
+        )));
+}
+
+/// Each container's `resources.limits` and completed probes; `cpuIdle` on containers without
+/// `resources` when `cpu_idle`.
+fn apply_container_defaults(t: &mut Map<String, Value>, cpu_idle: bool) {
+    let Some(containers) = t.get_mut("containers").and_then(Value::as_array_mut) else {
+        return;
+    };
     // Recorded: 512Mi for a single container, 256Mi each when there are several.
     let memory = if containers.len() > 1 {
         "256Mi"
     } else {
         "512Mi"
     };
-    for (i, c) in containers.iter_mut().enumerate() {
-        let Some(c) = c.as_object_mut() else { continue };
-        apply_resource_defaults(c, memory, !gpu);
-        if i == ingress {
-            apply_ingress_container_defaults(c);
-        }
+    for c in containers.iter_mut().filter_map(Value::as_object_mut) {
+        apply_resource_defaults(c, memory, cpu_idle);
         complete_probes(c);
     }
 }

@@ -1,35 +1,52 @@
-//! A Cloud Run service's IAM policy: `getIamPolicy`, `setIamPolicy`, `testIamPermissions`.
+//! The IAM policy of a Cloud Run service or job: `getIamPolicy`, `setIamPolicy`,
+//! `testIamPermissions` (the collection in the path says which).
 
 use serde_json::{Value, json};
 
-use super::resource::{not_found, service_name};
+use super::resource::{JOB, Kind, SERVICE, not_found, resource_name};
 use crate::error::GResult;
+use crate::iam::Policy;
 use crate::request::Req;
-use crate::state::State;
+use crate::state::{Project, State};
 
-/// `run.services.getIamPolicy`.
-pub(crate) fn get_policy(st: &mut State, req: &Req) -> GResult<Value> {
-    let (name, _) = service_name(st, req)?;
-    let rec = st.services.get(&name).ok_or_else(|| not_found(&name))?;
-    Ok(rec.policy.render())
+/// The kind of resource the path names (`.../services/{s}` or `.../jobs/{j}`).
+fn kind_of(req: &Req) -> &'static Kind {
+    if req.seg(4) == "jobs" { &JOB } else { &SERVICE }
 }
 
-/// `run.services.setIamPolicy`.
+/// The resource's policy (NOT_FOUND when it does not exist), its name and project.
+fn policy_mut<'a>(st: &'a mut State, req: &Req) -> GResult<(&'a mut Policy, Project)> {
+    let kind = kind_of(req);
+    let (name, p) = resource_name(st, req, kind)?;
+    let policy = if kind.collection == "jobs" {
+        st.jobs.get_mut(&name).map(|r| &mut r.policy)
+    } else {
+        st.services.get_mut(&name).map(|r| &mut r.policy)
+    };
+    match policy {
+        Some(policy) => Ok((policy, p)),
+        None => Err(not_found(kind, &name)),
+    }
+}
+
+/// `run.services.getIamPolicy`, `run.jobs.getIamPolicy`.
+pub(crate) fn get_policy(st: &mut State, req: &Req) -> GResult<Value> {
+    Ok(policy_mut(st, req)?.0.render())
+}
+
+/// `run.services.setIamPolicy`, `run.jobs.setIamPolicy` (etag: ABORTED when stale).
 pub(crate) fn set_policy(st: &mut State, req: &Req) -> GResult<Value> {
-    let (name, _) = service_name(st, req)?;
     let mut seq = st.etag_seq;
-    let rec = st.services.get_mut(&name).ok_or_else(|| not_found(&name))?;
     let body = req.object_body()?;
-    let out = rec.policy.set(&body, &mut seq)?;
+    let out = policy_mut(st, req)?.0.set(&body, &mut seq)?;
     st.etag_seq = seq;
     Ok(out)
 }
 
-/// `run.services.testIamPermissions`: the permissions asked that the caller holds on the service
-/// (all of them for an anonymous caller).
+/// `testIamPermissions`: the permissions asked that the caller holds on the resource (all of
+/// them for an anonymous caller).
 pub(crate) fn test_permissions(st: &mut State, req: &Req) -> GResult<Value> {
-    let (name, p) = service_name(st, req)?;
-    st.services.get(&name).ok_or_else(|| not_found(&name))?;
+    let (_, p) = policy_mut(st, req)?;
     let asked: Vec<String> = crate::util::strs_of(&req.body, "permissions")
         .into_iter()
         .map(String::from)

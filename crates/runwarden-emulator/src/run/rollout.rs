@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::resource::{generation, service_etag};
+use super::resource::{generation, resource_etag};
 use super::validation::parse_key;
 use crate::error::{Code, GError};
 use crate::operations::{RUN_SERVICE_TYPE, service_any};
@@ -47,7 +47,11 @@ pub(crate) fn complete_deploy(
                 .map(String::from)
         })
         .unwrap_or_default();
-    let check = cmek_check(st, &svc, number, &revision_id);
+    let key = get_path(&svc, "template.encryptionKey")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let not_ready = format!("Revision '{revision_id}' is not ready and cannot serve traffic.");
+    let check = cmek_check(st, key, number, &not_ready);
     let mut revision_ids = rec.revision_ids.clone();
     if check.is_ok()
         && let Some(r) = revision
@@ -193,7 +197,7 @@ pub(crate) fn complete_delete(st: &mut State, service: &str) -> (Value, Result<V
             Ok(json!({"@type": RUN_SERVICE_TYPE, "name": service})),
         );
     };
-    let etag = service_etag(st, service, generation(&rec.svc));
+    let etag = resource_etag(st, service, generation(&rec.svc));
     let now = util::now();
     let mut svc = rec.svc;
     if let Some(o) = svc.as_object_mut() {
@@ -213,16 +217,14 @@ pub(crate) fn complete_delete(st: &mut State, service: &str) -> (Value, Result<V
     (v.clone(), Ok(v))
 }
 
-/// The CMEK check Cloud Run runs when it rolls out a revision: `Err((reason, message))`.
-fn cmek_check(
+/// The CMEK check Cloud Run runs when it rolls out a revision or deploys a job, for `key` (none
+/// when empty): `Err((reason, message))`, the message starting with `not_ready`.
+pub(super) fn cmek_check(
     st: &State,
-    svc: &Value,
+    key: &str,
     number: u64,
-    revision: &str,
+    not_ready: &str,
 ) -> Result<(), (&'static str, String)> {
-    let key = get_path(svc, "template.encryptionKey")
-        .and_then(Value::as_str)
-        .unwrap_or("");
     if key.is_empty() {
         return Ok(());
     }
@@ -241,9 +243,7 @@ fn cmek_check(
     let Some(rec) = canonical.and_then(|c| st.crypto_keys.get(&c)) else {
         return Err((
             "ENCRYPTION_KEY_CHECK_FAILED",
-            format!(
-                "Revision '{revision}' is not ready and cannot serve traffic. The encryption key {key} does not exist."
-            ),
+            format!("{not_ready} The encryption key {key} does not exist."),
         ));
     };
     if !rec
@@ -253,7 +253,7 @@ fn cmek_check(
         return Err((
             "ENCRYPTION_KEY_PERMISSION_DENIED",
             format!(
-                "Revision '{revision}' is not ready and cannot serve traffic. The Cloud Run service agent {agent} does not have permission to use the encryption key {key}. Grant it the role roles/cloudkms.cryptoKeyEncrypterDecrypter on the key."
+                "{not_ready} The Cloud Run service agent {agent} does not have permission to use the encryption key {key}. Grant it the role roles/cloudkms.cryptoKeyEncrypterDecrypter on the key."
             ),
         ));
     }
@@ -266,7 +266,7 @@ fn cmek_check(
         return Err((
             "ENCRYPTION_KEY_CHECK_FAILED",
             format!(
-                "Revision '{revision}' is not ready and cannot serve traffic. The primary version of the encryption key {key} is not enabled (state: {state})."
+                "{not_ready} The primary version of the encryption key {key} is not enabled (state: {state})."
             ),
         ));
     }

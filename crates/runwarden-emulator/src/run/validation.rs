@@ -1,6 +1,7 @@
-//! Synchronous validation of a Cloud Run service spec, as the create and patch calls run it
-//! (INVALID_ARGUMENT, or FAILED_PRECONDITION for a connector that is not ready). `rt` is the
-//! request type named in the messages (`CreateServiceRequest` / `UpdateServiceRequest`).
+//! Synchronous validation of a Cloud Run service or job spec, as the create and patch calls run
+//! it (INVALID_ARGUMENT, or FAILED_PRECONDITION for a connector that is not ready). The checks of
+//! the template a revision or a task runs (containers, volumes, mounts, GPU, service account,
+//! VPC access, encryption key) are shared; [`Rt`] says how the messages name the fields.
 
 use serde_json::{Value, json};
 
@@ -9,8 +10,51 @@ use crate::error::{GError, GResult};
 use crate::state::State;
 use crate::util::{self, get_path, str_of};
 
+/// How validation messages name a field: `{request}.{resource}.{field}`, with the template a
+/// revision or task runs at `template` (`CreateServiceRequest.service.template.containers`,
+/// `CreateJobRequest.job.template.template.containers`).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Rt<'a> {
+    /// `CreateServiceRequest`, `UpdateJobRequest`, ...
+    pub(super) request: &'a str,
+    /// The request field holding the resource: `service` or `job`.
+    pub(super) resource: &'a str,
+    /// The path of the revision or task template in the resource (snake_case).
+    pub(super) template: &'a str,
+}
+
+impl Rt<'_> {
+    /// A service request: the revision template is `template`.
+    pub(super) const fn service(request: &str) -> Rt<'_> {
+        Rt {
+            request,
+            resource: "service",
+            template: "template",
+        }
+    }
+
+    /// A job request: the task template is `template.template`.
+    pub(super) const fn job(request: &str) -> Rt<'_> {
+        Rt {
+            request,
+            resource: "job",
+            template: "template.template",
+        }
+    }
+
+    /// `{request}.{resource}.{field}`.
+    fn field(&self, field: &str) -> String {
+        format!("{}.{}.{field}", self.request, self.resource)
+    }
+
+    /// A field of the template: `{template}.{field}`.
+    fn t(&self, field: &str) -> String {
+        format!("{}.{field}", self.template)
+    }
+}
+
 /// Synchronous validation of a service spec (INVALID_ARGUMENT / FAILED_PRECONDITION).
-pub(super) fn validate(st: &mut State, rt: &str, svc: &Value, region: &str) -> GResult<()> {
+pub(super) fn validate(st: &mut State, rt: &Rt, svc: &Value, region: &str) -> GResult<()> {
     check_keys(rt, "labels", svc.get("labels"), true)?;
     check_keys(rt, "annotations", svc.get("annotations"), false)?;
     check_binary_authorization(rt, svc)?;
@@ -21,13 +65,18 @@ pub(super) fn validate(st: &mut State, rt: &str, svc: &Value, region: &str) -> G
     };
     check_keys(rt, "template.labels", t.get("labels"), true)?;
     check_keys(rt, "template.annotations", t.get("annotations"), false)?;
-    check_containers(rt, t)?;
-    check_volumes(rt, t)?;
-    check_mounts_and_dependencies(rt, t)?;
     check_gpu(rt, svc, t)?;
     check_template_scaling(rt, t)?;
     check_concurrency(rt, t)?;
     check_durations(rt, t)?;
+    validate_template(st, rt, t, region)
+}
+
+/// The checks a revision template and a task template share.
+fn validate_template(st: &mut State, rt: &Rt, t: &Value, region: &str) -> GResult<()> {
+    check_containers(rt, t)?;
+    check_volumes(rt, t)?;
+    check_mounts_and_dependencies(rt, t)?;
     check_service_account(rt, t)?;
     if let Some(vpc) = t.get("vpcAccess") {
         check_vpc_access(st, rt, vpc, region)?;
@@ -35,8 +84,89 @@ pub(super) fn validate(st: &mut State, rt: &str, svc: &Value, region: &str) -> G
     check_encryption_key(st, rt, t, region)
 }
 
+/// Synchronous validation of a job spec: the execution template (`taskCount` 1–10,000,
+/// `parallelism` not negative), the task template (shared checks, `maxRetries` 0–10, `timeout`
+/// 1s–168h), and the second generation environment jobs always use (Gen1 refused with the
+/// recorded wording).
+pub(super) fn validate_job(st: &mut State, rt: &Rt, job: &Value, region: &str) -> GResult<()> {
+    check_keys(rt, "labels", job.get("labels"), true)?;
+    check_keys(rt, "annotations", job.get("annotations"), false)?;
+    check_binary_authorization(rt, job)?;
+    let Some(et) = job.get("template").filter(|t| t.is_object()) else {
+        return Err(violation(rt, "template", "must be set."));
+    };
+    let gen1_annotation = get_path(et, "annotations")
+        .and_then(|a| a.get(EXEC_ENV_ANNOTATION))
+        .and_then(Value::as_str)
+        .is_some_and(|v| v.eq_ignore_ascii_case("gen1"));
+    let gen1 = get_path(et, "template.executionEnvironment")
+        .and_then(Value::as_str)
+        .is_some_and(|e| e == "EXECUTION_ENVIRONMENT_GEN1");
+    if gen1 || gen1_annotation {
+        // Recorded (terraform-provider-google#16766).
+        return Err(GError::invalid(format!(
+            "template.annotations: Annotation '{EXEC_ENV_ANNOTATION}' with value 'gen1' is not supported on resources of kind Execution."
+        )));
+    }
+    check_keys(rt, "template.labels", et.get("labels"), true)?;
+    check_keys(rt, "template.annotations", et.get("annotations"), false)?;
+    check_range(rt, et, "taskCount", "template.task_count", 1, MAX_TASKS)?;
+    check_range(rt, et, "parallelism", "template.parallelism", 0, MAX_TASKS)?;
+    let Some(t) = et.get("template").filter(|t| t.is_object()) else {
+        return Err(violation(rt, "template.template", "must be set."));
+    };
+    check_range(rt, t, "maxRetries", &rt.t("max_retries"), 0, MAX_RETRIES)?;
+    check_duration(rt, t, "timeout", 1, MAX_TASK_TIMEOUT_SECS)?;
+    check_gpu(rt, &Value::Null, t)?;
+    validate_template(st, rt, t, region)
+}
+
+/// The annotation older clients set the execution environment with.
+const EXEC_ENV_ANNOTATION: &str = "run.googleapis.com/execution-environment";
+/// Tasks per execution.
+pub(super) const MAX_TASKS: i64 = 10_000;
+/// Retries per task.
+const MAX_RETRIES: i64 = 10;
+/// A task attempt's longest timeout: 168 hours.
+const MAX_TASK_TIMEOUT_SECS: u64 = 168 * 3600;
+
+/// An int32 field of `v` between `min` and `max` (when set).
+fn check_range(rt: &Rt, v: &Value, key: &str, field: &str, min: i64, max: i64) -> GResult<()> {
+    if let Some(n) = util::int_at(v, key, &rt.field(field), "TYPE_INT32")?
+        && !(min..=max).contains(&n)
+    {
+        return Err(violation(
+            rt,
+            field,
+            format!("must be between {min} and {max}."),
+        ));
+    }
+    Ok(())
+}
+
+/// A duration field of the template (`timeout`, ...) between `min` and `max` seconds.
+fn check_duration(rt: &Rt, t: &Value, key: &str, min: u64, max: u64) -> GResult<()> {
+    let Some(v) = t.get(key) else {
+        return Ok(());
+    };
+    let field = rt.t(&enums::snake(key));
+    match v.as_str().and_then(util::parse_duration) {
+        None => Err(util::bad_value(
+            &rt.field(&field),
+            "type.googleapis.com/google.protobuf.Duration",
+            v,
+        )),
+        Some(d) if d.as_secs() < min || d > std::time::Duration::from_secs(max) => Err(violation(
+            rt,
+            &field,
+            format!("must be between {min}s and {max}s."),
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
 /// `binaryAuthorization`: `useDefault` and `policy` exclude each other.
-fn check_binary_authorization(rt: &str, svc: &Value) -> GResult<()> {
+fn check_binary_authorization(rt: &Rt, svc: &Value) -> GResult<()> {
     if let Some(ba) = svc.get("binaryAuthorization")
         && ba.get("useDefault").is_some_and(|v| v == &json!(true))
         && !str_of(ba, "policy").is_empty()
@@ -51,7 +181,7 @@ fn check_binary_authorization(rt: &str, svc: &Value) -> GResult<()> {
 }
 
 /// Service-level `scaling`: no negative counts.
-fn check_service_scaling(rt: &str, svc: &Value) -> GResult<()> {
+fn check_service_scaling(rt: &Rt, svc: &Value) -> GResult<()> {
     if let Some(sc) = svc.get("scaling") {
         for f in [
             "minInstanceCount",
@@ -59,7 +189,7 @@ fn check_service_scaling(rt: &str, svc: &Value) -> GResult<()> {
             "maxInstanceCount",
         ] {
             let field = format!("scaling.{}", enums::snake(f));
-            if let Some(n) = util::int_at(sc, f, &format!("{rt}.service.{field}"), "TYPE_INT32")?
+            if let Some(n) = util::int_at(sc, f, &rt.field(&field), "TYPE_INT32")?
                 && n < 0
             {
                 return Err(violation(rt, &field, "must not be negative."));
@@ -79,7 +209,7 @@ fn check_service_scaling(rt: &str, svc: &Value) -> GResult<()> {
 /// `traffic`: percentages 0–100 adding up to 100, tags used at most once; REVISION targets name
 /// a revision (whether it exists is checked by the rollout, as Cloud Run does). Violations name
 /// the field `service.traffic`, as Google's front end does for this field.
-fn check_traffic(rt: &str, svc: &Value) -> GResult<()> {
+fn check_traffic(rt: &Rt, svc: &Value) -> GResult<()> {
     let Some(traffic) = svc.get("traffic").and_then(Value::as_array) else {
         return Ok(());
     };
@@ -92,7 +222,7 @@ fn check_traffic(rt: &str, svc: &Value) -> GResult<()> {
         let p = util::int_at(
             t,
             "percent",
-            &format!("{rt}.service.traffic[{i}].percent"),
+            &rt.field(&format!("traffic[{i}].percent")),
             "TYPE_INT32",
         )?
         .unwrap_or(0);
@@ -136,7 +266,7 @@ fn traffic_violation(msg: String) -> GError {
 }
 
 /// `template.containers`: at least one, each with an image, valid limits, at most one port.
-fn check_containers(rt: &str, t: &Value) -> GResult<()> {
+fn check_containers(rt: &Rt, t: &Value) -> GResult<()> {
     let containers = t
         .get("containers")
         .and_then(Value::as_array)
@@ -145,13 +275,13 @@ fn check_containers(rt: &str, t: &Value) -> GResult<()> {
     if containers.is_empty() {
         return Err(violation(
             rt,
-            "template.containers",
+            &rt.t("containers"),
             "at least one container must be specified.",
         ));
     }
     let mut ports_seen = 0;
     for (i, c) in containers.iter().enumerate() {
-        let f = |x: &str| format!("template.containers[{i}].{x}");
+        let f = |x: &str| format!("{}.containers[{i}].{x}", rt.template);
         if str_of(c, "image").trim().is_empty() {
             return Err(violation(rt, &f("image"), "must not be empty."));
         }
@@ -186,12 +316,8 @@ fn check_containers(rt: &str, t: &Value) -> GResult<()> {
             ports_seen += ports.len();
             for (j, p) in ports.iter().enumerate() {
                 let field = f(&format!("ports[{j}].container_port"));
-                if let Some(n) = util::int_at(
-                    p,
-                    "containerPort",
-                    &format!("{rt}.service.{field}"),
-                    "TYPE_INT32",
-                )? && !(1..=65535).contains(&n)
+                if let Some(n) = util::int_at(p, "containerPort", &rt.field(&field), "TYPE_INT32")?
+                    && !(1..=65535).contains(&n)
                 {
                     return Err(violation(rt, &field, "must be between 1 and 65535."));
                 }
@@ -201,7 +327,7 @@ fn check_containers(rt: &str, t: &Value) -> GResult<()> {
     if ports_seen > 1 {
         return Err(violation(
             rt,
-            "template.containers",
+            &rt.t("containers"),
             "only one container may expose a port.",
         ));
     }
@@ -210,14 +336,14 @@ fn check_containers(rt: &str, t: &Value) -> GResult<()> {
 
 /// `template.volumes`: a unique non-empty name and exactly one source each; `gcs` and `nfs`
 /// need the second generation execution environment.
-fn check_volumes(rt: &str, t: &Value) -> GResult<()> {
+fn check_volumes(rt: &Rt, t: &Value) -> GResult<()> {
     let Some(volumes) = t.get("volumes").and_then(Value::as_array) else {
         return Ok(());
     };
     let gen1 = str_of(t, "executionEnvironment") == "EXECUTION_ENVIRONMENT_GEN1";
     let mut names: Vec<&str> = Vec::new();
     for (i, v) in volumes.iter().enumerate() {
-        let f = |x: &str| format!("template.volumes[{i}]{x}");
+        let f = |x: &str| format!("{}.volumes[{i}]{x}", rt.template);
         let name = str_of(v, "name");
         if name.is_empty() {
             return Err(violation(rt, &f(".name"), "must be set."));
@@ -263,7 +389,7 @@ fn check_volumes(rt: &str, t: &Value) -> GResult<()> {
 const VOLUME_SOURCES: [&str; 5] = ["secret", "cloudSqlInstance", "emptyDir", "gcs", "nfs"];
 
 /// Every `volumeMounts[].name` names a volume; every `dependsOn[]` entry names another container.
-fn check_mounts_and_dependencies(rt: &str, t: &Value) -> GResult<()> {
+fn check_mounts_and_dependencies(rt: &Rt, t: &Value) -> GResult<()> {
     let empty = Vec::new();
     let volumes: Vec<&str> = t
         .get("volumes")
@@ -281,12 +407,12 @@ fn check_mounts_and_dependencies(rt: &str, t: &Value) -> GResult<()> {
         let mounts = c.get("volumeMounts").and_then(Value::as_array);
         for (j, m) in mounts.unwrap_or(&empty).iter().enumerate() {
             let name = str_of(m, "name");
-            let field = format!("template.containers[{i}].volume_mounts[{j}]");
+            let field = format!("{}.containers[{i}].volume_mounts[{j}]", rt.template);
             if !volumes.contains(&name) {
                 return Err(violation(
                     rt,
                     &format!("{field}.name"),
-                    format!("volume '{name}' is not defined in template.volumes."),
+                    format!("volume '{name}' is not defined in {}.volumes.", rt.template),
                 ));
             }
             if str_of(m, "mountPath").is_empty() {
@@ -303,8 +429,11 @@ fn check_mounts_and_dependencies(rt: &str, t: &Value) -> GResult<()> {
             if dep.is_empty() || !names.contains(&dep) || dep == names[i] {
                 return Err(violation(
                     rt,
-                    &format!("template.containers[{i}].depends_on[{j}]"),
-                    format!("'{dep}' is not the name of another container in template.containers."),
+                    &format!("{}.containers[{i}].depends_on[{j}]", rt.template),
+                    format!(
+                        "'{dep}' is not the name of another container in {}.containers.",
+                        rt.template
+                    ),
                 ));
             }
         }
@@ -315,7 +444,7 @@ fn check_mounts_and_dependencies(rt: &str, t: &Value) -> GResult<()> {
 /// A GPU (`nodeSelector.accelerator` plus an `nvidia.com/gpu` limit on a container) needs the
 /// second generation environment, at least 4 CPU and 16Gi on that container, CPU always
 /// allocated, and at most [`GPU_MAX_INSTANCES`] instances.
-fn check_gpu(rt: &str, svc: &Value, t: &Value) -> GResult<()> {
+fn check_gpu(rt: &Rt, svc: &Value, t: &Value) -> GResult<()> {
     let accelerator = get_path(t, "nodeSelector.accelerator")
         .and_then(Value::as_str)
         .unwrap_or("");
@@ -333,7 +462,7 @@ fn check_gpu(rt: &str, svc: &Value, t: &Value) -> GResult<()> {
         if !accelerator.is_empty() {
             return Err(violation(
                 rt,
-                "template.node_selector.accelerator",
+                &rt.t("node_selector.accelerator"),
                 format!(
                     "the accelerator '{accelerator}' needs a container with a '{GPU_LIMIT}' resource limit."
                 ),
@@ -341,18 +470,21 @@ fn check_gpu(rt: &str, svc: &Value, t: &Value) -> GResult<()> {
         }
         return Ok(());
     };
-    let limits = format!("template.containers[{i}].resources.limits");
+    let limits = format!("{}.containers[{i}].resources.limits", rt.template);
     if accelerator.is_empty() {
         return Err(violation(
             rt,
             &limits,
-            format!("a '{GPU_LIMIT}' limit needs template.node_selector.accelerator to be set."),
+            format!(
+                "a '{GPU_LIMIT}' limit needs {}.node_selector.accelerator to be set.",
+                rt.template
+            ),
         ));
     }
     if str_of(t, "executionEnvironment") == "EXECUTION_ENVIRONMENT_GEN1" {
         return Err(violation(
             rt,
-            "template.execution_environment",
+            &rt.t("execution_environment"),
             "a GPU requires the second generation execution environment (EXECUTION_ENVIRONMENT_GEN2).",
         ));
     }
@@ -382,7 +514,7 @@ fn check_gpu(rt: &str, svc: &Value, t: &Value) -> GResult<()> {
     if get_path(c, "resources.cpuIdle") == Some(&json!(true)) {
         return Err(violation(
             rt,
-            &format!("template.containers[{i}].resources.cpu_idle"),
+            &format!("{}.containers[{i}].resources.cpu_idle", rt.template),
             "a GPU requires CPU to be always allocated (cpu_idle false).",
         ));
     }
@@ -390,7 +522,7 @@ fn check_gpu(rt: &str, svc: &Value, t: &Value) -> GResult<()> {
         let max = util::int_at(
             scaling,
             "maxInstanceCount",
-            &format!("{rt}.service.template.scaling.max_instance_count"),
+            &rt.field(&rt.t("scaling.max_instance_count")),
             "TYPE_INT32",
         )?;
         if max.is_some_and(|m| m > GPU_MAX_INSTANCES) {
@@ -399,7 +531,7 @@ fn check_gpu(rt: &str, svc: &Value, t: &Value) -> GResult<()> {
                 "scaling.max_instance_count: Max instances must be set to {GPU_MAX_INSTANCES} or fewer in order to set GPU requirements."
             );
             return Err(GError::invalid_field(
-                &format!("{rt}.service.template.scaling.max_instance_count"),
+                &rt.field(&rt.t("scaling.max_instance_count")),
                 msg,
             ));
         }
@@ -441,40 +573,40 @@ fn memory_bytes(s: &str) -> Option<u64> {
 }
 
 /// `template.scaling`: no negative counts, min not above max.
-fn check_template_scaling(rt: &str, t: &Value) -> GResult<()> {
+fn check_template_scaling(rt: &Rt, t: &Value) -> GResult<()> {
     if let Some(s) = t.get("scaling") {
         let min = util::int_at(
             s,
             "minInstanceCount",
-            &format!("{rt}.service.template.scaling.min_instance_count"),
+            &rt.field(&rt.t("scaling.min_instance_count")),
             "TYPE_INT32",
         )?
         .unwrap_or(0);
         let max = util::int_at(
             s,
             "maxInstanceCount",
-            &format!("{rt}.service.template.scaling.max_instance_count"),
+            &rt.field(&rt.t("scaling.max_instance_count")),
             "TYPE_INT32",
         )?
         .unwrap_or(0);
         if min < 0 {
             return Err(violation(
                 rt,
-                "template.scaling.min_instance_count",
+                &rt.t("scaling.min_instance_count"),
                 "must not be negative.",
             ));
         }
         if max < 0 {
             return Err(violation(
                 rt,
-                "template.scaling.max_instance_count",
+                &rt.t("scaling.max_instance_count"),
                 "must not be negative.",
             ));
         }
         if max > 0 && min > max {
             return Err(violation(
                 rt,
-                "template.scaling",
+                &rt.t("scaling"),
                 format!(
                     "min_instance_count ({min}) must not be greater than max_instance_count ({max})."
                 ),
@@ -485,17 +617,17 @@ fn check_template_scaling(rt: &str, t: &Value) -> GResult<()> {
 }
 
 /// `template.maxInstanceRequestConcurrency`: 0–1000.
-fn check_concurrency(rt: &str, t: &Value) -> GResult<()> {
+fn check_concurrency(rt: &Rt, t: &Value) -> GResult<()> {
     if let Some(n) = util::int_at(
         t,
         "maxInstanceRequestConcurrency",
-        &format!("{rt}.service.template.max_instance_request_concurrency"),
+        &rt.field(&rt.t("max_instance_request_concurrency")),
         "TYPE_INT32",
     )? && !(0..=1000).contains(&n)
     {
         return Err(violation(
             rt,
-            "template.max_instance_request_concurrency",
+            &rt.t("max_instance_request_concurrency"),
             "must be between 1 and 1000.",
         ));
     }
@@ -503,43 +635,15 @@ fn check_concurrency(rt: &str, t: &Value) -> GResult<()> {
 }
 
 /// `template.timeout` (1s–3600s) and `encryptionKeyShutdownDuration` (only with `SHUTDOWN`).
-fn check_durations(rt: &str, t: &Value) -> GResult<()> {
-    for (f, min, max) in [
-        ("timeout", 1u64, 3600u64),
-        ("encryptionKeyShutdownDuration", 0, u64::MAX),
-    ] {
-        if let Some(v) = t.get(f) {
-            let d = v.as_str().and_then(util::parse_duration);
-            let field = format!("template.{}", enums::snake(f));
-            match d {
-                None => {
-                    return Err(util::bad_value(
-                        &format!("{rt}.service.{field}"),
-                        "type.googleapis.com/google.protobuf.Duration",
-                        v,
-                    ));
-                }
-                Some(d)
-                    if d.as_secs() < min
-                        || d.as_secs() > max
-                        || (f == "timeout" && d.as_secs() == max && d.subsec_nanos() > 0) =>
-                {
-                    return Err(violation(
-                        rt,
-                        &field,
-                        format!("must be between {min}s and {max}s."),
-                    ));
-                }
-                _ => {}
-            }
-        }
-    }
+fn check_durations(rt: &Rt, t: &Value) -> GResult<()> {
+    check_duration(rt, t, "timeout", 1, 3600)?;
+    check_duration(rt, t, "encryptionKeyShutdownDuration", 0, u64::MAX)?;
     if t.get("encryptionKeyShutdownDuration").is_some()
         && str_of(t, "encryptionKeyRevocationAction") != "SHUTDOWN"
     {
         return Err(violation(
             rt,
-            "template.encryption_key_shutdown_duration",
+            &rt.t("encryption_key_shutdown_duration"),
             "may only be set when encryption_key_revocation_action is SHUTDOWN.",
         ));
     }
@@ -547,12 +651,12 @@ fn check_durations(rt: &str, t: &Value) -> GResult<()> {
 }
 
 /// `template.serviceAccount`: an email.
-fn check_service_account(rt: &str, t: &Value) -> GResult<()> {
+fn check_service_account(rt: &Rt, t: &Value) -> GResult<()> {
     let sa = str_of(t, "serviceAccount");
     if !sa.is_empty() && !sa.contains('@') {
         return Err(violation(
             rt,
-            "template.service_account",
+            &rt.t("service_account"),
             format!("'{sa}' is not a valid service account email."),
         ));
     }
@@ -560,13 +664,13 @@ fn check_service_account(rt: &str, t: &Value) -> GResult<()> {
 }
 
 /// `template.vpcAccess`: a connector or network interfaces, not both.
-fn check_vpc_access(st: &mut State, rt: &str, vpc: &Value, region: &str) -> GResult<()> {
+fn check_vpc_access(st: &mut State, rt: &Rt, vpc: &Value, region: &str) -> GResult<()> {
     let connector = str_of(vpc, "connector");
     let nics = vpc.get("networkInterfaces").and_then(Value::as_array);
     if !connector.is_empty() && nics.is_some_and(|n| !n.is_empty()) {
         return Err(violation(
             rt,
-            "template.vpc_access",
+            &rt.t("vpc_access"),
             "only one of connector and network_interfaces may be set.",
         ));
     }
@@ -575,7 +679,7 @@ fn check_vpc_access(st: &mut State, rt: &str, vpc: &Value, region: &str) -> GRes
             if str_of(n, "network").is_empty() && str_of(n, "subnetwork").is_empty() {
                 return Err(violation(
                     rt,
-                    &format!("template.vpc_access.network_interfaces[{i}]"),
+                    &format!("{}.vpc_access.network_interfaces[{i}]", rt.template),
                     "network or subnetwork must be set.",
                 ));
             }
@@ -588,11 +692,11 @@ fn check_vpc_access(st: &mut State, rt: &str, vpc: &Value, region: &str) -> GRes
 }
 
 /// A VPC connector must exist, be in the service's region and be READY.
-fn check_connector(st: &mut State, rt: &str, connector: &str, region: &str) -> GResult<()> {
+fn check_connector(st: &mut State, rt: &Rt, connector: &str, region: &str) -> GResult<()> {
     let Some((cp, cl, cid)) = parse_connector(connector) else {
         return Err(violation(
             rt,
-            "template.vpc_access.connector",
+            &rt.t("vpc_access.connector"),
             format!(
                 "'{connector}' is not a valid connector name; expected projects/{{project}}/locations/{{location}}/connectors/{{connector}}."
             ),
@@ -602,7 +706,7 @@ fn check_connector(st: &mut State, rt: &str, connector: &str, region: &str) -> G
     let key = format!("projects/{}/locations/{cl}/connectors/{cid}", cproj.id);
     let Some(c) = st.connectors.get(&key) else {
         return Err(GError::invalid_field(
-            &format!("{rt}.service.template.vpc_access.connector"),
+            &rt.field(&rt.t("vpc_access.connector")),
             format!(
                 "VPC connector {connector} does not exist, or Cloud Run does not have permission to use it."
             ),
@@ -610,7 +714,7 @@ fn check_connector(st: &mut State, rt: &str, connector: &str, region: &str) -> G
     };
     if cl != region {
         return Err(GError::invalid_field(
-            &format!("{rt}.service.template.vpc_access.connector"),
+            &rt.field(&rt.t("vpc_access.connector")),
             format!(
                 "VPC connector {connector} is in region '{cl}', but the service is in region '{region}'. The connector must be in the same region as the service."
             ),
@@ -626,10 +730,10 @@ fn check_connector(st: &mut State, rt: &str, connector: &str, region: &str) -> G
 }
 
 /// `template.encryptionKey`: a well-formed key name, in the service's region, that exists.
-fn check_encryption_key(st: &mut State, rt: &str, t: &Value, region: &str) -> GResult<()> {
+fn check_encryption_key(st: &mut State, rt: &Rt, t: &Value, region: &str) -> GResult<()> {
     let key = str_of(t, "encryptionKey");
     if !key.is_empty() {
-        let field = format!("{rt}.service.template.encryption_key");
+        let field = rt.field(&rt.t("encryption_key"));
         let Some((kp, kl, kr, kk)) = parse_key(key) else {
             return Err(GError::invalid_field(
                 &field,
@@ -661,12 +765,12 @@ fn check_encryption_key(st: &mut State, rt: &str, t: &Value, region: &str) -> GR
     Ok(())
 }
 
-fn violation(request_type: &str, field: &str, msg: impl std::fmt::Display) -> GError {
-    let field = format!("{request_type}.service.{field}");
+fn violation(rt: &Rt, field: &str, msg: impl std::fmt::Display) -> GError {
+    let field = rt.field(field);
     GError::invalid_field(&field, format!("Violation in {field}: {msg}"))
 }
 
-fn check_keys(request_type: &str, field: &str, map: Option<&Value>, labels: bool) -> GResult<()> {
+fn check_keys(request_type: &Rt, field: &str, map: Option<&Value>, labels: bool) -> GResult<()> {
     let Some(map) = map.and_then(Value::as_object) else {
         return Ok(());
     };
@@ -735,10 +839,12 @@ pub(super) fn valid_region(l: &str) -> bool {
         && l.as_bytes().last().is_some_and(u8::is_ascii_digit)
 }
 
-pub(super) fn valid_service_id(id: &str) -> bool {
+/// A service or job id: a lowercase letter, then lowercase letters, digits and hyphens, not
+/// ending with a hyphen, at most `max` characters.
+pub(super) fn valid_id(id: &str, max: usize) -> bool {
     let b = id.as_bytes();
     !b.is_empty()
-        && b.len() <= 49
+        && b.len() <= max
         && b[0].is_ascii_lowercase()
         && b.iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
@@ -781,11 +887,11 @@ mod tests {
 
     #[test]
     fn ids_and_regions() {
-        assert!(valid_service_id("hello"));
-        assert!(valid_service_id("a"));
-        assert!(!valid_service_id("Hello"));
-        assert!(!valid_service_id("hello-"));
-        assert!(!valid_service_id(&"a".repeat(50)));
+        assert!(valid_id("hello", 49));
+        assert!(valid_id("a", 49));
+        assert!(!valid_id("Hello", 49));
+        assert!(!valid_id("hello-", 49));
+        assert!(!valid_id(&"a".repeat(50), 49));
         assert!(valid_region("us-central1"));
         assert!(!valid_region("mars"));
         assert!(valid_cpu("1000m") && valid_cpu("2") && valid_cpu("0.5") && !valid_cpu("lots"));

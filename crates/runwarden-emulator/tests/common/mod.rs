@@ -114,6 +114,18 @@ async fn client_with<C: Client>(
 }
 
 client!(run, run_as, google_cloud_run_v2::client::Services);
+client!(jobs, jobs_as, google_cloud_run_v2::client::Jobs);
+client!(
+    executions,
+    executions_as,
+    google_cloud_run_v2::client::Executions
+);
+client!(tasks, tasks_as, google_cloud_run_v2::client::Tasks);
+client!(
+    scheduler,
+    scheduler_as,
+    google_cloud_scheduler_v1::client::CloudScheduler
+);
 client!(
     kms,
     kms_as,
@@ -171,6 +183,16 @@ pub async fn set_policy(emu: &Emulator, resource: &str, bindings: &[(&str, &[&st
     assert_eq!(status, 200, "{v}");
 }
 
+/// Replaces the IAM policy of `resource` with one binding: `role` for service account `email`.
+pub async fn grant(emu: &Emulator, resource: &str, role: &str, email: &str) {
+    set_policy(
+        emu,
+        resource,
+        &[(role, &[&format!("serviceAccount:{email}")])],
+    )
+    .await;
+}
+
 pub fn parent() -> String {
     format!("projects/{PROJECT}/locations/{REGION}")
 }
@@ -218,6 +240,113 @@ pub async fn refused_create(
         .send()
         .await
         .unwrap_err()
+}
+
+pub fn job_name(id: &str) -> String {
+    format!("{}/jobs/{id}", parent())
+}
+
+/// A job of one `us-docker.pkg.dev/cloudrun/container/job` container, as a user writes it.
+pub fn hello_job() -> google_cloud_run_v2::model::Job {
+    use google_cloud_run_v2::model::{Container, ExecutionTemplate, Job, TaskTemplate};
+    Job::new().set_template(ExecutionTemplate::new().set_template(
+        TaskTemplate::new().set_containers([
+            Container::new().set_image("us-docker.pkg.dev/cloudrun/container/job"),
+        ]),
+    ))
+}
+
+/// Creates job `id` under [`parent`] and waits for its operation.
+pub async fn create_job(
+    client: &google_cloud_run_v2::client::Jobs,
+    id: &str,
+    job: google_cloud_run_v2::model::Job,
+) -> Result<google_cloud_run_v2::model::Job, google_cloud_gax::error::Error> {
+    use google_cloud_lro::Poller;
+    client
+        .create_job()
+        .set_parent(parent())
+        .set_job_id(id)
+        .set_job(job)
+        .poller()
+        .until_done()
+        .await
+}
+
+/// The error of a create of job `id` under [`parent`] that Cloud Run refuses at once.
+pub async fn refused_job_create(
+    client: &google_cloud_run_v2::client::Jobs,
+    id: &str,
+    job: google_cloud_run_v2::model::Job,
+) -> google_cloud_gax::error::Error {
+    client
+        .create_job()
+        .set_parent(parent())
+        .set_job_id(id)
+        .set_job(job)
+        .send()
+        .await
+        .unwrap_err()
+}
+
+pub const RING: &str = "ring";
+
+pub fn key_name(location: &str, key: &str) -> String {
+    format!("projects/{PROJECT}/locations/{location}/keyRings/{RING}/cryptoKeys/{key}")
+}
+
+/// The member of the project's Cloud Run service agent.
+pub fn agent() -> String {
+    format!(
+        "serviceAccount:service-{}@serverless-robot-prod.iam.gserviceaccount.com",
+        runwarden_emulator::state::project_number(PROJECT)
+    )
+}
+
+/// Key `key` (ENCRYPT_DECRYPT) in key ring [`RING`] of `location`, the ring made if needed.
+pub async fn make_key(
+    emu: &Emulator,
+    location: &str,
+    key: &str,
+) -> google_cloud_kms_v1::model::CryptoKey {
+    use google_cloud_kms_v1::model::{CryptoKey, KeyRing, crypto_key};
+    let kms = kms(emu).await;
+    let parent = format!("projects/{PROJECT}/locations/{location}");
+    let _ = kms
+        .create_key_ring()
+        .set_parent(&parent)
+        .set_key_ring_id(RING)
+        .set_key_ring(KeyRing::new())
+        .send()
+        .await;
+    kms.create_crypto_key()
+        .set_parent(format!("{parent}/keyRings/{RING}"))
+        .set_crypto_key_id(key)
+        .set_crypto_key(CryptoKey::new().set_purpose(crypto_key::CryptoKeyPurpose::EncryptDecrypt))
+        .send()
+        .await
+        .expect("key created")
+}
+
+/// Grants the Cloud Run service agent `roles/cloudkms.cryptoKeyEncrypterDecrypter` on `key`.
+pub async fn grant_agent(emu: &Emulator, key: &str) {
+    use google_cloud_iam_v1::model::Binding;
+    let kms = kms(emu).await;
+    let current = kms
+        .get_iam_policy()
+        .set_resource(key)
+        .send()
+        .await
+        .expect("policy");
+    let policy = current.set_bindings([Binding::new()
+        .set_role("roles/cloudkms.cryptoKeyEncrypterDecrypter")
+        .set_members([agent()])]);
+    kms.set_iam_policy()
+        .set_resource(key)
+        .set_policy(policy)
+        .send()
+        .await
+        .expect("granted");
 }
 
 /// The gRPC code of a client error.
