@@ -74,7 +74,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::api::GROUP;
-use crate::api::v1alpha1::{CloudRunService, RunSecurityPolicy, VpcAccessConnector};
+use crate::api::v1alpha1::{CloudRunJob, CloudRunService, RunSecurityPolicy, VpcAccessConnector};
 use schema::{Validator, describe, quote, truncate, unknown_field_message};
 
 /// The API version of runwarden's kinds.
@@ -113,6 +113,8 @@ const OBJECT_META_FIELDS: [&str; 15] = [
 pub struct Manifests {
     /// `CloudRunService`s, with namespace, uid and generation filled in.
     pub services: Vec<CloudRunService>,
+    /// `CloudRunJob`s, with namespace, uid and generation filled in.
+    pub jobs: Vec<CloudRunJob>,
     /// `VpcAccessConnector`s, with namespace, uid and generation filled in.
     pub connectors: Vec<VpcAccessConnector>,
     /// `RunSecurityPolicy`s (cluster-scoped), with uid and generation filled in.
@@ -207,7 +209,7 @@ impl fmt::Display for Note {
         }
         write!(
             f,
-            "skipped {} {} (runwarden plan reads CloudRunService, VpcAccessConnector, RunSecurityPolicy and Namespace)",
+            "skipped {} {} (runwarden plan reads CloudRunService, CloudRunJob, VpcAccessConnector, RunSecurityPolicy and Namespace)",
             self.api_version, self.kind
         )
     }
@@ -310,13 +312,15 @@ pub fn plan_uid(namespace: Option<&str>, name: &str) -> String {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     CloudRunService,
+    CloudRunJob,
     VpcAccessConnector,
     RunSecurityPolicy,
 }
 
 impl Kind {
-    const ALL: [Kind; 3] = [
+    const ALL: [Kind; 4] = [
         Kind::CloudRunService,
+        Kind::CloudRunJob,
         Kind::VpcAccessConnector,
         Kind::RunSecurityPolicy,
     ];
@@ -324,6 +328,7 @@ impl Kind {
     fn name(self) -> &'static str {
         match self {
             Kind::CloudRunService => "CloudRunService",
+            Kind::CloudRunJob => "CloudRunJob",
             Kind::VpcAccessConnector => "VpcAccessConnector",
             Kind::RunSecurityPolicy => "RunSecurityPolicy",
         }
@@ -606,6 +611,11 @@ impl<'a> Loader<'a> {
                 Kind::CloudRunService => {
                     if let Some(o) = self.object(at, k, &mut map) {
                         self.out.services.push(o);
+                    }
+                }
+                Kind::CloudRunJob => {
+                    if let Some(o) = self.object(at, k, &mut map) {
+                        self.out.jobs.push(o);
                     }
                 }
                 Kind::VpcAccessConnector => {

@@ -26,7 +26,7 @@ use serde::Serialize;
 
 pub use output::{render_json, render_text};
 
-use crate::api::v1alpha1::{CloudRunService, VpcAccessConnector};
+use crate::api::v1alpha1::{CloudRunJob, CloudRunService, VpcAccessConnector};
 use crate::api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, OWNER_LABEL, PROJECT_ANNOTATION};
 use crate::controller::cloudrunservice::observe::Observed;
 use crate::controller::cloudrunservice::plan::{self as service_plan, Change, Input, NoOwners};
@@ -44,7 +44,7 @@ use crate::manifest::Manifests;
 #[derive(Clone, Debug, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectPlan {
-    /// `CloudRunService` or `VpcAccessConnector`.
+    /// `CloudRunService`, `CloudRunJob` or `VpcAccessConnector`.
     pub kind: &'static str,
     /// Namespace.
     pub namespace: String,
@@ -132,8 +132,8 @@ pub struct FieldChange {
 /// The plan of every object.
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct Report {
-    /// Connectors first (services depend on them), then services, each sorted by namespace
-    /// and name.
+    /// Connectors first (services and jobs depend on them), then services, then jobs, each
+    /// sorted by namespace and name.
     pub objects: Vec<ObjectPlan>,
     /// Documents that were skipped, and other remarks.
     pub notes: Vec<String>,
@@ -210,7 +210,332 @@ pub async fn plan(manifests: &Manifests, gcp: &Gcp, settings: &Settings) -> Repo
             .await,
         );
     }
+    let mut jobs: Vec<&CloudRunJob> = manifests.jobs.iter().collect();
+    jobs.sort_by_key(|j| (j.metadata.namespace.clone(), j.metadata.name.clone()));
+    for job in jobs {
+        let namespace = job.metadata.namespace.clone().unwrap_or_default();
+        let project = project_of(job.spec.project_id.as_deref(), &namespace);
+        let connector = job
+            .spec
+            .egress
+            .as_ref()
+            .and_then(|e| e.connector_ref.as_ref())
+            .and_then(|r| {
+                manifests.connectors.iter().find(|c| {
+                    c.metadata.namespace.as_deref() == Some(namespace.as_str())
+                        && c.metadata.name.as_deref() == Some(r.name.as_str())
+                })
+            })
+            .map(|c| as_ready(c, project_of(c.spec.project_id.as_deref(), &namespace)));
+        let labels = manifests
+            .namespaces
+            .get(&namespace)
+            .map(|ns| ns.labels.clone())
+            .unwrap_or_default();
+        let policy = crate::controller::cloudrunjob::policy_condition(
+            job,
+            &labels,
+            project.as_deref(),
+            &manifests.policies,
+        );
+        report
+            .objects
+            .push(plan_job(manifests, job, project, connector, policy, gcp, &numbers).await);
+    }
     report
+}
+
+/// What a reconcile would do with a CloudRunJob: the controller's job plan over Google's
+/// answers, read only.
+async fn plan_job(
+    manifests: &Manifests,
+    obj: &CloudRunJob,
+    project: Option<String>,
+    connector: Option<VpcAccessConnector>,
+    policy: Cond,
+    gcp: &Gcp,
+    numbers: &ProjectNumbers,
+) -> ObjectPlan {
+    use crate::controller::cloudrunjob::{observe, plan as job_plan, render as job_render};
+    let namespace = obj.metadata.namespace.clone().unwrap_or_default();
+    let name = obj.metadata.name.clone().unwrap_or_default();
+    let mut out = ObjectPlan {
+        kind: "CloudRunJob",
+        source: source(manifests, "CloudRunJob", &namespace, &name),
+        namespace,
+        name,
+        resource: None,
+        action: Verdict::InSync,
+        calls: vec![],
+        reason: None,
+        message: None,
+        drift: vec![],
+        notes: vec![],
+    };
+    if policy.reason == crate::controller::reasons::AUDIT_VIOLATION {
+        out.notes.push(format!("audit: {}", policy.message));
+    }
+    // Outside a cluster the object has no uid: a job runwarden manages is taken as its own.
+    let mut obj = obj.clone();
+    let mut seed = observe::Observed::default();
+    if let Some(project) = &project {
+        let name = job_render::job_name(&obj, project);
+        let read = gcp.jobs.get_job(&name).await;
+        if let Ok(Some(job)) = &read
+            && job.labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
+            && let Some(owner) = job.labels.get(OWNER_LABEL)
+        {
+            out.notes.push(format!(
+                "{name} is managed by runwarden (owner uid {owner}): taken to be this object's"
+            ));
+            obj.metadata.uid = Some(owner.clone());
+        }
+        // Its Scheduler job is this object's too when it is runwarden's.
+        if obj.spec.schedule.is_some() {
+            let schedule = job_plan::schedule_name(&obj, project);
+            if let Ok(Some(s)) = gcp.scheduler.get_job(&schedule).await
+                && let Some(owner) = job_plan::description_owner(&s.description)
+                && obj.metadata.uid.is_none()
+            {
+                obj.metadata.uid = Some(owner.to_owned());
+            }
+        }
+        seed.job = Some(read);
+    }
+    let input = job_plan::Input {
+        obj: &obj,
+        project,
+        connector,
+        policy,
+        identity: Ok(Identity::Controller),
+        owners: &NoOwners,
+    };
+    let (plan, observed) =
+        observe_and_plan_from(seed, gcp, numbers, |o| job_plan::plan(&input, o)).await;
+    out.resource = plan.fields.resource_name.clone();
+    out.drift = plan.fields.drift.clone();
+    let actual = observed.job.and_then(Result::ok).flatten();
+    for change in &plan.changes {
+        out.calls.push(job_call(change, actual.as_ref()));
+    }
+    out.action = verdict(&plan.outcome, &out.calls, &plan.conditions);
+    // Waiting for a key or a connector: what the reconcile does once it is there.
+    if out.action == Verdict::Waits
+        && actual.is_none()
+        && let Some(project) = input.project.clone()
+    {
+        let connector = input
+            .connector
+            .as_ref()
+            .and_then(|c| c.status.as_ref())
+            .and_then(|s| s.resource_name.clone());
+        let mut job = job_render::desired_job(&obj, &render::Resolved { project, connector });
+        job.name.clear();
+        job.create_execution =
+            obj.spec
+                .execution
+                .as_ref()
+                .and_then(|e| e.token())
+                .map(|(token, run)| {
+                    use google_cloud_run_v2::model::job::CreateExecution;
+                    if run {
+                        CreateExecution::RunExecutionToken(token.to_owned())
+                    } else {
+                        CreateExecution::StartExecutionToken(token.to_owned())
+                    }
+                });
+        out.calls.push(job_call(
+            &job_plan::Change::Create {
+                parent: render::parent(
+                    input.project.as_deref().unwrap_or_default(),
+                    &obj.spec.region,
+                ),
+                id: obj.job_id(),
+                job: Box::new(job),
+            },
+            None,
+        ));
+    }
+    // A created job's executors and Scheduler job follow once Google's operation finishes.
+    if out.calls.iter().any(|c| c.method == "run.jobs.create") {
+        let resource = plan.fields.resource_name.clone().unwrap_or_default();
+        let members = job_plan::executor_members(&obj);
+        if !members.is_empty() {
+            out.calls.push(Call {
+                method: "run.jobs.setIamPolicy",
+                resource: resource.clone(),
+                fields: vec![],
+                add: members.into_iter().collect(),
+                remove: vec![],
+                role: Some(crate::controller::iam::INVOKER_ROLE.to_owned()),
+            });
+        }
+        if let Some(schedule) = input
+            .project
+            .as_deref()
+            .and_then(|p| job_plan::desired_schedule(&obj, p))
+        {
+            out.calls.push(job_call(
+                &job_plan::Change::CreateSchedule {
+                    parent: String::new(),
+                    job: Box::new(schedule),
+                },
+                None,
+            ));
+        }
+    }
+    if let Outcome::Stop(e) = &plan.outcome {
+        out.reason = Some(e.metric_label().to_owned());
+        out.message = Some(message_of(e));
+    } else if out.action == Verdict::Drifted
+        && let Some(c) = plan.conditions.iter().find(|c| !c.is_true())
+    {
+        out.reason = Some(c.reason.clone());
+        out.message = Some(c.message.clone());
+    }
+    out
+}
+
+/// The call a planned job change makes, with its field-level diff.
+fn job_call(
+    change: &crate::controller::cloudrunjob::plan::Change,
+    actual: Option<&google_cloud_run_v2::model::Job>,
+) -> Call {
+    use crate::controller::cloudrunjob::plan::Change as C;
+    use crate::controller::cloudrunjob::render as job_render;
+    let call = |method, resource: &str| Call {
+        method,
+        resource: resource.to_owned(),
+        fields: vec![],
+        add: vec![],
+        remove: vec![],
+        role: None,
+    };
+    let created = |shape: BTreeMap<String, String>| -> Vec<FieldChange> {
+        shape
+            .into_iter()
+            .filter(|(path, v)| {
+                !(v.is_empty()
+                    || v == "<unmanaged>"
+                    || v == "[]"
+                    || path.ends_with("vpcAccess.networkInterfaces") && v == "0")
+            })
+            .map(|(path, to)| FieldChange {
+                path,
+                from: None,
+                to,
+            })
+            .collect()
+    };
+    match change {
+        C::GrantKey { key, member, .. } => Call {
+            add: vec![member.clone()],
+            role: Some(crate::controller::cloudrunservice::encryption::KMS_ROLE.to_owned()),
+            ..call("kms.cryptoKeys.setIamPolicy", key)
+        },
+        C::Create { parent, id, job } => {
+            let name = format!("{parent}/jobs/{id}");
+            let mut named = (**job).clone();
+            named.name = name.clone();
+            let mut fields = created(job_render::shape(&named));
+            if let Some(token) = execution_token(&named) {
+                fields.push(FieldChange {
+                    path: "executionToken".into(),
+                    from: None,
+                    to: token,
+                });
+            }
+            Call {
+                fields,
+                ..call("run.jobs.create", &name)
+            }
+        }
+        C::Update { job, changed, .. } => {
+            let want = job_render::shape(job);
+            let have = actual.map(job_render::shape).unwrap_or_default();
+            let mut fields: Vec<FieldChange> = changed
+                .iter()
+                .filter(|path| !path.starts_with("execution token "))
+                .map(|path| FieldChange {
+                    path: path.clone(),
+                    from: have.get(path).cloned(),
+                    to: want.get(path).cloned().unwrap_or_else(|| path.clone()),
+                })
+                .collect();
+            if let Some(token) = execution_token(job) {
+                fields.push(FieldChange {
+                    path: "executionToken".into(),
+                    from: None,
+                    to: token,
+                });
+            }
+            Call {
+                fields,
+                ..call("run.jobs.patch", &job.name)
+            }
+        }
+        C::SetExecutors {
+            resource,
+            add,
+            remove,
+            ..
+        } => Call {
+            add: add.clone(),
+            remove: remove.clone(),
+            role: Some(crate::controller::iam::INVOKER_ROLE.to_owned()),
+            ..call("run.jobs.setIamPolicy", resource)
+        },
+        C::CreateSchedule { job, .. } => Call {
+            fields: [
+                ("schedule", job.schedule.clone()),
+                ("timeZone", job.time_zone.clone()),
+                (
+                    "httpTarget.oauthToken.serviceAccountEmail",
+                    job.http_target()
+                        .and_then(|t| t.oauth_token())
+                        .map(|o| o.service_account_email.clone())
+                        .unwrap_or_default(),
+                ),
+            ]
+            .into_iter()
+            .map(|(path, to)| FieldChange {
+                path: path.to_owned(),
+                from: None,
+                to,
+            })
+            .collect(),
+            ..call("cloudscheduler.jobs.create", &job.name)
+        },
+        C::UpdateSchedule { job, mask } => Call {
+            fields: mask
+                .iter()
+                .map(|path| FieldChange {
+                    path: path.clone(),
+                    from: None,
+                    to: match path.as_str() {
+                        "schedule" => job.schedule.clone(),
+                        "time_zone" => job.time_zone.clone(),
+                        "description" => job.description.clone(),
+                        _ => path.clone(),
+                    },
+                })
+                .collect(),
+            ..call("cloudscheduler.jobs.patch", &job.name)
+        },
+        C::PauseSchedule(name) => call("cloudscheduler.jobs.pause", name),
+        C::ResumeSchedule(name) => call("cloudscheduler.jobs.resume", name),
+        C::DeleteSchedule(name) => call("cloudscheduler.jobs.delete", name),
+    }
+}
+
+/// The execution token a job write carries, as `runToken:T` or `startToken:T`.
+fn execution_token(job: &google_cloud_run_v2::model::Job) -> Option<String> {
+    use google_cloud_run_v2::model::job::CreateExecution;
+    match job.create_execution.as_ref()? {
+        CreateExecution::RunExecutionToken(t) => Some(format!("runToken:{t}")),
+        CreateExecution::StartExecutionToken(t) => Some(format!("startToken:{t}")),
+        _ => None,
+    }
 }
 
 /// `PolicyCompliant` for a service from the RunSecurityPolicies among the manifests.
