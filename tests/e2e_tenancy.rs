@@ -9,8 +9,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
 use common::*;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -22,30 +20,6 @@ const PROJECT_B: &str = "tenant-b-prod";
 
 fn account(team: &str, project: &str) -> String {
     format!("{team}@{project}.iam.gserviceaccount.com")
-}
-
-/// Sets a project's IAM policy in the emulator (as an anonymous caller, i.e. an admin).
-async fn grant(endpoint: &str, project: &str, bindings: &[(&str, &str)]) {
-    let mut roles: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for (role, member) in bindings {
-        roles.entry(role).or_default().push((*member).to_owned());
-    }
-    let bindings: Vec<_> = roles
-        .into_iter()
-        .map(|(role, members)| serde_json::json!({"role": role, "members": members}))
-        .collect();
-    let url = format!("{endpoint}/v3/projects/{project}:setIamPolicy");
-    let response = reqwest::Client::new()
-        .post(&url)
-        .json(&serde_json::json!({"policy": {"bindings": bindings}}))
-        .send()
-        .await
-        .expect("setIamPolicy");
-    assert!(
-        response.status().is_success(),
-        "setIamPolicy on {project}: {}",
-        response.text().await.unwrap_or_default()
-    );
 }
 
 async fn namespace(client: &kube::Client, name: &str, annotations: serde_json::Value) {

@@ -95,6 +95,23 @@ pub fn ready_after(decided: &[Cond], subs: &[Cond]) -> Cond {
     }
 }
 
+/// `Ready` as a pass that stopped with `failure` leaves it: a failed pass never leaves `Ready`
+/// True (nor `Unknown`, which says nothing of why): unless a sub-condition already makes it
+/// False, it is False with the error's reason and message. Whatever step failed, and however
+/// early (before any sub-condition was decided), the status cannot claim the object is fine
+/// while its last pass failed. A wait is no failure.
+pub fn ready_unless_failed(ready: Cond, failure: Option<&crate::Error>) -> Cond {
+    match failure.map(crate::Error::inner) {
+        Some(crate::Error::Waiting { .. }) | None => ready,
+        Some(_) if ready.status == status::FALSE => ready,
+        Some(e) => Cond::fail(
+            "Ready",
+            e.metric_label(),
+            format!("the last pass failed: {e}"),
+        ),
+    }
+}
+
 /// The longest condition message the CRDs accept (`maxLength` of `message`); longer ones (a
 /// Google error quoting a whole request) are cut with an ellipsis, or the API server would
 /// refuse the whole status.
@@ -232,6 +249,44 @@ mod tests {
         assert!(ready_after(&subs, &subs).is_true());
         let failing = [Cond::fail("PolicyCompliant", "Violation", "no")];
         assert_eq!(ready_after(&[], &failing).reason, "Violation");
+    }
+
+    #[test]
+    fn a_failed_pass_never_leaves_ready_true() {
+        let refused = crate::Error::Gcp(crate::gcp::GcpError::new(
+            "run",
+            "services.get",
+            crate::gcp::Code::PermissionDenied,
+            "Permission 'run.services.get' denied",
+        ));
+        let fine = Cond::ok("Ready", "Ready", "all conditions are satisfied");
+        let r = ready_unless_failed(fine.clone(), Some(&refused));
+        assert_eq!(
+            (r.status, r.reason.as_str()),
+            (status::FALSE, "PermissionDenied")
+        );
+        assert!(r.message.contains("run.services.get"), "{}", r.message);
+        let unchecked = Cond::unknown("Ready", "Reconciling", "not checked");
+        assert_eq!(
+            ready_unless_failed(unchecked, Some(&refused)).status,
+            status::FALSE
+        );
+        let said = Cond::fail("Ready", "DeployFailed", "ServiceReady: boom");
+        assert_eq!(
+            ready_unless_failed(said.clone(), Some(&refused)),
+            said,
+            "a sub-condition that already says why is kept"
+        );
+        assert_eq!(ready_unless_failed(fine.clone(), None), fine);
+        let waiting = crate::Error::Waiting {
+            what: "an operation".into(),
+            after: std::time::Duration::from_secs(1),
+        };
+        assert_eq!(
+            ready_unless_failed(fine.clone(), Some(&waiting)),
+            fine,
+            "a wait is no failure"
+        );
     }
 
     #[test]

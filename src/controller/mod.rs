@@ -153,6 +153,14 @@ pub fn poll_after(ctx: &Context, conditions: &[crate::api::v1alpha1::Condition])
 }
 
 impl Outcome {
+    /// The error the pass stopped with, if it failed (see [`conditions::ready_unless_failed`]).
+    pub fn failure(&self) -> Option<&crate::Error> {
+        match self {
+            Outcome::Stop(e) => Some(e),
+            _ => None,
+        }
+    }
+
     /// The reconcile's result; `conditions` are those of the status the pass leaves (see
     /// [`poll_after`]).
     pub fn into_result(
@@ -182,6 +190,20 @@ impl Outcome {
 }
 
 impl CleanupOutcome {
+    /// The error the pass stopped with, if it failed (see [`conditions::ready_unless_failed`]).
+    pub fn failure(&self) -> Option<&crate::Error> {
+        match self {
+            CleanupOutcome::Stop(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Whether the pass leaves the object behind its finalizer (waiting or failed): then its
+    /// status must say why.
+    pub fn keeps_object(&self) -> bool {
+        !matches!(self, CleanupOutcome::Done)
+    }
+
     /// Waiting for Google's operation.
     pub fn wait(what: impl Into<String>) -> Self {
         CleanupOutcome::Wait {

@@ -31,6 +31,8 @@ pub const CONFLICT: &str = "Conflict";
 pub const RECONCILING: &str = "Reconciling";
 /// Cloud Run could not deploy the service.
 pub const DEPLOY_FAILED: &str = "DeployFailed";
+/// Google's delete operation failed: the resource is still there (retried with backoff).
+pub const DELETE_FAILED: &str = "DeleteFailed";
 /// The latest revision failed.
 pub const REVISION_FAILED: &str = "RevisionFailed";
 /// The Google resource is being created.

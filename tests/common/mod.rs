@@ -326,6 +326,30 @@ impl Harness {
     }
 }
 
+/// Sets a project's IAM policy in the emulator (as an anonymous caller, i.e. an admin).
+pub async fn grant(endpoint: &str, project: &str, bindings: &[(&str, &str)]) {
+    let mut roles: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for (role, member) in bindings {
+        roles.entry(role).or_default().push((*member).to_owned());
+    }
+    let bindings: Vec<_> = roles
+        .into_iter()
+        .map(|(role, members)| serde_json::json!({"role": role, "members": members}))
+        .collect();
+    let url = format!("{endpoint}/v3/projects/{project}:setIamPolicy");
+    let response = reqwest::Client::new()
+        .post(&url)
+        .json(&serde_json::json!({"policy": {"bindings": bindings}}))
+        .send()
+        .await
+        .expect("setIamPolicy");
+    assert!(
+        response.status().is_success(),
+        "setIamPolicy on {project}: {}",
+        response.text().await.unwrap_or_default()
+    );
+}
+
 /// A minimal spec in the test region.
 pub fn spec(image: &str) -> serde_json::Value {
     serde_json::json!({"region": REGION, "containers": [{"image": image}]})

@@ -341,7 +341,7 @@ async fn ignored_image_drift_is_kept_while_other_drift_is_corrected() {
 
 /// Whether a pass of `w` counted an update towards the cap.
 async fn counted_update(w: &World) -> bool {
-    pass_with(&w.input(), &w.google.gcp(), &w.numbers, 0)
+    pass_with(&w.input(), &Ok(w.google.gcp()), &w.numbers, 0)
         .await
         .2
 }
@@ -357,4 +357,221 @@ async fn only_an_update_google_accepted_counts_towards_the_cap() {
     w.google.fail("run.services.patch", Code::Unavailable, 1);
     assert!(!counted_update(&w).await, "a refused patch changed nothing");
     assert!(counted_update(&w).await, "an accepted one counts");
+}
+
+/// Where a cleanup pass can fail, for [`every_failed_cleanup_step_says_why_in_the_status_it_writes`].
+#[derive(Clone, Copy, Debug)]
+enum CleanupFault {
+    /// The clients of the namespace's identity cannot be made (the controller may no longer
+    /// impersonate it): the pass fails before any Google call.
+    Clients,
+    /// The namespace has no usable identity.
+    Identity,
+    /// One Google call is refused.
+    Call(&'static str, Code),
+    /// The delete call is accepted, its operation read is refused.
+    OperationRead,
+    /// The delete call is accepted, its operation fails.
+    DeleteOperation,
+}
+
+impl World {
+    /// One cleanup pass, its status stored on the object when the controller would write it;
+    /// `clients` is what making the identity's clients gave.
+    async fn cleanup(
+        &mut self,
+        clients: crate::gcp::GcpResult<crate::gcp::Gcp>,
+        identity: Result<crate::gcp::identity::Identity, String>,
+    ) -> (bool, crate::controller::CleanupOutcome) {
+        let mut input = self.input();
+        input.identity = identity;
+        let (status, cleaned, write) = cleanup_pass(&input, &clients, &self.numbers).await;
+        if write {
+            self.obj.status = Some(status);
+        }
+        (write, cleaned.outcome)
+    }
+
+    fn condition_message(&self, type_: &str) -> String {
+        conditions::find(&self.obj.status.as_ref().unwrap().conditions, type_)
+            .unwrap()
+            .message
+            .clone()
+    }
+}
+
+/// Issue 23: a deletion that cannot go on says why on its first failed pass, whatever step
+/// failed: `Ready` and `ServiceReady` False with the step's reason and Google's message (and
+/// how out of the finalizer), in a status the pass writes; the service stays in Google.
+#[tokio::test]
+async fn every_failed_cleanup_step_says_why_in_the_status_it_writes() {
+    use crate::controller::CleanupOutcome;
+    use crate::gcp::identity::Identity;
+    let cases = [
+        (
+            CleanupFault::Clients,
+            "PermissionDenied",
+            "generateAccessToken",
+        ),
+        (
+            CleanupFault::Identity,
+            "IdentityNotConfigured",
+            "no runwarden.dev/google-service-account",
+        ),
+        (
+            CleanupFault::Call("run.services.get", Code::PermissionDenied),
+            "PermissionDenied",
+            "injected PERMISSION_DENIED on run.services.get",
+        ),
+        (
+            CleanupFault::Call("run.services.delete", Code::PermissionDenied),
+            "PermissionDenied",
+            "injected PERMISSION_DENIED on run.services.delete",
+        ),
+        (
+            CleanupFault::Call("run.services.get", Code::Unavailable),
+            "Unavailable",
+            "injected UNAVAILABLE on run.services.get",
+        ),
+        (
+            CleanupFault::OperationRead,
+            "Unavailable",
+            "injected UNAVAILABLE on run.operations.get",
+        ),
+        (
+            CleanupFault::DeleteOperation,
+            "DeleteFailed",
+            "the service is protected",
+        ),
+    ];
+    for (fault, reason, google_said) in cases {
+        let mut w = World::new(serde_json::json!({}));
+        w.pass().await;
+        w.pass().await;
+        assert_eq!(
+            w.condition("Ready").0,
+            status::TRUE,
+            "{fault:?}: Ready first"
+        );
+        let ok = || Ok(Identity::Controller);
+        let gcp = w.google.gcp();
+        let (write, outcome) = match fault {
+            CleanupFault::Clients => {
+                let refused = crate::gcp::GcpError::new(
+                    "iamcredentials",
+                    "generateAccessToken",
+                    Code::PermissionDenied,
+                    "iamcredentials.generateAccessToken: Permission 'iam.serviceAccounts.getAccessToken' denied",
+                );
+                w.cleanup(Err(refused), ok()).await
+            }
+            CleanupFault::Identity => {
+                let none = Err("namespace team has no runwarden.dev/google-service-account".into());
+                w.cleanup(Ok(gcp), none).await
+            }
+            CleanupFault::Call(method, code) => {
+                w.google.fail(method, code, 1);
+                w.cleanup(Ok(gcp), ok()).await
+            }
+            CleanupFault::OperationRead | CleanupFault::DeleteOperation => {
+                w.google.set_mode(OpMode::Manual);
+                if matches!(fault, CleanupFault::DeleteOperation) {
+                    w.google
+                        .fail_next_operation(Code::FailedPrecondition, "the service is protected");
+                }
+                let (write, waiting) = w.cleanup(Ok(gcp.clone()), ok()).await;
+                assert!(write && matches!(waiting, CleanupOutcome::Wait { .. }));
+                assert_eq!(w.condition("ServiceReady").1, "Deleting");
+                if matches!(fault, CleanupFault::OperationRead) {
+                    w.google.fail("run.operations.get", Code::Unavailable, 1);
+                } else {
+                    w.google.complete_all();
+                }
+                w.cleanup(Ok(gcp), ok()).await
+            }
+        };
+        assert!(write, "{fault:?}: the failed pass writes its status");
+        assert!(
+            matches!(outcome, CleanupOutcome::Stop(_)),
+            "{fault:?}: the finalizer stays, retried"
+        );
+        assert_eq!(
+            w.condition("Ready"),
+            (status::FALSE.into(), reason.into()),
+            "{fault:?}"
+        );
+        assert_eq!(
+            w.condition("ServiceReady"),
+            (status::FALSE.into(), reason.into()),
+            "{fault:?}"
+        );
+        let message = w.condition_message("ServiceReady");
+        assert!(message.contains(google_said), "{fault:?}: {message}");
+        assert!(
+            message.contains("finalizer keeps this object") && message.contains("Abandon"),
+            "{fault:?}: says how out: {message}"
+        );
+        assert!(
+            w.google.service(NAME).is_some(),
+            "{fault:?}: the service is kept"
+        );
+    }
+}
+
+/// Issue 23: whatever a pass over a live object fails at, its status does not say Ready.
+#[tokio::test]
+async fn a_failed_pass_never_leaves_ready_true() {
+    let failing = [
+        ("run.services.get", Code::PermissionDenied),
+        ("run.services.getIamPolicy", Code::PermissionDenied),
+        ("run.services.setIamPolicy", Code::Unavailable),
+        ("run.services.patch", Code::Unavailable),
+    ];
+    for (method, code) in failing {
+        let mut w =
+            World::new(serde_json::json!({"access": {"invokers": ["group:fe@example.com"]}}));
+        w.pass().await;
+        w.pass().await;
+        assert_eq!(w.condition("Ready").0, status::TRUE);
+        // A spec change, so that the next pass patches and sets the invokers again.
+        w.obj.spec.access.invokers = vec!["group:be@example.com".into()];
+        w.obj.spec.containers[0].image = "europe-docker.pkg.dev/p1/apps/api:2".into();
+        w.obj.metadata.generation = Some(2);
+        w.google.fail(method, code, 1);
+        let p = w.pass().await;
+        assert!(
+            p.calls.iter().any(|c| c == method),
+            "{method}: the fault was met: {:?}",
+            p.calls
+        );
+        assert_ne!(p.outcome, "InSync", "{method}");
+        assert_eq!(w.condition("Ready").0, status::FALSE, "{method}: {p:?}");
+    }
+
+    // The clients cannot be made: nothing is called, and the status says why.
+    let mut w = World::new(serde_json::json!({}));
+    w.pass().await;
+    w.pass().await;
+    assert_eq!(w.condition("Ready").0, status::TRUE);
+    let refused = crate::gcp::GcpError::new(
+        "iamcredentials",
+        "generateAccessToken",
+        Code::PermissionDenied,
+        "Permission 'iam.serviceAccounts.getAccessToken' denied",
+    );
+    let (status, applied, _) = pass_with(&w.input(), &Err(refused), &w.numbers, 0).await;
+    assert!(matches!(
+        applied.outcome,
+        crate::controller::Outcome::Stop(_)
+    ));
+    w.obj.status = Some(status);
+    assert_eq!(
+        w.condition("Ready"),
+        (status::FALSE.into(), "PermissionDenied".into())
+    );
+    assert!(
+        w.condition_message("ServiceReady")
+            .contains("getAccessToken")
+    );
+    assert!(w.google.take_calls().is_empty(), "no Google call");
 }

@@ -63,7 +63,9 @@ impl super::frame::Finalized for CloudRunService {
 async fn apply(obj: &CloudRunService, ctx: &Context) -> Result<Action> {
     let owners = CachedOwners(ctx);
     let input = input(obj, ctx, &owners);
-    let gcp = ctx.gcp(&input.identity).await?;
+    // Clients that cannot be made (the namespace's identity refused) fail this pass like any
+    // other step: with a status that says so.
+    let gcp = ctx.gcp(&input.identity).await;
     let key = super::frame::key_of(KIND, obj);
     let generation = obj.metadata.generation;
     let made = ctx.attempts.updates(&key, generation);
@@ -83,7 +85,7 @@ pub async fn pass(
     gcp: &crate::gcp::Gcp,
     numbers: &super::context::ProjectNumbers,
 ) -> (crate::api::v1alpha1::CloudRunServiceStatus, act::Applied) {
-    let (status, applied, _) = pass_with(input, gcp, numbers, 0).await;
+    let (status, applied, _) = pass_with(input, &Ok(gcp.clone()), numbers, 0).await;
     (status, applied)
 }
 
@@ -117,11 +119,12 @@ pub fn cap_updates(mut plan: plan::Plan, made: u32, generation: Option<i64>) -> 
     plan
 }
 
-/// [`pass`] after `made` updates of this generation (see [`cap_updates`]); also says whether
-/// it sent an update.
+/// [`pass`] after `made` updates of this generation (see [`cap_updates`]), with the clients of
+/// the object's identity or the error that kept them from being made; also says whether it
+/// sent an update.
 pub async fn pass_with(
     input: &Input<'_>,
-    gcp: &crate::gcp::Gcp,
+    gcp: &crate::gcp::GcpResult<crate::gcp::Gcp>,
     numbers: &super::context::ProjectNumbers,
     made: u32,
 ) -> (
@@ -129,6 +132,26 @@ pub async fn pass_with(
     act::Applied,
     bool,
 ) {
+    let gcp = match gcp {
+        Ok(gcp) => gcp,
+        Err(e) => {
+            let plan = plan::without_clients(input, e);
+            let applied = act::Applied {
+                conditions: plan.conditions,
+                fields: plan.fields,
+                notes: plan.notes,
+                outcome: plan.outcome,
+            };
+            let status = status::compute(
+                input.obj,
+                &applied.conditions,
+                applied.fields.clone(),
+                applied.outcome.failure(),
+                &super::now(),
+            );
+            return (status, applied, false);
+        }
+    };
     let plan = observe_and_plan(gcp, numbers, |o| plan::plan(input, o)).await;
     let plan = cap_updates(plan, made, input.obj.metadata.generation);
     let planned_update = plan
@@ -146,6 +169,7 @@ pub async fn pass_with(
         input.obj,
         &applied.conditions,
         applied.fields.clone(),
+        applied.outcome.failure(),
         &super::now(),
     );
     (status, applied, updated)
@@ -154,21 +178,62 @@ pub async fn pass_with(
 async fn cleanup(obj: &CloudRunService, ctx: &Context) -> Result<Action> {
     let owners = CachedOwners(ctx);
     let input = input(obj, ctx, &owners);
-    let gcp = ctx.gcp(&input.identity).await?;
-    let plan = observe_and_plan(&gcp, &ctx.project_numbers, |o| {
-        plan::plan_cleanup(&input, o)
-    })
-    .await;
-    let cleaned = act::execute_cleanup(plan, &gcp).await;
+    let gcp = ctx.gcp(&input.identity).await;
+    let (status, cleaned, write) = cleanup_pass(&input, &gcp, &ctx.project_numbers).await;
     ctx.publish(obj, &cleaned.notes).await;
-    let previous = obj.status.as_ref().and_then(|s| s.operation.clone());
-    let operation_changed = cleaned.fields.operation != previous;
-    let status = status::compute(obj, &cleaned.conditions, cleaned.fields, &super::now());
     let result = cleaned.outcome.into_result(ctx, &status.conditions);
-    if matches!(result, Err(Error::Waiting { .. })) || operation_changed {
+    if write {
         write_status(&ctx.client, obj, obj.status.as_ref(), &status).await?;
     }
     result
+}
+
+/// One pass over an object being deleted, without Kubernetes: observe and plan the cleanup,
+/// make its delete call, and the status it leaves, with whether to write it. Every pass that
+/// keeps the object (a wait, or a failure at any step: the clients, a read, the delete, the
+/// operation) writes it, so a deletion that is stuck says why from its first failed pass; one
+/// that lets the object go writes only a changed operation.
+pub async fn cleanup_pass(
+    input: &Input<'_>,
+    gcp: &crate::gcp::GcpResult<crate::gcp::Gcp>,
+    numbers: &super::context::ProjectNumbers,
+) -> (
+    crate::api::v1alpha1::CloudRunServiceStatus,
+    act::Cleaned,
+    bool,
+) {
+    let obj = input.obj;
+    let cleaned = match gcp {
+        Ok(gcp) => {
+            let plan = observe_and_plan(gcp, numbers, |o| plan::plan_cleanup(input, o)).await;
+            act::execute_cleanup(plan, gcp).await
+        }
+        // Without clients, only a cleanup that needs no Google (Abandon, nothing created)
+        // goes on.
+        Err(e) => {
+            let plan = match plan::plan_cleanup(input, &observe::Observed::default()) {
+                Ok(plan) if plan.delete.is_none() => plan,
+                _ => plan::cleanup_without_clients(input, e),
+            };
+            act::Cleaned {
+                conditions: plan.conditions,
+                fields: plan.fields,
+                notes: plan.notes,
+                outcome: plan.outcome,
+            }
+        }
+    };
+    let previous = obj.status.as_ref().and_then(|s| s.operation.as_ref());
+    let operation_changed = cleaned.fields.operation.as_ref() != previous;
+    let status = status::compute(
+        obj,
+        &cleaned.conditions,
+        cleaned.fields.clone(),
+        cleaned.outcome.failure(),
+        &super::now(),
+    );
+    let write = cleaned.outcome.keeps_object() || operation_changed;
+    (status, cleaned, write)
 }
 
 #[cfg(test)]

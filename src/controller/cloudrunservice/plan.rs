@@ -16,7 +16,7 @@ use crate::api::v1alpha1::{
     ManagementPolicy, TrafficStatus,
 };
 use crate::api::{MANAGED_BY_LABEL, OWNER_LABEL, PROJECT_ANNOTATION};
-use crate::controller::conditions::Cond;
+use crate::controller::conditions::{self, Cond};
 use crate::controller::iam::{self, ALL_USERS, INVOKER_ROLE};
 use crate::controller::operation::{Followed, follow};
 use crate::controller::ownership::{Named, claim};
@@ -799,15 +799,7 @@ pub fn plan_cleanup(input: &Input, obs: &Observed) -> Result<CleanupPlan, Read> 
         ));
         return Ok(p);
     }
-    // The service this object created or adopted is the one its status names; without one and
-    // without a project, nothing can have been created.
-    let pinned = obj.status.as_ref().and_then(|s| s.resource_name.clone());
-    let Some(name) = pinned.or_else(|| {
-        input
-            .project
-            .as_deref()
-            .map(|project| render::service_name(obj, project))
-    }) else {
+    let Some(name) = cleanup_target(input) else {
         return Ok(p);
     };
     if let Err(message) = &input.identity {
@@ -836,9 +828,32 @@ pub fn plan_cleanup(input: &Input, obs: &Observed) -> Result<CleanupPlan, Read> 
     };
     let mut finished = false;
     if let Some(op) = p.fields.operation.clone() {
+        // Whether the operation is this cleanup's delete (an earlier pass said `Deleting`),
+        // not a deploy the deletion interrupted.
+        let deleting = obj
+            .status
+            .as_ref()
+            .and_then(|s| conditions::find(&s.conditions, SERVICE_READY))
+            .is_some_and(|c| c.reason == DELETING);
         match follow(need(&obs.operation, || Read::Operation(op.clone()))?) {
             Ok(Followed::Pending) => {
                 p.outcome = CleanupOutcome::wait(format!("operation {op}"));
+                return Ok(p);
+            }
+            Ok(Followed::Done { error: Some(error) }) if deleting => {
+                // Said, and retried with backoff (the next pass deletes again), instead of
+                // deleting again at once with `Deleting` as if nothing had happened.
+                let message = format!(
+                    "Cloud Run could not delete {name} (operation {op}): {error}; {}",
+                    stuck_deletion_help(&name)
+                );
+                p.fields.operation = None;
+                p.conditions
+                    .push(Cond::fail(SERVICE_READY, DELETE_FAILED, &message));
+                p.outcome = CleanupOutcome::Stop(Error::Blocked {
+                    reason: DELETE_FAILED,
+                    message,
+                });
                 return Ok(p);
             }
             Ok(f) => {
@@ -883,6 +898,53 @@ pub fn plan_cleanup(input: &Input, obs: &Observed) -> Result<CleanupPlan, Read> 
     }
     p.delete = Some(name);
     Ok(p)
+}
+
+/// The service a cleanup pass deletes: the one this object created or adopted, as its status
+/// names it; else the one the spec names in the resolved project; `None` without either
+/// (nothing can have been created).
+fn cleanup_target(input: &Input) -> Option<String> {
+    let obj = input.obj;
+    let pinned = obj.status.as_ref().and_then(|s| s.resource_name.clone());
+    pinned.or_else(|| {
+        input
+            .project
+            .as_deref()
+            .map(|project| render::service_name(obj, project))
+    })
+}
+
+/// The plan of a pass over a live object whose Google clients could not be made (the
+/// controller may no longer act as the namespace's identity): nothing is read or written;
+/// `ServiceReady` says what Google answered.
+pub fn without_clients(input: &Input, e: &GcpError) -> Plan {
+    Plan {
+        conditions: vec![
+            input.policy.clone(),
+            Cond::fail(SERVICE_READY, reason_of(e.code), e.message.clone()),
+        ],
+        changes: vec![],
+        outcome: Outcome::Stop(e.clone().into()),
+        fields: Fields::from_status(input.obj.status.as_ref()),
+        notes: vec![],
+    }
+}
+
+/// The plan of a cleanup pass whose Google clients could not be made, when the cleanup needs
+/// Google (see [`plan_cleanup`]): the finalizer stays, and `ServiceReady` says why and how out.
+pub fn cleanup_without_clients(input: &Input, e: &GcpError) -> CleanupPlan {
+    let name = cleanup_target(input).unwrap_or_default();
+    CleanupPlan {
+        conditions: vec![Cond::fail(
+            SERVICE_READY,
+            reason_of(e.code),
+            format!("{}; {}", e.message, stuck_deletion_help(&name)),
+        )],
+        delete: None,
+        outcome: CleanupOutcome::Stop(e.clone().into()),
+        fields: Fields::from_status(input.obj.status.as_ref()),
+        notes: vec![],
+    }
 }
 
 /// How to get an object whose Google service cannot be deleted out of its finalizer.

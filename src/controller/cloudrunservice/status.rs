@@ -5,13 +5,15 @@ use super::plan::Fields;
 use crate::api::v1alpha1::{CloudRunService, CloudRunServiceStatus};
 use crate::controller::conditions::{self, Cond};
 
-/// The status to store: `Ready` first (True only when the pass checked every sub-condition),
-/// then every sub-condition (those the pass did not reach keep their previous value), with transition times kept for unchanged statuses, so a pass
+/// The status to store: `Ready` first (True only when the pass checked every sub-condition,
+/// and never after a pass that stopped with a `failure`: see
+/// [`conditions::ready_unless_failed`]), then every sub-condition (those the pass did not reach keep their previous value), with transition times kept for unchanged statuses, so a pass
 /// that finds nothing new computes the status already stored and writes nothing.
 pub fn compute(
     obj: &CloudRunService,
     decided: &[Cond],
     fields: Fields,
+    failure: Option<&crate::Error>,
     now: &str,
 ) -> CloudRunServiceStatus {
     let old = obj
@@ -20,7 +22,10 @@ pub fn compute(
         .map(|s| s.conditions.as_slice())
         .unwrap_or_default();
     let subs = conditions::carry_over(decided, old, &SUB_CONDITIONS);
-    let mut all = vec![conditions::ready_after(decided, &subs)];
+    let mut all = vec![conditions::ready_unless_failed(
+        conditions::ready_after(decided, &subs),
+        failure,
+    )];
     all.extend(subs);
     let generation = obj.metadata.generation;
     CloudRunServiceStatus {
@@ -54,12 +59,12 @@ mod tests {
             .iter()
             .map(|t| Cond::ok(t, "Ready", "fine"))
             .collect();
-        let first = compute(&obj, &all_true, Fields::default(), "t1");
+        let first = compute(&obj, &all_true, Fields::default(), None, "t1");
         assert_eq!(first.conditions[0].status, status::TRUE);
         obj.status = Some(first);
         obj.metadata.generation = Some(2);
         // The pass of generation 2 stopped after its first step.
-        let second = compute(&obj, &all_true[..1], Fields::default(), "t2");
+        let second = compute(&obj, &all_true[..1], Fields::default(), None, "t2");
         assert_eq!(second.observed_generation, Some(2));
         assert_eq!(second.conditions[0].status, status::UNKNOWN);
         assert_eq!(

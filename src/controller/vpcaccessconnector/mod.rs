@@ -207,11 +207,14 @@ pub fn state_condition(actual: &Connector, name: &str) -> (&'static str, Cond) {
     }
 }
 
-/// The status a pass leaves (pure): `Ready` as decided, else carried over.
-fn status_of(
+/// The status a pass leaves (pure): `Ready` as decided, else carried over; never True (nor
+/// Unknown) after a pass that stopped with a `failure` (see
+/// [`conditions::ready_unless_failed`]).
+pub fn status_of(
     obj: &VpcAccessConnector,
     ready: Option<Cond>,
     fields: Fields,
+    failure: Option<&crate::Error>,
     now: &str,
 ) -> VpcAccessConnectorStatus {
     let old = obj
@@ -228,7 +231,10 @@ fn status_of(
         observed_generation: generation,
         conditions: conditions::merge(
             old,
-            &conditions::carry_over(&decided, old, &[READY]),
+            &conditions::carry_over(&decided, old, &[READY])
+                .into_iter()
+                .map(|ready| conditions::ready_unless_failed(ready, failure))
+                .collect::<Vec<_>>(),
             generation,
             now,
         ),
@@ -274,7 +280,23 @@ fn input<'a>(obj: &'a VpcAccessConnector, ctx: &Context) -> Input<'a> {
 
 async fn apply(obj: &VpcAccessConnector, ctx: &Context) -> Result<Action> {
     let input = input(obj, ctx);
-    let gcp = ctx.gcp(&input.identity).await?;
+    let gcp = match ctx.gcp(&input.identity).await {
+        Ok(gcp) => gcp,
+        // The clients could not be made (the namespace's identity refused): this pass fails
+        // like any other step, with a status that says so.
+        Err(e) => {
+            let failed = plan::without_clients(&input, &e);
+            let status = status_of(
+                obj,
+                failed.ready,
+                failed.fields,
+                failed.outcome.failure(),
+                &super::now(),
+            );
+            write_status(&ctx.client, obj, obj.status.as_ref(), &status).await?;
+            return failed.outcome.into_result(ctx, &status.conditions);
+        }
+    };
     let planned = observe_and_plan(&gcp, &ctx.project_numbers, |o| plan::plan(&input, o)).await;
     if let Some(name) = planned.claim(obj.status.as_ref()) {
         // Only the name: the rest of the status tells what Google does, and Google does
@@ -285,26 +307,63 @@ async fn apply(obj: &VpcAccessConnector, ctx: &Context) -> Result<Action> {
     }
     let applied = plan::execute(planned, &gcp).await;
     ctx.publish(obj, &applied.notes).await;
-    let status = status_of(obj, applied.ready, applied.fields, &super::now());
+    let status = status_of(
+        obj,
+        applied.ready,
+        applied.fields,
+        applied.outcome.failure(),
+        &super::now(),
+    );
     write_status(&ctx.client, obj, obj.status.as_ref(), &status).await?;
     applied.outcome.into_result(ctx, &status.conditions)
 }
 
 async fn cleanup(obj: &VpcAccessConnector, ctx: &Context) -> Result<Action> {
     let input = input(obj, ctx);
-    let gcp = ctx.gcp(&input.identity).await?;
-    let planned = observe_and_plan(&gcp, &ctx.project_numbers, |o| {
-        plan::plan_cleanup(&input, o)
-    })
-    .await;
-    let cleaned = plan::execute_cleanup(planned, &gcp).await;
+    let gcp = ctx.gcp(&input.identity).await;
+    let (status, cleaned, write) = cleanup_pass(&input, &gcp, &ctx.project_numbers).await;
     ctx.publish(obj, &cleaned.notes).await;
-    let status = status_of(obj, cleaned.ready, cleaned.fields, &super::now());
     let result = cleaned.outcome.into_result(ctx, &status.conditions);
-    if result.is_err() {
+    if write {
         write_status(&ctx.client, obj, obj.status.as_ref(), &status).await?;
     }
     result
+}
+
+/// One pass over a connector being deleted, without Kubernetes: observe and plan the cleanup,
+/// make its delete call, and the status it leaves, with whether to write it: every pass that
+/// keeps the object (a wait, or a failure at any step: the clients, a read, the delete, the
+/// operation) writes it, so a stuck deletion says why from its first failed pass.
+pub async fn cleanup_pass(
+    input: &Input<'_>,
+    gcp: &crate::gcp::GcpResult<crate::gcp::Gcp>,
+    numbers: &super::context::ProjectNumbers,
+) -> (
+    VpcAccessConnectorStatus,
+    plan::Plan<super::CleanupOutcome>,
+    bool,
+) {
+    let cleaned = match gcp {
+        Ok(gcp) => {
+            let planned = observe_and_plan(gcp, numbers, |o| plan::plan_cleanup(input, o)).await;
+            plan::execute_cleanup(planned, gcp).await
+        }
+        // Without clients, only a cleanup that needs no Google (in use, Abandon, nothing
+        // created) goes on.
+        Err(e) => match plan::plan_cleanup(input, &plan::Observed::default()) {
+            Ok(p) if p.change.is_none() => p,
+            _ => plan::cleanup_without_clients(input, e),
+        },
+    };
+    let status = status_of(
+        input.obj,
+        cleaned.ready.clone(),
+        cleaned.fields.clone(),
+        cleaned.outcome.failure(),
+        &super::now(),
+    );
+    let write = cleaned.outcome.keeps_object();
+    (status, cleaned, write)
 }
 
 /// Whether a CloudRunService uses the VpcAccessConnector named `connector` (same namespace).
@@ -336,6 +395,144 @@ mod tests {
     fn object(spec: serde_json::Value) -> VpcAccessConnector {
         let spec: VpcAccessConnectorSpec = serde_json::from_value(spec).unwrap();
         VpcAccessConnector::new("egress", spec)
+    }
+
+    /// Issue 23: a connector's deletion that cannot go on says why on its first failed pass,
+    /// whatever step failed: `Ready` False with the step's reason and Google's message (and how
+    /// out of the finalizer), in a status the pass writes; the connector stays in Google.
+    #[tokio::test]
+    async fn every_failed_cleanup_step_says_why_in_the_status_it_writes() {
+        use crate::controller::CleanupOutcome;
+        use crate::controller::context::ProjectNumbers;
+        use crate::gcp::Code;
+        use crate::gcp::fake::{FakeGcp, OpMode};
+        use crate::gcp::identity::Identity;
+        const NAME: &str = "projects/p1/locations/europe-west1/connectors/egress";
+        #[derive(Clone, Copy, Debug)]
+        enum Fault {
+            Clients,
+            Identity,
+            Call(&'static str),
+            OperationRead,
+            DeleteOperation,
+        }
+        let cases = [
+            (Fault::Clients, "PermissionDenied", "getAccessToken"),
+            (
+                Fault::Identity,
+                "IdentityNotConfigured",
+                "google-service-account",
+            ),
+            (
+                Fault::Call("vpcaccess.connectors.get"),
+                "PermissionDenied",
+                "injected PERMISSION_DENIED on vpcaccess.connectors.get",
+            ),
+            (
+                Fault::Call("vpcaccess.connectors.delete"),
+                "PermissionDenied",
+                "injected PERMISSION_DENIED on vpcaccess.connectors.delete",
+            ),
+            (
+                Fault::OperationRead,
+                "PermissionDenied",
+                "injected PERMISSION_DENIED on vpcaccess.operations.get",
+            ),
+            (Fault::DeleteOperation, "DeleteFailed", "still has routes"),
+        ];
+        async fn pass(
+            obj: &mut VpcAccessConnector,
+            clients: crate::gcp::GcpResult<crate::gcp::Gcp>,
+            identity: Result<Identity, String>,
+        ) -> (bool, CleanupOutcome) {
+            let input = Input {
+                obj: &*obj,
+                project: Some("p1".into()),
+                users: vec![],
+                identity,
+                claimed_by: None,
+            };
+            let numbers = ProjectNumbers::default();
+            let (status, cleaned, write) = cleanup_pass(&input, &clients, &numbers).await;
+            if write {
+                obj.status = Some(status);
+            }
+            (write, cleaned.outcome)
+        }
+        for (fault, reason, google_said) in cases {
+            let google = FakeGcp::new();
+            google.put_connector(NAME, connector::State::Ready);
+            let mut obj = object(
+                serde_json::json!({"region": "europe-west1", "network": "default", "ipCidrRange": "10.8.0.0/28"}),
+            );
+            obj.metadata.namespace = Some("team".into());
+            let fields = Fields {
+                state: Some(state::READY.into()),
+                resource_name: Some(NAME.into()),
+                ..Default::default()
+            };
+            let ready = Cond::ok(READY, "Ready", "connector is ready");
+            obj.status = Some(status_of(&obj, Some(ready), fields, None, "t0"));
+            let gcp = || Ok(google.gcp());
+            let ok = || Ok(Identity::Controller);
+            let (write, outcome) = match fault {
+                Fault::Clients => {
+                    let refused = crate::gcp::GcpError::new(
+                        "iamcredentials",
+                        "generateAccessToken",
+                        Code::PermissionDenied,
+                        "Permission 'iam.serviceAccounts.getAccessToken' denied",
+                    );
+                    pass(&mut obj, Err(refused), ok()).await
+                }
+                Fault::Identity => {
+                    let none = "namespace team has no runwarden.dev/google-service-account";
+                    pass(&mut obj, gcp(), Err(none.into())).await
+                }
+                Fault::Call(method) => {
+                    google.fail(method, Code::PermissionDenied, 1);
+                    pass(&mut obj, gcp(), ok()).await
+                }
+                Fault::OperationRead | Fault::DeleteOperation => {
+                    google.set_mode(OpMode::Manual);
+                    if matches!(fault, Fault::DeleteOperation) {
+                        google.fail_next_operation(Code::FailedPrecondition, "still has routes");
+                    }
+                    let (write, waiting) = pass(&mut obj, gcp(), ok()).await;
+                    assert!(write && matches!(waiting, CleanupOutcome::Wait { .. }));
+                    if matches!(fault, Fault::OperationRead) {
+                        google.fail("vpcaccess.operations.get", Code::PermissionDenied, 1);
+                    } else {
+                        google.complete_all();
+                    }
+                    pass(&mut obj, gcp(), ok()).await
+                }
+            };
+            assert!(write, "{fault:?}: the failed pass writes its status");
+            assert!(
+                matches!(outcome, CleanupOutcome::Stop(_)),
+                "{fault:?}: the finalizer stays, retried"
+            );
+            let ready = conditions::find(&obj.status.as_ref().unwrap().conditions, READY)
+                .unwrap()
+                .clone();
+            assert_eq!(
+                (ready.status.as_ref(), ready.reason.as_ref()),
+                (status::FALSE, reason),
+                "{fault:?}"
+            );
+            assert!(
+                ready.message.contains(google_said),
+                "{fault:?}: {}",
+                ready.message
+            );
+            assert!(
+                ready.message.contains("Abandon"),
+                "{fault:?}: says how out: {}",
+                ready.message
+            );
+            assert!(google.connector(NAME).is_some(), "{fault:?}: kept");
+        }
     }
 
     #[test]

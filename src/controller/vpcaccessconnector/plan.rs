@@ -160,6 +160,35 @@ impl Plan<Outcome> {
     }
 }
 
+/// The plan of a pass over a live connector whose Google clients could not be made (the
+/// controller may no longer act as the namespace's identity): nothing is read or written.
+pub fn without_clients(input: &Input, e: &GcpError) -> Plan<Outcome> {
+    let (c, err) = failed(e);
+    Plan::new(input.obj, Outcome::Progressing).stop(c, err)
+}
+
+/// The plan of a cleanup pass whose Google clients could not be made, when the cleanup needs
+/// Google: the finalizer stays, and `Ready` says why and how out.
+pub fn cleanup_without_clients(input: &Input, e: &GcpError) -> Plan<CleanupOutcome> {
+    let (c, err) = cleanup_failed(e);
+    let mut p = Plan::new(input.obj, CleanupOutcome::Stop(err));
+    p.ready = Some(c);
+    p
+}
+
+/// How to get a connector object whose Google connector cannot be deleted out of its
+/// finalizer.
+fn stuck_deletion_help() -> &'static str {
+    "the finalizer keeps this object until the connector is deleted: give the namespace's Google identity the permission (roles/vpcaccess.admin on the project), or set spec.deletionPolicy: Abandon to leave the connector in Google and let the object go"
+}
+
+/// A cleanup step's failure: Google's answer, and how to get the object out of its finalizer.
+fn cleanup_failed(e: &GcpError) -> (Cond, Error) {
+    let (mut c, err) = failed(e);
+    c.message = format!("{}; {}", c.message, stuck_deletion_help());
+    (c, err)
+}
+
 fn failed(e: &GcpError) -> (Cond, Error) {
     (
         Cond::fail(READY, reason_of(e.code), e.message.clone()),
@@ -427,13 +456,29 @@ pub fn plan_cleanup(input: &Input, obs: &Observed) -> Result<Plan<CleanupOutcome
                 p.outcome = CleanupOutcome::wait(format!("operation {op}"));
                 return Ok(p);
             }
+            Ok(Followed::Done { error: Some(error) })
+                if p.fields.state.as_deref() == Some(state::DELETING) =>
+            {
+                // Said, and retried with backoff (the next pass deletes again).
+                let message = format!(
+                    "Google could not delete connector {name} (operation {op}): {error}; {}",
+                    stuck_deletion_help()
+                );
+                p.fields.operation = None;
+                p.ready = Some(Cond::fail(READY, DELETE_FAILED, &message));
+                p.outcome = CleanupOutcome::Stop(Error::Blocked {
+                    reason: DELETE_FAILED,
+                    message,
+                });
+                return Ok(p);
+            }
             Ok(f) => {
                 deleted = f == Followed::Done { error: None }
                     && p.fields.state.as_deref() == Some(state::DELETING);
                 p.fields.operation = None;
             }
             Err(e) => {
-                let (c, e) = failed(e);
+                let (c, e) = cleanup_failed(e);
                 p.ready = Some(c);
                 p.outcome = CleanupOutcome::Stop(e);
                 return Ok(p);
@@ -446,7 +491,7 @@ pub fn plan_cleanup(input: &Input, obs: &Observed) -> Result<Plan<CleanupOutcome
         .ok_or_else(|| Read::Connector(name.clone()))?;
     match read {
         Err(e) => {
-            let (c, e) = failed(e);
+            let (c, e) = cleanup_failed(e);
             p.ready = Some(c);
             p.outcome = CleanupOutcome::Stop(e);
         }
@@ -556,7 +601,7 @@ pub async fn execute_cleanup(mut p: Plan<CleanupOutcome>, gcp: &Gcp) -> Plan<Cle
             p.outcome = CleanupOutcome::wait(format!("deletion of {name}"));
         }
         Err(e) => {
-            let (c, e) = failed(&e);
+            let (c, e) = cleanup_failed(&e);
             p.ready = Some(c);
             p.outcome = CleanupOutcome::Stop(e);
         }
