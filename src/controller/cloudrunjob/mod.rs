@@ -63,8 +63,10 @@ impl super::frame::Finalized for CloudRunJob {
 async fn apply(obj: &CloudRunJob, ctx: &Context) -> Result<Action> {
     let owners = CachedOwners(ctx);
     let input = input(obj, ctx, &owners);
-    let gcp = ctx.gcp(&input.identity).await?;
-    let (status, applied) = pass(&input, &gcp, &ctx.project_numbers).await;
+    // Clients that cannot be made (the namespace's identity refused) fail this pass like any
+    // other step: with a status that says so.
+    let gcp = ctx.gcp(&input.identity).await;
+    let (status, applied) = pass_with(&input, &gcp, &ctx.project_numbers).await;
     ctx.publish(obj, &applied.notes).await;
     write_status(&ctx.client, obj, obj.status.as_ref(), &status).await?;
     applied.outcome.into_result(ctx, &status.conditions)
@@ -77,12 +79,36 @@ pub async fn pass(
     gcp: &crate::gcp::Gcp,
     numbers: &super::context::ProjectNumbers,
 ) -> (CloudRunJobStatus, act::Applied) {
-    let plan = observe_and_plan(gcp, numbers, |o| plan::plan(input, o)).await;
-    let applied = act::execute(plan, gcp).await;
+    pass_with(input, &Ok(gcp.clone()), numbers).await
+}
+
+/// [`pass`] with the clients of the object's identity, or the error that kept them from being
+/// made.
+pub async fn pass_with(
+    input: &Input<'_>,
+    gcp: &crate::gcp::GcpResult<crate::gcp::Gcp>,
+    numbers: &super::context::ProjectNumbers,
+) -> (CloudRunJobStatus, act::Applied) {
+    let applied = match gcp {
+        Ok(gcp) => {
+            let plan = observe_and_plan(gcp, numbers, |o| plan::plan(input, o)).await;
+            act::execute(plan, gcp).await
+        }
+        Err(e) => {
+            let plan = plan::without_clients(input, e);
+            act::Applied {
+                conditions: plan.conditions,
+                fields: plan.fields,
+                notes: plan.notes,
+                outcome: plan.outcome,
+            }
+        }
+    };
     let status = status::compute(
         input.obj,
         &applied.conditions,
         applied.fields.clone(),
+        applied.outcome.failure(),
         &super::now(),
     );
     (status, applied)
@@ -91,20 +117,55 @@ pub async fn pass(
 async fn cleanup(obj: &CloudRunJob, ctx: &Context) -> Result<Action> {
     let owners = CachedOwners(ctx);
     let input = input(obj, ctx, &owners);
-    let gcp = ctx.gcp(&input.identity).await?;
-    let plan = observe_and_plan(&gcp, &ctx.project_numbers, |o| {
-        plan::plan_cleanup(&input, o)
-    })
-    .await;
-    let cleaned = act::execute_cleanup(plan, &gcp).await;
+    let gcp = ctx.gcp(&input.identity).await;
+    let (status, cleaned, write) = cleanup_pass(&input, &gcp, &ctx.project_numbers).await;
     ctx.publish(obj, &cleaned.notes).await;
-    let status = status::compute(obj, &cleaned.conditions, cleaned.fields, &super::now());
     let result = cleaned.outcome.into_result(ctx, &status.conditions);
-    // A failed or waiting cleanup says why in status, on its first pass.
-    if result.is_err() {
+    if write {
         write_status(&ctx.client, obj, obj.status.as_ref(), &status).await?;
     }
     result
+}
+
+/// One pass over an object being deleted, without Kubernetes, and whether to write the status
+/// it leaves: every pass that keeps the object (a wait, or a failure at any step) writes it, so
+/// a stuck deletion says why from its first failed pass.
+pub async fn cleanup_pass(
+    input: &Input<'_>,
+    gcp: &crate::gcp::GcpResult<crate::gcp::Gcp>,
+    numbers: &super::context::ProjectNumbers,
+) -> (CloudRunJobStatus, act::Cleaned, bool) {
+    let obj = input.obj;
+    let cleaned = match gcp {
+        Ok(gcp) => {
+            let plan = observe_and_plan(gcp, numbers, |o| plan::plan_cleanup(input, o)).await;
+            act::execute_cleanup(plan, gcp).await
+        }
+        // Without clients, only a cleanup that needs no Google (Abandon, nothing created) goes on.
+        Err(e) => {
+            let plan = match plan::plan_cleanup(input, &observe::Observed::default()) {
+                Ok(plan) if plan.delete.is_none() && plan.delete_schedule.is_none() => plan,
+                _ => plan::cleanup_without_clients(input, e),
+            };
+            act::Cleaned {
+                conditions: plan.conditions,
+                fields: plan.fields,
+                notes: plan.notes,
+                outcome: plan.outcome,
+            }
+        }
+    };
+    let previous = obj.status.as_ref().and_then(|s| s.operation.as_ref());
+    let operation_changed = cleaned.fields.operation.as_ref() != previous;
+    let status = status::compute(
+        obj,
+        &cleaned.conditions,
+        cleaned.fields.clone(),
+        cleaned.outcome.failure(),
+        &super::now(),
+    );
+    let write = cleaned.outcome.keeps_object() || operation_changed;
+    (status, cleaned, write)
 }
 
 /// The owners of Google resources, as the controller's cache of CloudRunJobs knows them.

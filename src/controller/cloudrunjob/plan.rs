@@ -214,7 +214,7 @@ pub fn plan(input: &Input, obs: &Observed) -> Result<Plan, Read> {
     let Some(project) = admit(input, obs, &mut p)? else {
         return Ok(p);
     };
-    let Some(finished) = follow_operation(obs, &mut p)? else {
+    let Some(finished) = follow_operation(input, project, obs, &mut p)? else {
         return Ok(p);
     };
     let Some(connector) = dependencies(input, project, obs, &mut p)? else {
@@ -342,18 +342,54 @@ fn admit<'a>(input: &'a Input, obs: &Observed, p: &mut Plan) -> Step<&'a str> {
     Ok(Some(project))
 }
 
-/// An operation this object started: wait for it without holding a worker.
-fn follow_operation(obs: &Observed, p: &mut Plan) -> Step<Option<Followed>> {
+/// An operation this object started: wait for it without holding a worker. A create or update
+/// that carries a `runToken` finishes only when its execution does: meanwhile the execution is
+/// followed (`ExecutionRunning`, with its task counts).
+fn follow_operation(
+    input: &Input,
+    project: &str,
+    obs: &Observed,
+    p: &mut Plan,
+) -> Step<Option<Followed>> {
     let Some(op) = p.fields.operation.clone() else {
         return Ok(Some(None));
     };
     match follow(need(&obs.operation, || Read::Operation(op.clone()))?) {
         Ok(Followed::Pending) => {
-            p.set(Cond::unknown(
-                JOB_READY,
-                RECONCILING,
-                format!("waiting for Google operation {op}"),
-            ));
+            let obj = input.obj;
+            let running = match execution_name(obj, &render::job_name(obj, project)) {
+                Some(name) => need(&obs.execution, || Read::Execution(name))?
+                    .as_ref()
+                    .ok()
+                    .cloned()
+                    .flatten(),
+                None => None,
+            };
+            match running {
+                Some(e) => {
+                    let token = obj.spec.execution.as_ref().and_then(|t| t.token());
+                    let latest = latest_execution(&e, token.map(|(t, _)| t));
+                    let known = obj
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.latest_execution.as_ref())
+                        .is_some_and(|l| l.name == latest.name);
+                    if !known {
+                        p.notes.push(Note::normal(
+                            "ExecutionStarted",
+                            "Run",
+                            format!("Started execution {}", latest.name),
+                        ));
+                    }
+                    p.set(execution_condition(&latest, true));
+                    p.fields.latest_execution = Some(latest);
+                }
+                None => p.set(Cond::unknown(
+                    JOB_READY,
+                    RECONCILING,
+                    format!("waiting for Google operation {op}"),
+                )),
+            }
             Ok(None)
         }
         Ok(f) => {
@@ -654,6 +690,23 @@ pub fn job_condition(actual: &Job, operation_error: Option<&str>) -> Cond {
         );
     }
     match terminal.state {
+        // A runToken's execution that failed fails the job's terminal condition (with an
+        // execution reason): the job itself is deployed, and its execution is judged on its own.
+        State::ConditionFailed
+            if matches!(
+                terminal.reasons,
+                Some(condition::Reasons::ExecutionReason(_))
+            ) =>
+        {
+            Cond::ok(
+                JOB_READY,
+                "Deployed",
+                format!(
+                    "Cloud Run job {} matches the spec",
+                    last_segment(&actual.name)
+                ),
+            )
+        }
         State::ConditionFailed => Cond::fail(
             JOB_READY,
             DEPLOY_FAILED,
@@ -1223,6 +1276,45 @@ pub struct CleanupPlan {
     pub fields: Fields,
     /// Events to publish.
     pub notes: Vec<Note>,
+}
+
+/// The plan of a pass whose Google clients could not be made (the namespace's identity was
+/// refused): nothing is read or written, and `JobReady` says why.
+pub fn without_clients(input: &Input, e: &GcpError) -> Plan {
+    Plan {
+        conditions: vec![
+            input.policy.clone(),
+            Cond::fail(JOB_READY, reason_of(e.code), e.message.clone()),
+        ],
+        changes: vec![],
+        outcome: Outcome::Stop(e.clone().into()),
+        fields: Fields::from_status(input.obj.status.as_ref()),
+        notes: vec![],
+    }
+}
+
+/// The plan of a cleanup pass whose Google clients could not be made, when the cleanup needs
+/// Google: the finalizer stays, and `JobReady` says why and how out.
+pub fn cleanup_without_clients(input: &Input, e: &GcpError) -> CleanupPlan {
+    let obj = input.obj;
+    let name = obj
+        .status
+        .as_ref()
+        .and_then(|s| s.resource_name.clone())
+        .or_else(|| input.project.as_deref().map(|p| render::job_name(obj, p)))
+        .unwrap_or_default();
+    CleanupPlan {
+        conditions: vec![Cond::fail(
+            JOB_READY,
+            reason_of(e.code),
+            format!("{}; {}", e.message, stuck_deletion_help(&name)),
+        )],
+        delete_schedule: None,
+        delete: None,
+        outcome: CleanupOutcome::Stop(e.clone().into()),
+        fields: Fields::from_status(obj.status.as_ref()),
+        notes: vec![],
+    }
 }
 
 /// How to get an object whose Google job cannot be deleted out of its finalizer.

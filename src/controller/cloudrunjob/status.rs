@@ -1,6 +1,7 @@
 //! Status (pure): the status a job's pass leaves, for the object's current generation, by the
-//! same rules as a service's: `Ready` first, every sub-condition, transition times kept, so a
-//! pass that finds nothing new computes the status already stored and writes nothing.
+//! same rules as a service's: `Ready` first (never True or Unknown after a pass that failed),
+//! every sub-condition, transition times kept, so a pass that finds nothing new computes the
+//! status already stored and writes nothing.
 
 use super::SUB_CONDITIONS;
 use super::plan::Fields;
@@ -12,6 +13,7 @@ pub fn compute(
     obj: &CloudRunJob,
     decided: &[Cond],
     fields: Fields,
+    failure: Option<&crate::Error>,
     now: &str,
 ) -> CloudRunJobStatus {
     let old = obj
@@ -20,7 +22,10 @@ pub fn compute(
         .map(|s| s.conditions.as_slice())
         .unwrap_or_default();
     let subs = conditions::carry_over(decided, old, &SUB_CONDITIONS);
-    let mut all = vec![conditions::ready_after(decided, &subs)];
+    let mut all = vec![conditions::ready_unless_failed(
+        conditions::ready_after(decided, &subs),
+        failure,
+    )];
     all.extend(subs);
     let generation = obj.metadata.generation;
     CloudRunJobStatus {
