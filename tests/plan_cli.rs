@@ -89,9 +89,20 @@ async fn the_examples_plan_creates_and_waits_and_writes_nothing() {
         "{out}"
     );
     assert!(
-        out.ends_with("Plan: 5 to create, 0 to update, 0 in sync, 0 drifted, 3 waiting, 0 invalid, 0 violating, 0 failed.\n"),
+        out.ends_with("Plan: 5 to create, 0 to update, 0 in sync, 0 drifted, 4 waiting, 0 invalid, 0 violating, 0 failed.\n"),
         "{out}"
     );
+    // The job waits for its key too, and shows what follows: the job with its token, its
+    // executors (the schedule's account among them) and its Scheduler job.
+    assert!(out.contains("CloudRunJob payments/settlement-export"), "{out}");
+    for call in [
+        "+ run.jobs.create",
+        "+ executionToken: runToken:backfill-2026-12-01",
+        "+ serviceAccount:settlement-scheduler@acme-payments-prod.iam.gserviceaccount.com",
+        "+ cloudscheduler.jobs.create",
+    ] {
+        assert!(out.contains(call), "{call} in {out}");
+    }
     assert!(writes(&emu).is_empty(), "{:?}", emu.counters());
     assert!(emu.count("run.services.get") >= 3, "it did read Google");
 }
