@@ -142,4 +142,28 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn the_job_script_is_the_services_plus_a_running_execution() {
+        let jobs = lua_progressing(include_str!(
+            "../../deploy/argocd/runwarden.dev/CloudRunJob/health.lua"
+        ));
+        for reason in &jobs {
+            assert!(
+                crate::controller::cloudrunjob::progressing(reason),
+                "{reason} is progressing for Argo CD but not for runwarden's jobs"
+            );
+        }
+        for reason in PROGRESSING
+            .iter()
+            .filter(|r| **r != IN_USE)
+            .chain([&EXECUTION_RUNNING])
+        {
+            assert!(
+                jobs.iter().any(|s| s == reason),
+                "{reason} missing from the CloudRunJob script"
+            );
+        }
+        assert!(!crate::controller::cloudrunjob::progressing(EXECUTION_FAILED));
+    }
 }

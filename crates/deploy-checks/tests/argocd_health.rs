@@ -7,6 +7,7 @@ use mlua::{Lua, Table, Value};
 use serde_json::{Value as Json, json};
 
 const CRS_LUA: &str = "deploy/argocd/runwarden.dev/CloudRunService/health.lua";
+const JOB_LUA: &str = "deploy/argocd/runwarden.dev/CloudRunJob/health.lua";
 const CONN_LUA: &str = "deploy/argocd/runwarden.dev/VpcAccessConnector/health.lua";
 const CM_PATCH: &str = "deploy/argocd/argocd-cm-patch.yaml";
 
@@ -469,9 +470,10 @@ fn argocd_cm_patch_embeds_the_same_lua() {
     let data = common::get(&cm, &["data"])
         .and_then(|d| d.as_mapping())
         .expect("argocd-cm patch has data");
-    assert_eq!(data.len(), 2, "exactly the two health checks: {data:?}");
+    assert_eq!(data.len(), 3, "exactly the three health checks: {data:?}");
     for (kind, script) in [
         ("CloudRunService", CRS_LUA),
+        ("CloudRunJob", JOB_LUA),
         ("VpcAccessConnector", CONN_LUA),
     ] {
         // The key form Argo CD documents: resource.customizations.health.<group>_<kind>.
@@ -485,4 +487,65 @@ fn argocd_cm_patch_embeds_the_same_lua() {
             "data.{key} in {CM_PATCH} is not byte-identical to {script}"
         );
     }
+}
+
+fn job(generation: i64, status: Json) -> Json {
+    json!({
+        "apiVersion": "runwarden.dev/v1alpha1",
+        "kind": "CloudRunJob",
+        "metadata": {"name": "export", "namespace": "data", "generation": generation},
+        "status": status,
+    })
+}
+
+#[test]
+fn cloud_run_job_health_follows_its_run_token_execution() {
+    let ready = job(
+        2,
+        json!({
+            "observedGeneration": 2,
+            "conditions": [cond("Ready", "True", "Ready", "all conditions are satisfied", 2)],
+            "latestExecution": {"name": "export-nightly", "state": "Succeeded"},
+        }),
+    );
+    assert_health(
+        JOB_LUA,
+        &ready,
+        "Healthy",
+        "Ready: all conditions are satisfied (last execution export-nightly: Succeeded)",
+    );
+    // A runToken's execution running: Ready Unknown, Progressing.
+    let running = job(
+        2,
+        json!({
+            "observedGeneration": 2,
+            "conditions": [cond("Ready", "Unknown", "ExecutionRunning", "JobReady: execution export-first is running", 2)],
+        }),
+    );
+    assert_health(
+        JOB_LUA,
+        &running,
+        "Progressing",
+        "ExecutionRunning: JobReady: execution export-first is running",
+    );
+    // One that failed: Degraded until a new token or generation.
+    let failed = job(
+        2,
+        json!({
+            "observedGeneration": 2,
+            "conditions": [cond("Ready", "False", "ExecutionFailed", "JobReady: execution export-first failed", 2)],
+        }),
+    );
+    assert_health(
+        JOB_LUA,
+        &failed,
+        "Degraded",
+        "ExecutionFailed: JobReady: execution export-first failed",
+    );
+    assert_health(
+        JOB_LUA,
+        &job(3, json!({"observedGeneration": 2})),
+        "Progressing",
+        "Waiting for runwarden to observe generation 3",
+    );
 }
