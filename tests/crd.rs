@@ -333,6 +333,7 @@ fn the_api_server_accepts_every_example() {
         .filter(|l| l.contains("(server dry run)"))
         .count();
     let objects = manifests.services.len()
+        + manifests.jobs.len()
         + manifests.connectors.len()
         + manifests.policies.len()
         + manifests.namespaces.len();

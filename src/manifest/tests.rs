@@ -404,7 +404,7 @@ fn unknown_kind_of_our_group_is_a_problem() {
     assert_eq!(
         p,
         [
-            "t.yaml#1: kind: \"CloudRunSevice\" is not a kind of runwarden.dev; it serves CloudRunService, VpcAccessConnector, RunSecurityPolicy"
+            "t.yaml#1: kind: \"CloudRunSevice\" is not a kind of runwarden.dev; it serves CloudRunService, CloudRunJob, VpcAccessConnector, RunSecurityPolicy"
         ]
     );
 }
