@@ -47,7 +47,11 @@ fn condition(obj: &CloudRunJob, type_: &str) -> Option<(String, String, String)>
         .conditions
         .iter()
         .find(|c| c.type_ == type_)?;
-    Some((c.status.to_string(), c.reason.to_string(), c.message.clone()))
+    Some((
+        c.status.to_string(),
+        c.reason.to_string(),
+        c.message.clone(),
+    ))
 }
 
 async fn wait(

@@ -94,7 +94,10 @@ async fn the_examples_plan_creates_and_waits_and_writes_nothing() {
     );
     // The job waits for its key too, and shows what follows: the job with its token, its
     // executors (the schedule's account among them) and its Scheduler job.
-    assert!(out.contains("CloudRunJob payments/settlement-export"), "{out}");
+    assert!(
+        out.contains("CloudRunJob payments/settlement-export"),
+        "{out}"
+    );
     for call in [
         "+ run.jobs.create",
         "+ executionToken: runToken:backfill-2026-12-01",

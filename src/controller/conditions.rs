@@ -192,6 +192,25 @@ pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Conditio
     conditions.iter().find(|c| c.type_ == type_)
 }
 
+/// The conditions a pass leaves on a workload (any kind): `Ready` first (True only when the pass
+/// checked every sub-condition, never after a pass that stopped with a `failure`), then every
+/// sub-condition of `types` (those the pass did not reach keep their `old` value), with
+/// transition times kept for unchanged statuses, so a pass that finds nothing new computes the
+/// conditions already stored.
+pub fn after_pass(
+    old: &[Condition],
+    decided: &[Cond],
+    types: &[&'static str],
+    failure: Option<&crate::Error>,
+    generation: Option<i64>,
+    now: &str,
+) -> Vec<Condition> {
+    let subs = carry_over(decided, old, types);
+    let mut all = vec![ready_unless_failed(ready_after(decided, &subs), failure)];
+    all.extend(subs);
+    merge(old, &all, generation, now)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -164,6 +164,8 @@ mod tests {
                 "{reason} missing from the CloudRunJob script"
             );
         }
-        assert!(!crate::controller::cloudrunjob::progressing(EXECUTION_FAILED));
+        assert!(!crate::controller::cloudrunjob::progressing(
+            EXECUTION_FAILED
+        ));
     }
 }

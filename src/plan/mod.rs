@@ -190,18 +190,12 @@ pub async fn plan(manifests: &Manifests, gcp: &Gcp, settings: &Settings) -> Repo
     for service in services {
         let namespace = service.metadata.namespace.clone().unwrap_or_default();
         let project = project_of(service.spec.project_id.as_deref(), &namespace);
-        let connector = service
-            .spec
-            .egress
-            .as_ref()
-            .and_then(|e| e.connector_ref.as_ref())
-            .and_then(|r| {
-                manifests.connectors.iter().find(|c| {
-                    c.metadata.namespace.as_deref() == Some(namespace.as_str())
-                        && c.metadata.name.as_deref() == Some(r.name.as_str())
-                })
-            })
-            .map(|c| as_ready(c, project_of(c.spec.project_id.as_deref(), &namespace)));
+        let connector = referenced_connector(
+            manifests,
+            &namespace,
+            service.spec.egress.as_deref(),
+            &project_of,
+        );
         let policy = policy_condition(manifests, service, project.as_deref());
         report.objects.push(
             plan_service(
@@ -215,18 +209,12 @@ pub async fn plan(manifests: &Manifests, gcp: &Gcp, settings: &Settings) -> Repo
     for job in jobs {
         let namespace = job.metadata.namespace.clone().unwrap_or_default();
         let project = project_of(job.spec.project_id.as_deref(), &namespace);
-        let connector = job
-            .spec
-            .egress
-            .as_ref()
-            .and_then(|e| e.connector_ref.as_ref())
-            .and_then(|r| {
-                manifests.connectors.iter().find(|c| {
-                    c.metadata.namespace.as_deref() == Some(namespace.as_str())
-                        && c.metadata.name.as_deref() == Some(r.name.as_str())
-                })
-            })
-            .map(|c| as_ready(c, project_of(c.spec.project_id.as_deref(), &namespace)));
+        let connector = referenced_connector(
+            manifests,
+            &namespace,
+            job.spec.egress.as_deref(),
+            &project_of,
+        );
         let labels = manifests
             .namespaces
             .get(&namespace)
@@ -547,6 +535,25 @@ fn policy_condition(manifests: &Manifests, obj: &CloudRunService, project: Optio
         .map(|ns| ns.labels.clone())
         .unwrap_or_default();
     crate::controller::cloudrunservice::policy_condition(obj, &labels, project, &manifests.policies)
+}
+
+/// The VpcAccessConnector of the manifests an object's `egress.connectorRef` names, as it will
+/// see it once it exists.
+fn referenced_connector(
+    manifests: &Manifests,
+    namespace: &str,
+    egress: Option<&crate::api::v1alpha1::Egress>,
+    project_of: &dyn Fn(Option<&str>, &str) -> Option<String>,
+) -> Option<VpcAccessConnector> {
+    let r = egress?.connector_ref.as_ref()?;
+    let c = manifests.connectors.iter().find(|c| {
+        c.metadata.namespace.as_deref() == Some(namespace)
+            && c.metadata.name.as_deref() == Some(r.name.as_str())
+    })?;
+    Some(as_ready(
+        c,
+        project_of(c.spec.project_id.as_deref(), namespace),
+    ))
 }
 
 /// A connector of the manifests as the services that use it will see it once it exists.

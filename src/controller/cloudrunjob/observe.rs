@@ -88,20 +88,7 @@ impl Observation for Observed {
 
 /// The job a finished create or update left, from the operation's response.
 pub fn finished_job(read: Option<&GcpResult<Operation>>) -> Option<Job> {
-    use google_cloud_longrunning::model::operation::Result as OpResult;
-    match read? {
-        Ok(op) if op.done => match &op.result {
-            Some(OpResult::Response(any)) => any.to_msg::<Job>().ok(),
-            _ => None,
-        },
-        _ => None,
-    }
+    shared::finished(read)
 }
 
-/// Answers `slot` when it has been read, else asks for `read` (for `?` in the plan).
-pub fn need<T>(
-    slot: &Option<GcpResult<T>>,
-    read: impl FnOnce() -> Read,
-) -> Result<&GcpResult<T>, Read> {
-    slot.as_ref().ok_or_else(read)
-}
+pub use shared::need;

@@ -99,20 +99,28 @@ impl Observed {
 /// returns the whole service there, so the pass that sees the operation done need not read the
 /// service again. (Not for a delete: its response is the service as it was.)
 pub fn finished_service(read: Option<&GcpResult<Operation>>) -> Option<Service> {
+    finished(read)
+}
+
+/// The resource a finished operation left (its response), for any kind.
+pub fn finished<M: google_cloud_wkt::message::Message + serde::de::DeserializeOwned>(
+    read: Option<&GcpResult<Operation>>,
+) -> Option<M> {
     use google_cloud_longrunning::model::operation::Result as OpResult;
     match read? {
         Ok(op) if op.done => match &op.result {
-            Some(OpResult::Response(any)) => any.to_msg::<Service>().ok(),
+            Some(OpResult::Response(any)) => any.to_msg::<M>().ok(),
             _ => None,
         },
         _ => None,
     }
 }
 
-/// Answers `slot` when it has been read, else asks for `read` (for `?` in the plan).
-pub fn need<T>(
+/// Answers `slot` when it has been read, else asks for `read` (for `?` in the plan), whatever
+/// kind of read a plan asks for.
+pub fn need<T, R>(
     slot: &Option<GcpResult<T>>,
-    read: impl FnOnce() -> Read,
-) -> Result<&GcpResult<T>, Read> {
+    read: impl FnOnce() -> R,
+) -> Result<&GcpResult<T>, R> {
     slot.as_ref().ok_or_else(read)
 }

@@ -21,16 +21,10 @@ pub fn compute(
         .as_ref()
         .map(|s| s.conditions.as_slice())
         .unwrap_or_default();
-    let subs = conditions::carry_over(decided, old, &SUB_CONDITIONS);
-    let mut all = vec![conditions::ready_unless_failed(
-        conditions::ready_after(decided, &subs),
-        failure,
-    )];
-    all.extend(subs);
     let generation = obj.metadata.generation;
     CloudRunServiceStatus {
         observed_generation: generation,
-        conditions: conditions::merge(old, &all, generation, now),
+        conditions: conditions::after_pass(old, decided, &SUB_CONDITIONS, failure, generation, now),
         uri: fields.uri,
         resource_name: fields.resource_name,
         latest_ready_revision: fields.latest_ready_revision,
