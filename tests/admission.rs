@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use runwarden::api::v1alpha1::{CloudRunServiceSpec, Enforcement, RunSecurityPolicy};
+use runwarden::api::v1alpha1::{
+    CloudRunJobSpec, CloudRunServiceSpec, Enforcement, RunSecurityPolicy,
+};
 use runwarden::policy::{self, Subject, Verdict};
 use serde::Deserialize;
 
@@ -75,6 +77,33 @@ impl Case {
         spec
     }
 
+    /// The case as a CloudRunJob: the service's spec without what only a service has.
+    fn job(&self, base: &serde_json::Value) -> serde_json::Value {
+        let mut spec = self.service(base);
+        let map = spec.as_object_mut().unwrap();
+        map.retain(|k, _| !SERVICE_ONLY.contains(&k.as_str()));
+        if let Some(containers) = map.get_mut("containers").and_then(|c| c.as_array_mut()) {
+            for c in containers.iter_mut().filter_map(|c| c.as_object_mut()) {
+                for k in ["ports", "startupProbe", "livenessProbe", "readinessProbe"] {
+                    c.remove(k);
+                }
+            }
+        }
+        spec
+    }
+
+    /// Whether the case judges only what a job has too (then a job must be judged alike).
+    fn applies_to_jobs(&self) -> bool {
+        !self
+            .service
+            .keys()
+            .any(|k| SERVICE_ONLY.contains(&k.as_str()))
+            && !self
+                .policies
+                .iter()
+                .any(|p| p.spec.get("allowedIngress").is_some())
+    }
+
     fn policies(&self) -> Vec<RunSecurityPolicy> {
         self.policies
             .iter()
@@ -85,6 +114,21 @@ impl Case {
             .collect()
     }
 }
+
+/// Spec fields a CloudRunService has and a CloudRunJob does not.
+const SERVICE_ONLY: [&str; 11] = [
+    "ingress",
+    "access",
+    "traffic",
+    "iapEnabled",
+    "defaultUriDisabled",
+    "customAudiences",
+    "sessionAffinity",
+    "scaling",
+    "maxRequestsPerInstance",
+    "timeoutSeconds",
+    "ignoreDrift",
+];
 
 fn policy_manifest(name: &str, spec: &serde_json::Value) -> serde_json::Value {
     serde_json::json!({
@@ -117,6 +161,58 @@ fn evaluate(case: &Case, index: usize, base: &serde_json::Value) -> policy::Eval
         project: project.as_deref(),
     };
     policy::evaluate(&subject, &case.policies())
+}
+
+/// The evaluator's judgement of case `index` as a CloudRunJob.
+fn evaluate_job(case: &Case, index: usize, base: &serde_json::Value) -> policy::Evaluation {
+    let spec: CloudRunJobSpec = serde_json::from_value(case.job(base))
+        .unwrap_or_else(|e| panic!("case {}: job: {e}", case.name));
+    let ns = case.namespace_name(index);
+    let project = runwarden::controller::context::resolve_project(
+        spec.project_id.as_deref(),
+        case.namespace
+            .annotations
+            .get(runwarden::api::PROJECT_ANNOTATION)
+            .filter(|p| !p.is_empty())
+            .cloned(),
+        None,
+    );
+    let subject = Subject::job(&spec, &ns, &case.namespace.labels, project.as_deref());
+    policy::evaluate(&subject, &case.policies())
+}
+
+#[test]
+fn a_job_is_judged_as_a_service_by_every_rule_it_shares() {
+    let table = table();
+    let mut shared = 0;
+    for (i, case) in table.cases.iter().enumerate() {
+        if !case.applies_to_jobs() {
+            continue;
+        }
+        shared += 1;
+        let service = evaluate(case, i, &table.base);
+        let job = evaluate_job(case, i, &table.base);
+        assert_eq!(job.verdict(), service.verdict(), "case {}", case.name);
+    }
+    assert!(shared >= 15, "only {shared} cases judge what jobs share");
+    // A job has no ingress: allowedIngress never refuses it.
+    let case = table
+        .cases
+        .iter()
+        .position(|c| {
+            c.policies
+                .iter()
+                .any(|p| p.spec.get("allowedIngress").is_some())
+        })
+        .expect("an allowedIngress case");
+    let eval = evaluate_job(&table.cases[case], case, &table.base);
+    assert!(
+        eval.violations
+            .iter()
+            .all(|v| v.rules.iter().all(|(r, _)| *r != "allowedIngress")),
+        "{:?}",
+        eval.violations
+    );
 }
 
 #[test]
@@ -282,9 +378,13 @@ fn denial(stderr: &str) -> Option<String> {
 }
 
 fn service_manifest(name: &str, ns: &str, spec: &serde_json::Value) -> String {
+    manifest_of("CloudRunService", name, ns, spec)
+}
+
+fn manifest_of(kind: &str, name: &str, ns: &str, spec: &serde_json::Value) -> String {
     serde_json::json!({
         "apiVersion": "runwarden.dev/v1alpha1",
-        "kind": "CloudRunService",
+        "kind": kind,
         "metadata": {"name": name, "namespace": ns},
         "spec": spec,
     })
@@ -385,44 +485,49 @@ fn the_api_server_judges_every_case_as_the_evaluator_does() {
         }
         let probe = Probe::create(plane, &ns);
         let manifest = service_manifest("svc", &ns, &case.service(&table.base));
-        let (run, warned) = probe.settled(
-            plane,
-            &["create", "--dry-run=server", "-f", "-"],
-            Some(&manifest),
-        );
+        let job_manifest = manifest_of("CloudRunJob", "job", &ns, &case.job(&table.base));
+        for (what, manifest, eval) in [
+            ("service", manifest, evaluate(case, i, &table.base)),
+            ("job", job_manifest, evaluate_job(case, i, &table.base)),
+        ] {
+            let (run, warned) = probe.settled(
+                plane,
+                &["create", "--dry-run=server", "-f", "-"],
+                Some(&manifest),
+            );
 
-        let eval = evaluate(case, i, &table.base);
-        let enforced: BTreeSet<String> = eval
-            .violations
-            .iter()
-            .filter(|v| v.enforcement == Enforcement::Enforce)
-            .map(|v| v.message())
-            .collect();
-        let audited: BTreeSet<String> = eval
-            .violations
-            .iter()
-            .filter(|v| v.enforcement == Enforcement::Audit)
-            .map(|v| v.message())
-            .collect();
-        let denied = denial(&run.stderr);
-        let problem = match (&denied, enforced.is_empty()) {
-            (None, true) if !run.ok => Some(format!("refused otherwise: {}", run.stderr)),
-            (None, true) => None,
-            (None, false) => Some(format!("admitted, but the evaluator says {enforced:?}")),
-            // The API server names the first violated Enforce policy it evaluated.
-            (Some(m), false) if enforced.contains(m) => None,
-            (Some(m), _) => Some(format!(
-                "refused with {m:?}, the evaluator says {enforced:?}"
-            )),
-        };
-        if let Some(p) = problem {
-            failures.push(format!("case {}: {p}", case.name));
-        }
-        if warned != audited {
-            failures.push(format!(
-                "case {}: warnings {warned:?}, the evaluator says {audited:?}",
-                case.name
-            ));
+            let enforced: BTreeSet<String> = eval
+                .violations
+                .iter()
+                .filter(|v| v.enforcement == Enforcement::Enforce)
+                .map(|v| v.message())
+                .collect();
+            let audited: BTreeSet<String> = eval
+                .violations
+                .iter()
+                .filter(|v| v.enforcement == Enforcement::Audit)
+                .map(|v| v.message())
+                .collect();
+            let denied = denial(&run.stderr);
+            let problem = match (&denied, enforced.is_empty()) {
+                (None, true) if !run.ok => Some(format!("refused otherwise: {}", run.stderr)),
+                (None, true) => None,
+                (None, false) => Some(format!("admitted, but the evaluator says {enforced:?}")),
+                // The API server names the first violated Enforce policy it evaluated.
+                (Some(m), false) if enforced.contains(m) => None,
+                (Some(m), _) => Some(format!(
+                    "refused with {m:?}, the evaluator says {enforced:?}"
+                )),
+            };
+            if let Some(p) = problem {
+                failures.push(format!("case {} ({what}): {p}", case.name));
+            }
+            if warned != audited {
+                failures.push(format!(
+                    "case {} ({what}): warnings {warned:?}, the evaluator says {audited:?}",
+                    case.name
+                ));
+            }
         }
         for p in &case.policies {
             must(
