@@ -418,3 +418,47 @@ async fn a_refused_scheduler_create_is_a_condition_and_the_job_keeps_its_executo
     assert!(p.calls.contains(&"cloudscheduler.jobs.create".to_owned()));
     assert_eq!(w.condition("Ready").0, status::TRUE, "{:?}", w.obj.status);
 }
+
+#[tokio::test]
+async fn observe_reports_what_differs_and_writes_nothing() {
+    let mut w = World::new(scheduled());
+    w.obj.spec.management_policy = crate::api::v1alpha1::ManagementPolicy::Observe;
+    let p = w.pass().await;
+    assert_eq!(
+        p.calls,
+        ["run.jobs.get"],
+        "a missing job is reported, not created"
+    );
+    assert_eq!(w.condition(JOB_READY).1, DRIFTED);
+    assert_eq!(w.obj.status.as_ref().unwrap().drift, ["job"]);
+
+    // Someone else's job of that name, with another task count and no executors.
+    let mut theirs = crate::controller::cloudrunjob::render::desired_job(
+        &w.obj,
+        &crate::controller::cloudrunservice::render::Resolved {
+            project: "p1".into(),
+            connector: None,
+        },
+    );
+    theirs.labels.remove("runwarden-owner");
+    theirs.template.as_mut().unwrap().task_count = 5;
+    w.google.put_job(theirs);
+    let p = w.pass().await;
+    assert!(
+        p.calls
+            .iter()
+            .all(|c| c.ends_with(".get") || c.ends_with("getIamPolicy")),
+        "reads only: {:?}",
+        p.calls
+    );
+    assert_eq!(w.condition(JOB_READY).1, DRIFTED);
+    assert_eq!(w.condition("AccessReady").1, DRIFTED);
+    assert_eq!(w.condition("ScheduleReady").1, DRIFTED);
+    let drift = &w.obj.status.as_ref().unwrap().drift;
+    assert!(
+        drift.contains(&"template.taskCount".to_owned()),
+        "{drift:?}"
+    );
+    assert!(drift.contains(&"access.executors".to_owned()), "{drift:?}");
+    assert!(w.google.scheduler_job(SCHEDULE).is_none());
+}
