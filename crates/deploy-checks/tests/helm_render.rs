@@ -102,7 +102,7 @@ fn the_release_carries_the_committed_crds_and_keeps_them() {
     );
     let committed = common::yaml_docs(&common::read("crds/runwarden.dev.yaml"));
     let rendered = of_kind(&docs, "CustomResourceDefinition");
-    assert_eq!(rendered.len(), 3, "the chart renders every CRD");
+    assert_eq!(rendered.len(), 4, "the chart renders every CRD");
     for want in committed
         .iter()
         .filter(|d| d["kind"] == "CustomResourceDefinition")
