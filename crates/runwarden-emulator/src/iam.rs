@@ -81,6 +81,11 @@ impl Policy {
             .map(|b| util::str_of(b, "role"))
     }
 
+    /// Every member of every binding.
+    pub fn members(&self) -> std::collections::BTreeSet<String> {
+        members_of(&self.bindings)
+    }
+
     /// Applies a `SetIamPolicyRequest` body (`{policy, updateMask}`); `seq` feeds new etags.
     pub fn set(&mut self, body: &Value, seq: &mut u64) -> GResult<Value> {
         let Some(policy) = body.get("policy").filter(|p| p.is_object()) else {
@@ -109,6 +114,15 @@ impl Policy {
         self.etag = Some(util::base64(&seq.to_be_bytes()));
         Ok(self.render())
     }
+}
+
+/// The members of `bindings` (a policy's `bindings` as JSON).
+pub fn members_of(bindings: &[Value]) -> std::collections::BTreeSet<String> {
+    bindings
+        .iter()
+        .flat_map(|b| util::strs_of(b, "members"))
+        .map(String::from)
+        .collect()
 }
 
 /// `getIamPolicy` of a policy kept by key (projects, service accounts): never set = empty.

@@ -9,7 +9,8 @@
 //! {"orgPolicies": {"my-project": {
 //!     "run.allowedIngress": ["internal", "internal-and-cloud-load-balancing"],
 //!     "run.allowedVPCEgress": ["private-ranges-only"],
-//!     "run.allowedBinaryAuthorizationPolicies": ["default"]}}}
+//!     "run.allowedBinaryAuthorizationPolicies": ["default"],
+//!     "iam.allowedPolicyMemberDomains": ["example.com"]}}}
 //! ```
 //!
 //! Values are the ones gcloud uses: ingress `all`, `internal`,
@@ -19,6 +20,11 @@
 //! constraint whenever it exists). A violating service is refused like Cloud Run refuses it:
 //! `FAILED_PRECONDITION`, `Precondition check failed.`, and a `google.rpc.PreconditionFailure`
 //! detail with one violation per violated constraint.
+//!
+//! `iam.allowedPolicyMemberDomains` (domain restricted sharing) is checked by Cloud Run's
+//! `setIamPolicy` instead ([`check_members`]): Google's values are Workspace customer ids
+//! (`C0abc123`, `is:C0abc123`); the emulator has no organizations, so it takes the customers'
+//! domains (`example.com`; `is:` is ignored).
 
 use std::collections::BTreeMap;
 
@@ -34,8 +40,13 @@ pub type OrgPolicies = BTreeMap<String, BTreeMap<String, Vec<String>>>;
 const INGRESS: &str = "run.allowedIngress";
 const VPC_EGRESS: &str = "run.allowedVPCEgress";
 const BINARY_AUTHORIZATION: &str = "run.allowedBinaryAuthorizationPolicies";
+const MEMBER_DOMAINS: &str = "iam.allowedPolicyMemberDomains";
 /// The constraints the emulator enforces.
-const CONSTRAINTS: [&str; 3] = [INGRESS, VPC_EGRESS, BINARY_AUTHORIZATION];
+const CONSTRAINTS: [&str; 4] = [INGRESS, VPC_EGRESS, BINARY_AUTHORIZATION, MEMBER_DOMAINS];
+
+/// Google's message when domain restricted sharing refuses a `setIamPolicy` (recorded; see
+/// `shared/fixtures/gcp-recorded/README.md`).
+pub const MEMBER_DOMAINS_REFUSED: &str = "One or more users named in the policy do not belong to a permitted customer, perhaps due to an organization policy.";
 
 /// Parses the `orgPolicies` field of the `config` control (INVALID_ARGUMENT naming what is wrong).
 pub(crate) fn parse(v: &Value) -> GResult<OrgPolicies> {
@@ -146,6 +157,75 @@ pub(crate) fn check_service(st: &State, project: &Project, svc: &Value) -> GResu
             "violations": violations,
         })),
     )
+}
+
+/// Refuses a Cloud Run `setIamPolicy` that adds a member outside the project's
+/// `iam.allowedPolicyMemberDomains`, as Google does: FAILED_PRECONDITION with Google's message and
+/// a `google.rpc.PreconditionFailure` violation per refused member. Members the policy already
+/// had are not judged again (Google keeps them when the constraint is set later).
+///
+/// Ours, as the emulator has no organizations: a member is in a domain when its e-mail's domain
+/// (or `domain:`'s value) is an allowed one or below it; `allUsers` and `allAuthenticatedUsers`
+/// never are; service accounts (`*.gserviceaccount.com`) and `principal://` / `principalSet://`
+/// identities count as the organization's.
+pub(crate) fn check_members(
+    st: &State,
+    project: &Project,
+    before: &std::collections::BTreeSet<String>,
+    added: impl IntoIterator<Item = String>,
+) -> GResult<()> {
+    let Some(allowed) = st
+        .org_policies
+        .get(&project.id)
+        .or_else(|| st.org_policies.get(&project.number.to_string()))
+        .and_then(|p| p.get(MEMBER_DOMAINS))
+    else {
+        return Ok(());
+    };
+    let violations: Vec<Value> = added
+        .into_iter()
+        .filter(|m| !before.contains(m) && !in_domains(m, allowed))
+        .map(|m| {
+            let user = m.split_once(':').map_or(m.as_str(), |(_, v)| v);
+            json!({
+                "type": format!("constraints/{MEMBER_DOMAINS}"),
+                "subject": format!("orgpolicy:projects/{}?configvalue={user}", project.id),
+                "description": format!("User {user} is not in permitted organization."),
+            })
+        })
+        .collect();
+    if violations.is_empty() {
+        return Ok(());
+    }
+    Err(
+        GError::new(Code::FailedPrecondition, MEMBER_DOMAINS_REFUSED).with_detail(json!({
+            "@type": "type.googleapis.com/google.rpc.PreconditionFailure",
+            "violations": violations,
+        })),
+    )
+}
+
+/// Whether `member` belongs to one of the `allowed` domains (see [`check_members`]).
+fn in_domains(member: &str, allowed: &[String]) -> bool {
+    if member.starts_with("principal://") || member.starts_with("principalSet://") {
+        return true;
+    }
+    let domain = match member.split_once(':') {
+        Some(("domain", d)) => d,
+        Some((_, email)) => match email.rsplit_once('@') {
+            Some((_, d)) => d,
+            None => return false,
+        },
+        None => return false,
+    };
+    let domain = domain.to_ascii_lowercase();
+    if domain.ends_with(".gserviceaccount.com") {
+        return true;
+    }
+    allowed.iter().any(|a| {
+        let a = a.strip_prefix("is:").unwrap_or(a).to_ascii_lowercase();
+        domain == a || domain.ends_with(&format!(".{a}"))
+    })
 }
 
 fn allowed_list(allowed: &[String]) -> String {
@@ -286,5 +366,48 @@ mod tests {
             assert_eq!(e.code, Code::InvalidArgument, "{bad}");
         }
         assert!(parse(&Value::Null).unwrap().is_empty());
+    }
+
+    #[test]
+    fn domain_restricted_sharing_refuses_new_outside_members_as_google_does() {
+        let st = state(json!({"iam.allowedPolicyMemberDomains": ["example.com"]}));
+        let before: std::collections::BTreeSet<String> =
+            ["user:old@elsewhere.org".to_string()].into();
+        let ok = [
+            "user:a@example.com",
+            "group:g@eu.example.com",
+            "domain:example.com",
+            "serviceAccount:x@demo-project.iam.gserviceaccount.com",
+            "principal://iam.googleapis.com/locations/global/workforcePools/p/subject/s",
+            "user:old@elsewhere.org",
+        ];
+        assert!(check_members(&st, &project(), &before, ok.map(String::from)).is_ok());
+        let e = check_members(
+            &st,
+            &project(),
+            &before,
+            ["allUsers", "user:eve@badexample.com", "user:a@example.com"].map(String::from),
+        )
+        .expect_err("refused");
+        assert_eq!(e.code, Code::FailedPrecondition);
+        assert_eq!(e.message, MEMBER_DOMAINS_REFUSED);
+        let violations = e.details[0]["violations"].as_array().expect("violations");
+        assert_eq!(violations.len(), 2);
+        assert_eq!(
+            violations[0],
+            json!({
+                "type": "constraints/iam.allowedPolicyMemberDomains",
+                "subject": "orgpolicy:projects/demo-project?configvalue=allUsers",
+                "description": "User allUsers is not in permitted organization.",
+            })
+        );
+        assert_eq!(
+            str_of(&violations[1], "subject"),
+            "orgpolicy:projects/demo-project?configvalue=eve@badexample.com"
+        );
+        assert!(
+            check_members(&State::default(), &project(), &before, ["allUsers".into()]).is_ok(),
+            "no policy, no restriction"
+        );
     }
 }

@@ -505,3 +505,108 @@ async fn anonymous_callers_keep_full_access_whatever_the_policies() -> TestResul
     assert_eq!((status, v), (200, serde_json::json!({"etag": "ACAB"})));
     Ok(())
 }
+
+/// Domain restricted sharing (`constraints/iam.allowedPolicyMemberDomains`): Cloud Run's
+/// `setIamPolicy` on a service or a job refuses a new member outside the allowed domains with
+/// Google's recorded answer, and keeps a member the policy already had.
+#[tokio::test]
+async fn domain_restricted_sharing_refuses_outside_members_on_services_and_jobs() -> TestResult {
+    let emu = emulator().await;
+    let run = run(&emu).await;
+    let jobs = jobs(&emu).await;
+    create(&run, "shop", hello_service()).await?;
+    create_job(&jobs, "export", hello_job()).await?;
+    let service = service_name("shop");
+    // Someone granted an outside member before the organization restricted sharing.
+    let before = run
+        .get_iam_policy()
+        .set_resource(&service)
+        .send()
+        .await?;
+    let legacy = before.clone().set_bindings([Binding::new()
+        .set_role("roles/run.invoker")
+        .set_members(["user:partner@elsewhere.org"])]);
+    let legacy = run
+        .set_iam_policy()
+        .set_resource(&service)
+        .set_policy(legacy)
+        .send()
+        .await?;
+    emu.set_org_policies(serde_json::json!({
+        PROJECT: {"iam.allowedPolicyMemberDomains": ["example.com"]}
+    }))?;
+
+    let public = legacy.clone().set_bindings([Binding::new()
+        .set_role("roles/run.invoker")
+        .set_members(["user:partner@elsewhere.org", "allUsers"])]);
+    let e = run
+        .set_iam_policy()
+        .set_resource(&service)
+        .set_policy(public)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), Some(Code::FailedPrecondition), "{e}");
+    assert_eq!(e.http_status_code(), Some(400));
+    assert_eq!(
+        message(&e),
+        "One or more users named in the policy do not belong to a permitted customer, perhaps due to an organization policy."
+    );
+    let violations: Vec<(String, String)> = e
+        .status()
+        .expect("a status")
+        .details
+        .iter()
+        .filter_map(|d| match d {
+            StatusDetails::PreconditionFailure(f) => Some(f.violations.clone()),
+            _ => None,
+        })
+        .flatten()
+        .map(|v| (v.r#type, v.subject))
+        .collect();
+    assert_eq!(
+        violations,
+        [(
+            "constraints/iam.allowedPolicyMemberDomains".to_string(),
+            format!("orgpolicy:projects/{PROJECT}?configvalue=allUsers")
+        )],
+        "only the new member is judged"
+    );
+    assert_eq!(
+        run.get_iam_policy()
+            .set_resource(&service)
+            .send()
+            .await?
+            .etag,
+        legacy.etag,
+        "nothing was written"
+    );
+
+    // Members of the organization's domains (and its service accounts) are granted.
+    let inside = legacy.set_bindings([Binding::new()
+        .set_role("roles/run.invoker")
+        .set_members([
+            "user:partner@elsewhere.org",
+            "group:shop@eu.example.com",
+            &member(&sa("eventarc")),
+        ])]);
+    run.set_iam_policy()
+        .set_resource(&service)
+        .set_policy(inside)
+        .send()
+        .await?;
+
+    let job = job_name("export");
+    let policy = jobs.get_iam_policy().set_resource(&job).send().await?;
+    let e = jobs
+        .set_iam_policy()
+        .set_resource(&job)
+        .set_policy(policy.set_bindings([Binding::new()
+            .set_role("roles/run.invoker")
+            .set_members(["user:eve@example.com.evil.io"])]))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), Some(Code::FailedPrecondition), "{e}");
+    Ok(())
+}

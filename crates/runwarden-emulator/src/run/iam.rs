@@ -34,10 +34,20 @@ pub(crate) fn get_policy(st: &mut State, req: &Req) -> GResult<Value> {
     Ok(policy_mut(st, req)?.0.render())
 }
 
-/// `run.services.setIamPolicy`, `run.jobs.setIamPolicy` (etag: ABORTED when stale).
+/// `run.services.setIamPolicy`, `run.jobs.setIamPolicy` (etag: ABORTED when stale; members
+/// the project's domain restricted sharing refuses: FAILED_PRECONDITION).
 pub(crate) fn set_policy(st: &mut State, req: &Req) -> GResult<Value> {
     let mut seq = st.etag_seq;
     let body = req.object_body()?;
+    let (policy, project) = policy_mut(st, req)?;
+    let before = policy.members();
+    let sent = body
+        .get("policy")
+        .and_then(|p| p.get("bindings"))
+        .and_then(Value::as_array)
+        .map(|b| crate::iam::members_of(b))
+        .unwrap_or_default();
+    crate::orgpolicy::check_members(st, &project, &before, sent)?;
     let out = policy_mut(st, req)?.0.set(&body, &mut seq)?;
     st.etag_seq = seq;
     Ok(out)
