@@ -29,6 +29,9 @@ struct Case {
     policies: Vec<PolicyFixture>,
     #[serde(default)]
     service: serde_json::Map<String, serde_json::Value>,
+    /// Keys the case's CloudRunJob adds (what only a job has: executors, a schedule).
+    #[serde(default)]
+    job: serde_json::Map<String, serde_json::Value>,
     expect: Expect,
 }
 
@@ -89,15 +92,17 @@ impl Case {
                 }
             }
         }
+        map.extend(self.job.clone());
         spec
     }
 
     /// Whether the case judges only what a job has too (then a job must be judged alike).
     fn applies_to_jobs(&self) -> bool {
-        !self
-            .service
-            .keys()
-            .any(|k| SERVICE_ONLY.contains(&k.as_str()))
+        self.job.is_empty()
+            && !self
+                .service
+                .keys()
+                .any(|k| SERVICE_ONLY.contains(&k.as_str()))
             && !self
                 .policies
                 .iter()

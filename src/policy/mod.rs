@@ -74,6 +74,9 @@ pub trait Judged: std::fmt::Debug + Sync {
     fn ingress(&self) -> Option<Ingress>;
     /// Why the object is open to unauthenticated callers (`forbidUnauthenticated`), if it is.
     fn public(&self) -> Vec<&'static str>;
+    /// The IAM members the object grants, by the spec field that names them
+    /// (`allowedMemberDomains`).
+    fn members(&self) -> Vec<(&'static str, Vec<String>)>;
 }
 
 impl Judged for CloudRunServiceSpec {
@@ -100,6 +103,14 @@ impl Judged for CloudRunServiceSpec {
         .filter_map(|(on, why)| on.then_some(why))
         .collect()
     }
+
+    fn members(&self) -> Vec<(&'static str, Vec<String>)> {
+        let mut out = vec![("spec.access.invokers", self.access.invokers.clone())];
+        if self.access.allow_unauthenticated {
+            out.push(("spec.access.allowUnauthenticated", vec!["allUsers".into()]));
+        }
+        out
+    }
 }
 
 impl Judged for CloudRunJobSpec {
@@ -122,6 +133,17 @@ impl Judged for CloudRunJobSpec {
         } else {
             vec![]
         }
+    }
+
+    fn members(&self) -> Vec<(&'static str, Vec<String>)> {
+        let mut out = vec![("spec.access.executors", self.access.executors.clone())];
+        if let Some(s) = &self.schedule {
+            out.push((
+                "spec.schedule.serviceAccount",
+                vec![format!("serviceAccount:{}", s.service_account)],
+            ));
+        }
+        out
     }
 }
 

@@ -79,6 +79,11 @@ pub static RULES: &[Rule] = &[
         check: allowed_kms_key_projects,
         cel: allowed_kms_key_projects_cel,
     },
+    Rule {
+        name: "allowedMemberDomains",
+        check: allowed_member_domains,
+        cel: allowed_member_domains_cel,
+    },
 ];
 
 /// Most containers a CloudRunService may have (the CRD's `spec.containers` `maxItems`): CEL has no
@@ -395,6 +400,75 @@ fn allowed_kms_key_projects_cel() -> String {
     )
 }
 
+const MEMBER_DOMAINS_WHY: &str = " must be in allowedMemberDomains";
+
+/// Whether IAM `member` is in one of the `allowed` domains: listed as it is (`allUsers` must
+/// be), or (unless it is a `principal://` or `principalSet://` identity, which names no domain)
+/// its e-mail's domain or `domain:`'s value is an allowed domain or below one.
+pub fn member_in_domains(member: &str, allowed: &[String]) -> bool {
+    allowed.iter().any(|d| d == member)
+        || (!member.starts_with("principal")
+            && allowed.iter().any(|d| {
+                member.ends_with(&format!("@{d}"))
+                    || member.ends_with(&format!(".{d}"))
+                    || member == format!("domain:{d}")
+            }))
+}
+
+fn allowed_member_domains(p: &RunSecurityPolicySpec, s: &Subject<'_>) -> Option<String> {
+    if p.allowed_member_domains.is_empty() {
+        return None;
+    }
+    let outside: Vec<String> = s
+        .spec
+        .members()
+        .into_iter()
+        .filter_map(|(field, members)| {
+            let bad: Vec<String> = members
+                .into_iter()
+                .filter(|m| !member_in_domains(m, &p.allowed_member_domains))
+                .collect();
+            (!bad.is_empty()).then(|| format!("{field} ({})", bad.join(", ")))
+        })
+        .collect();
+    (!outside.is_empty()).then(|| outside.join(", ") + MEMBER_DOMAINS_WHY)
+}
+
+fn allowed_member_domains_cel() -> String {
+    let domains = format!("{P}.allowedMemberDomains");
+    let ok = |m: &str| {
+        format!(
+            "({m} in {domains} || (!{m}.startsWith('principal') && {domains}.exists(d, {m}.endsWith('@' + d) || {m}.endsWith('.' + d) || {m} == 'domain:' + d)))"
+        )
+    };
+    let list = |field: &str| {
+        let l = format!("{S}.access.{field}");
+        let bad = format!("{l}.filter(m, !{})", ok("m"));
+        format!(
+            "((has({S}.access) && has({l}) && size({bad}) > 0) ? 'spec.access.{field} (' + {bad}.join(', ') + ')' : '')"
+        )
+    };
+    let public = format!(
+        "((has({S}.access) && has({S}.access.allowUnauthenticated) && {S}.access.allowUnauthenticated == true && !('allUsers' in {domains})) ? 'spec.access.allowUnauthenticated (allUsers)' : '')"
+    );
+    let sa = format!("('serviceAccount:' + {S}.schedule.serviceAccount)");
+    let schedule = format!(
+        "(({schedule_set} && has({S}.schedule.serviceAccount) && !{ok}) ? 'spec.schedule.serviceAccount (' + {sa} + ')' : '')",
+        schedule_set = present(&format!("{S}.schedule")),
+        ok = ok(&sa)
+    );
+    let parts = format!(
+        "[{}, {public}, {}, {schedule}].filter(x, x != '')",
+        list("invokers"),
+        list("executors")
+    );
+    format!(
+        "(!{set} || size({parts}) == 0) ? '' : {parts}.join(', ') + {why}",
+        set = list_set("allowedMemberDomains"),
+        why = lit(MEMBER_DOMAINS_WHY)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -441,7 +515,7 @@ mod tests {
     fn every_rule_names_a_policy_field_once() {
         let fields = serde_json::to_value(policy(serde_json::json!({
             "allowedProjects": ["p"], "allowedRegions": ["r"], "allowedIngress": ["All"],
-            "allowedImageRegistries": ["x"], "allowedKmsKeyProjects": ["k"],
+            "allowedImageRegistries": ["x"], "allowedKmsKeyProjects": ["k"], "allowedMemberDomains": ["example.com"],
             "requireEgressRouting": "AllTraffic", "namespaceSelector": {},
         })))
         .unwrap();
@@ -746,5 +820,62 @@ mod tests {
             }
             assert!(depth == 0 && !quoted, "{}: {cel}", rule.name);
         }
+    }
+
+    #[test]
+    fn allowed_member_domains_judges_every_member_a_service_grants() {
+        let p = policy(
+            serde_json::json!({"allowedMemberDomains": ["example.com", "gserviceaccount.com"]}),
+        );
+        let mut s = spec();
+        assert_eq!(check("allowedMemberDomains", &p, &s, None), None);
+        s.access.invokers = vec![
+            "user:a@example.com".into(),
+            "group:eu@eu.example.com".into(),
+            "domain:example.com".into(),
+            "serviceAccount:push@p.iam.gserviceaccount.com".into(),
+        ];
+        assert_eq!(check("allowedMemberDomains", &p, &s, None), None);
+        s.access.invokers.extend([
+            "user:eve@badexample.com".to_owned(),
+            "user:bob@example.com.evil.io".to_owned(),
+            "principal://iam.googleapis.com/locations/global/workforcePools/p/subject/x.example.com".to_owned(),
+        ]);
+        s.access.allow_unauthenticated = true;
+        assert_eq!(
+            check("allowedMemberDomains", &p, &s, None).as_deref(),
+            Some(
+                "spec.access.invokers (user:eve@badexample.com, user:bob@example.com.evil.io, principal://iam.googleapis.com/locations/global/workforcePools/p/subject/x.example.com), spec.access.allowUnauthenticated (allUsers) must be in allowedMemberDomains"
+            )
+        );
+        // Public access must be listed as such.
+        let p = policy(serde_json::json!({"allowedMemberDomains": ["allUsers"]}));
+        s.access.invokers.clear();
+        assert_eq!(check("allowedMemberDomains", &p, &s, None), None);
+    }
+
+    #[test]
+    fn allowed_member_domains_judges_a_jobs_executors_and_its_schedule() {
+        let job: crate::api::v1alpha1::CloudRunJobSpec =
+            serde_json::from_value(serde_json::json!({
+                "region": "europe-west1",
+                "containers": [{"image": "europe-docker.pkg.dev/prod/app/export"}],
+                "access": {"executors": ["group:data@example.com", "user:x@partner.io"]},
+                "schedule": {"cron": "0 3 * * *", "serviceAccount": "cron@other.example.org"},
+            }))
+            .unwrap();
+        let p = policy(serde_json::json!({"allowedMemberDomains": ["example.com"]}));
+        let labels = BTreeMap::new();
+        let subject = Subject::job(&job, "team", &labels, None);
+        let rule = RULES
+            .iter()
+            .find(|r| r.name == "allowedMemberDomains")
+            .unwrap();
+        assert_eq!(
+            (rule.check)(&p, &subject).as_deref(),
+            Some(
+                "spec.access.executors (user:x@partner.io), spec.schedule.serviceAccount (serviceAccount:cron@other.example.org) must be in allowedMemberDomains"
+            )
+        );
     }
 }

@@ -100,6 +100,15 @@ pub struct RunSecurityPolicySpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 256), inner(length(max = 30)))]
     pub allowed_kms_key_projects: Vec<String>,
+    /// Domains the IAM members a service or job grants (`access.invokers`,
+    /// `access.executors`, the schedule's account) must belong to, like Google's domain
+    /// restricted sharing (`constraints/iam.allowedPolicyMemberDomains`): a member's e-mail
+    /// domain (or `domain:`'s value) must be one of these or below one (`example.com` allows
+    /// `eu.example.com`). `allUsers` and `allAuthenticatedUsers` are refused unless listed as
+    /// such; `principal://` and `principalSet://` members name no domain and are refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 253)))]
+    pub allowed_member_domains: Vec<String>,
 }
 
 /// How a policy acts on violations.
