@@ -9,6 +9,7 @@
 //! - [`runner`]: the watches and the controllers;
 //! - [`operation`], [`conditions`], [`reasons`], [`iam`]: pieces both controllers use.
 
+pub mod access;
 pub mod cloudrunjob;
 pub mod cloudrunservice;
 pub mod conditions;

@@ -96,7 +96,7 @@ pub enum Verdict {
 }
 
 /// One write to Google.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Call {
     /// `{api}.{method}`, e.g. `run.services.create`.
@@ -115,6 +115,13 @@ pub struct Call {
     /// The IAM role, for policy writes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// `Additive` for a policy write in `access.mode: Additive` (what is added and removed is
+    /// runwarden's own; `kept` lists everyone else's members).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<&'static str>,
+    /// IAM members that are not runwarden's and stay (`Additive`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<String>,
 }
 
 /// A managed field that changes, as canonical values (defaults folded in).
@@ -356,6 +363,8 @@ async fn plan_job(
                 add: members.into_iter().collect(),
                 remove: vec![],
                 role: Some(crate::controller::iam::INVOKER_ROLE.to_owned()),
+                mode: mode_name(obj.spec.access.mode),
+                kept: vec![],
             });
         }
         if let Some(schedule) = input
@@ -397,7 +406,7 @@ fn job_call(
         fields: vec![],
         add: vec![],
         remove: vec![],
-        role: None,
+        ..Call::default()
     };
     let created = |shape: BTreeMap<String, String>| -> Vec<FieldChange> {
         shape
@@ -462,17 +471,7 @@ fn job_call(
                 ..call("run.jobs.patch", &job.name)
             }
         }
-        C::SetExecutors {
-            resource,
-            add,
-            remove,
-            ..
-        } => Call {
-            add: add.clone(),
-            remove: remove.clone(),
-            role: Some(crate::controller::iam::INVOKER_ROLE.to_owned()),
-            ..call("run.jobs.setIamPolicy", resource)
-        },
+        C::SetExecutors(change) => members_call("run.jobs.setIamPolicy", change),
         C::CreateSchedule { job, .. } => Call {
             fields: [
                 ("schedule", job.schedule.clone()),
@@ -697,6 +696,8 @@ async fn plan_service(
             add: members.into_iter().collect(),
             remove: vec![],
             role: Some(crate::controller::iam::INVOKER_ROLE.to_owned()),
+            mode: mode_name(obj.spec.access.mode),
+            kept: vec![],
         });
     }
     if let Outcome::Stop(e) = &plan.outcome {
@@ -745,7 +746,7 @@ fn service_call(change: &Change, actual: Option<&google_cloud_run_v2::model::Ser
         fields: vec![],
         add: vec![],
         remove: vec![],
-        role: None,
+        ..Call::default()
     };
     match change {
         Change::GrantKey { key, member, .. } => Call {
@@ -798,18 +799,27 @@ fn service_call(change: &Change, actual: Option<&google_cloud_run_v2::model::Ser
                 ..call("run.services.patch", &service.name)
             }
         }
-        Change::SetInvokers {
-            resource,
-            add,
-            remove,
-            ..
-        } => Call {
-            add: add.clone(),
-            remove: remove.clone(),
-            role: Some(crate::controller::iam::INVOKER_ROLE.to_owned()),
-            ..call("run.services.setIamPolicy", resource)
-        },
+        Change::SetInvokers(change) => members_call("run.services.setIamPolicy", change),
     }
+}
+
+/// The call of a write of `roles/run.invoker` members.
+fn members_call(method: &'static str, change: &crate::controller::access::SetMembers) -> Call {
+    Call {
+        add: change.add.clone(),
+        remove: change.remove.clone(),
+        role: Some(crate::controller::iam::INVOKER_ROLE.to_owned()),
+        mode: mode_name(change.mode),
+        kept: change.kept.clone(),
+        method,
+        resource: change.resource.clone(),
+        fields: vec![],
+    }
+}
+
+/// `Some("Additive")` in Additive mode (the default goes unsaid).
+fn mode_name(mode: crate::api::v1alpha1::AccessMode) -> Option<&'static str> {
+    (mode == crate::api::v1alpha1::AccessMode::Additive).then_some("Additive")
 }
 
 async fn plan_connector(
@@ -894,7 +904,7 @@ async fn plan_connector(
             fields,
             add: vec![],
             remove: vec![],
-            role: None,
+            ..Call::default()
         });
     }
     out.action = verdict(&plan.outcome, &out.calls, &[]);

@@ -4,7 +4,8 @@
 //! sync, `!` what stops it; then one summary line. JSON (`-o json`) is the [`Report`] as
 //! serialized: `objects[]` with `kind`, `namespace`, `name`, `source`, `resource`, `action`
 //! (`inSync`, `create`, `update`, `drifted`, `waits`, `invalid`, `violation`, `error`),
-//! `calls[]` (`method`, `resource`, `fields[]` of `{path, from, to}`, `add`, `remove`, `role`),
+//! `calls[]` (`method`, `resource`, `fields[]` of `{path, from, to}`, `add`, `remove`, `role`,
+//! and for `access.mode: Additive` `mode` and `kept`: the members left as they are),
 //! `reason`, `message`, `drift`, `notes`; and `notes[]` for skipped documents. Fields are only
 //! added, never renamed, within `v1alpha1`.
 
@@ -67,11 +68,16 @@ pub fn render_text(report: &Report) -> String {
                     }
                 }
             }
+            // Additive: what runwarden adds and removes is its own; everyone else's stays.
+            let ours = if call.mode.is_some() { " (ours)" } else { "" };
             for m in &call.add {
-                let _ = writeln!(out, "      + {m}");
+                let _ = writeln!(out, "      + {m}{ours}");
             }
             for m in &call.remove {
-                let _ = writeln!(out, "      - {m}");
+                let _ = writeln!(out, "      - {m}{ours}");
+            }
+            for m in &call.kept {
+                let _ = writeln!(out, "      = {m} (kept: not runwarden's)");
             }
         }
         if o.action == Verdict::InSync {

@@ -518,11 +518,7 @@ async fn domain_restricted_sharing_refuses_outside_members_on_services_and_jobs(
     create_job(&jobs, "export", hello_job()).await?;
     let service = service_name("shop");
     // Someone granted an outside member before the organization restricted sharing.
-    let before = run
-        .get_iam_policy()
-        .set_resource(&service)
-        .send()
-        .await?;
+    let before = run.get_iam_policy().set_resource(&service).send().await?;
     let legacy = before.clone().set_bindings([Binding::new()
         .set_role("roles/run.invoker")
         .set_members(["user:partner@elsewhere.org"])]);
@@ -583,13 +579,11 @@ async fn domain_restricted_sharing_refuses_outside_members_on_services_and_jobs(
     );
 
     // Members of the organization's domains (and its service accounts) are granted.
-    let inside = legacy.set_bindings([Binding::new()
-        .set_role("roles/run.invoker")
-        .set_members([
-            "user:partner@elsewhere.org",
-            "group:shop@eu.example.com",
-            &member(&sa("eventarc")),
-        ])]);
+    let inside = legacy.set_bindings([Binding::new().set_role("roles/run.invoker").set_members([
+        "user:partner@elsewhere.org",
+        "group:shop@eu.example.com",
+        &member(&sa("eventarc")),
+    ])]);
     run.set_iam_policy()
         .set_resource(&service)
         .set_policy(inside)
@@ -601,9 +595,11 @@ async fn domain_restricted_sharing_refuses_outside_members_on_services_and_jobs(
     let e = jobs
         .set_iam_policy()
         .set_resource(&job)
-        .set_policy(policy.set_bindings([Binding::new()
-            .set_role("roles/run.invoker")
-            .set_members(["user:eve@example.com.evil.io"])]))
+        .set_policy(
+            policy.set_bindings([Binding::new()
+                .set_role("roles/run.invoker")
+                .set_members(["user:eve@example.com.evil.io"])]),
+        )
         .send()
         .await
         .unwrap_err();

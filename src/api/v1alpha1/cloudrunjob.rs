@@ -8,8 +8,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AdoptionPolicy, BinaryAuthorization, Condition, Container, DeletionPolicy, DriftAspect, Egress,
-    ExecutionEnvironment, Gpu, ManagementPolicy, Volume,
+    AccessMode, AccessStatus, AdoptionPolicy, BinaryAuthorization, Condition, Container,
+    DeletionPolicy, DriftAspect, Egress, ExecutionEnvironment, Gpu, ManagementPolicy, Volume,
 };
 
 /// A secure Google Cloud Run job (Cloud Run Admin API v2), with who may execute it, the
@@ -171,8 +171,9 @@ pub struct CloudRunJobSpec {
 #[serde(rename_all = "camelCase")]
 pub struct JobAccess {
     /// IAM members granted `roles/run.invoker` on the job (`run.jobs.run`): `user:`, `group:`,
-    /// `serviceAccount:`, `domain:`, `principal://` or `principalSet://`. runwarden keeps the
-    /// role's members equal to this list plus the schedule's service account; other roles are
+    /// `serviceAccount:`, `domain:`, `principal://` or `principalSet://`. With `mode:
+    /// Authoritative` runwarden keeps the role's members equal to this list plus the schedule's
+    /// service account; with `Additive` it grants them and leaves the others. Other roles are
     /// kept.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(
@@ -185,6 +186,9 @@ pub struct JobAccess {
         )
     )]
     pub executors: Vec<String>,
+    /// Who owns the role's member list: `Authoritative` (default), or `Additive`.
+    #[serde(default, skip_serializing_if = "AccessMode::is_authoritative")]
+    pub mode: AccessMode,
 }
 
 /// A job's customer-managed encryption key (jobs have no revocation action).
@@ -354,6 +358,9 @@ pub struct CloudRunJobStatus {
     /// The Cloud Scheduler job of `spec.schedule`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<ScheduleStatus>,
+    /// `access.mode: Additive`: what runwarden granted (absent in `Authoritative` mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<AccessStatus>,
 }
 
 /// An execution of the job, as Google reports it.

@@ -263,7 +263,8 @@ pub struct Access {
     #[serde(default)]
     pub allow_unauthenticated: bool,
     /// IAM members granted `roles/run.invoker`: `user:`, `group:`, `serviceAccount:`, `domain:`,
-    /// `principal://` or `principalSet://`. runwarden keeps the role's members equal to this list.
+    /// `principal://` or `principalSet://`. With `mode: Authoritative` runwarden keeps the
+    /// role's members equal to this list; with `Additive` it grants them and leaves the others.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(
         length(max = 100),
@@ -279,6 +280,39 @@ pub struct Access {
     /// as public as `allowUnauthenticated`, so `forbidUnauthenticated` policies refuse it too.
     #[serde(default)]
     pub invoker_iam_disabled: bool,
+    /// Who owns the role's member list: `Authoritative` (default), or `Additive`.
+    #[serde(default, skip_serializing_if = "AccessMode::is_authoritative")]
+    pub mode: AccessMode,
+}
+
+/// How runwarden holds `roles/run.invoker` (on a service, or a job's executors).
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub enum AccessMode {
+    /// The role holds exactly the listed members: anyone else's grant of it is removed.
+    #[default]
+    Authoritative,
+    /// runwarden grants the listed members and removes only members it granted for this
+    /// object (`status.access.granted`) once they leave the spec; members granted by anyone
+    /// else (Eventarc, Pub/Sub push, Cloud Scheduler, Workflows...) are never removed.
+    Additive,
+}
+
+impl AccessMode {
+    /// Whether this is the default, `Authoritative`.
+    pub fn is_authoritative(&self) -> bool {
+        *self == AccessMode::Authoritative
+    }
+}
+
+/// What runwarden granted of `roles/run.invoker` in `Additive` mode.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessStatus {
+    /// The members runwarden granted for this object (recorded before the grant is written),
+    /// the only ones it ever removes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 128), inner(length(max = 600)))]
+    pub granted: Vec<String>,
 }
 
 /// Execution environment of Cloud Run revisions.
@@ -910,6 +944,9 @@ pub struct CloudRunServiceStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64), inner(length(max = 256)))]
     pub drift: Vec<String>,
+    /// `access.mode: Additive`: what runwarden granted (absent in `Authoritative` mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<AccessStatus>,
 }
 
 /// A share of the requests as Cloud Run routes it.

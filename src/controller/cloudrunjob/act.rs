@@ -4,11 +4,10 @@
 use tracing::info;
 
 use super::plan::{Change, CleanupPlan, Fields, Plan, stuck_deletion_help};
-use super::{ACCESS_READY, JOB_READY, SCHEDULE_READY};
+use super::{JOB_READY, SCHEDULE_READY};
+use crate::controller::access::{self, Record};
 use crate::controller::cloudrunservice::act as service_act;
-use crate::controller::cloudrunservice::plan::access_failed;
 use crate::controller::conditions::Cond;
-use crate::controller::iam::{self, INVOKER_ROLE};
 use crate::controller::reasons::DELETING;
 use crate::controller::{CleanupOutcome, Note, Outcome};
 use crate::error::{Error, reason_of};
@@ -27,8 +26,8 @@ pub struct Applied {
     pub outcome: Outcome,
 }
 
-/// Makes the plan's writes.
-pub async fn execute(plan: Plan, gcp: &Gcp) -> Applied {
+/// Makes the plan's writes; `record` persists grants before they are made.
+pub async fn execute(plan: Plan, gcp: &Gcp, record: &dyn Record) -> Applied {
     let Plan {
         mut conditions,
         changes,
@@ -38,7 +37,7 @@ pub async fn execute(plan: Plan, gcp: &Gcp) -> Applied {
     } = plan;
     let mut outcome = outcome;
     for change in changes {
-        if let Err((c, e)) = write(change, gcp, &mut fields, &mut notes).await {
+        if let Err((c, e)) = write(change, gcp, record, &mut fields, &mut notes).await {
             conditions.retain(|o| o.type_ != c.type_);
             conditions.push(c);
             outcome = Outcome::Stop(e);
@@ -63,6 +62,7 @@ fn failed(type_: &'static str, e: &GcpError) -> (Cond, Error) {
 async fn write(
     change: Change,
     gcp: &Gcp,
+    record: &dyn Record,
     fields: &mut Fields,
     notes: &mut Vec<Note>,
 ) -> Result<(), (Cond, Error)> {
@@ -112,33 +112,16 @@ async fn write(
             ));
             fields.operation = Some(op.name);
         }
-        Change::SetExecutors {
-            resource,
-            members,
-            policy,
-            ..
-        } => {
-            let written = iam::write_or_retry(gcp.jobs.as_ref(), &resource, policy, |p| {
-                iam::with_exact_members(p, INVOKER_ROLE, &members)
-            })
-            .await
-            .map_err(|e| {
-                let mut c = access_failed(&e);
-                c.type_ = ACCESS_READY;
-                (c, Error::from(e))
-            })?;
-            if written {
-                let list = if members.is_empty() {
-                    "nobody".to_owned()
-                } else {
-                    members.iter().cloned().collect::<Vec<_>>().join(", ")
-                };
-                notes.push(Note::normal(
-                    "ExecutorsUpdated",
-                    "SetIamPolicy",
-                    format!("{INVOKER_ROLE} on {resource} is now held by {list}"),
-                ));
-            }
+        Change::SetExecutors(change) => {
+            access::apply(
+                gcp.jobs.as_ref(),
+                change,
+                record,
+                "ExecutorsUpdated",
+                &mut fields.access,
+                notes,
+            )
+            .await?
         }
         Change::CreateSchedule { parent, job } => {
             let name = job.name.clone();

@@ -66,7 +66,16 @@ async fn apply(obj: &CloudRunJob, ctx: &Context) -> Result<Action> {
     // Clients that cannot be made (the namespace's identity refused) fail this pass like any
     // other step: with a status that says so.
     let gcp = ctx.gcp(&input.identity).await;
-    let (status, applied) = pass_with(&input, &gcp, &ctx.project_numbers).await;
+    let record = super::access::StatusRecord {
+        client: &ctx.client,
+        obj,
+        current: obj.status.as_ref(),
+        with: |s, access| crate::api::v1alpha1::CloudRunJobStatus {
+            access: Some(access.clone()),
+            ..s.cloned().unwrap_or_default()
+        },
+    };
+    let (status, applied) = pass_with(&input, &gcp, &ctx.project_numbers, &record).await;
     ctx.publish(obj, &applied.notes).await;
     write_status(&ctx.client, obj, obj.status.as_ref(), &status).await?;
     applied.outcome.into_result(ctx, &status.conditions)
@@ -79,20 +88,21 @@ pub async fn pass(
     gcp: &crate::gcp::Gcp,
     numbers: &super::context::ProjectNumbers,
 ) -> (CloudRunJobStatus, act::Applied) {
-    pass_with(input, &Ok(gcp.clone()), numbers).await
+    pass_with(input, &Ok(gcp.clone()), numbers, &super::access::Unrecorded).await
 }
 
 /// [`pass`] with the clients of the object's identity, or the error that kept them from being
-/// made.
+/// made, and `record` to persist grants before they are made (`access.mode: Additive`).
 pub async fn pass_with(
     input: &Input<'_>,
     gcp: &crate::gcp::GcpResult<crate::gcp::Gcp>,
     numbers: &super::context::ProjectNumbers,
+    record: &dyn super::access::Record,
 ) -> (CloudRunJobStatus, act::Applied) {
     let applied = match gcp {
         Ok(gcp) => {
             let plan = observe_and_plan(gcp, numbers, |o| plan::plan(input, o)).await;
-            act::execute(plan, gcp).await
+            act::execute(plan, gcp, record).await
         }
         Err(e) => {
             let plan = plan::without_clients(input, e);

@@ -23,11 +23,12 @@ use crate::api::v1alpha1::{
     ManagementPolicy, ScheduleStatus,
 };
 use crate::api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, OWNER_LABEL};
-use crate::controller::cloudrunservice::plan::{Owners, access_failed};
+use crate::controller::access::{self, SetMembers};
+use crate::controller::cloudrunservice::plan::Owners;
 use crate::controller::cloudrunservice::render::Resolved;
 use crate::controller::cloudrunservice::{encryption, network, plan as service_plan};
 use crate::controller::conditions::Cond;
-use crate::controller::iam::{self, INVOKER_ROLE};
+use crate::controller::iam::INVOKER_ROLE;
 use crate::controller::operation::{Followed, follow};
 use crate::controller::ownership::{Named, claim};
 use crate::controller::reasons::*;
@@ -73,6 +74,8 @@ pub struct Fields {
     pub latest_execution: Option<LatestExecution>,
     /// The Scheduler job.
     pub schedule: Option<ScheduleStatus>,
+    /// `access.mode: Additive`: the members runwarden granted.
+    pub access: Option<crate::api::v1alpha1::AccessStatus>,
 }
 
 impl Fields {
@@ -85,6 +88,7 @@ impl Fields {
             drift: s.drift.clone(),
             latest_execution: s.latest_execution.clone(),
             schedule: s.schedule.clone(),
+            access: s.access.clone(),
         })
     }
 }
@@ -120,19 +124,8 @@ pub enum Change {
         /// Whether this takes over a job the object did not create.
         adopt: bool,
     },
-    /// Make `roles/run.invoker` on the job hold exactly `members`.
-    SetExecutors {
-        /// The job.
-        resource: String,
-        /// The members wanted.
-        members: BTreeSet<String>,
-        /// Members added.
-        add: Vec<String>,
-        /// Members removed.
-        remove: Vec<String>,
-        /// The policy to write.
-        policy: Policy,
-    },
+    /// Set the members of `roles/run.invoker` on the job (in `access.mode`).
+    SetExecutors(SetMembers),
     /// Create the Scheduler job (its name recorded in status first).
     CreateSchedule {
         /// `projects/{p}/locations/{l}`.
@@ -254,7 +247,8 @@ pub fn plan(input: &Input, obs: &Observed) -> Result<Plan, Read> {
     let mut p = executors(p, input.obj, &desired.name, obs)?;
     if let Some(c) = p.changes.iter().position(is_executors) {
         drift.push(EXECUTORS_DRIFT.to_owned());
-        if observe && let Change::SetExecutors { add, remove, .. } = p.changes.remove(c) {
+        if observe && let Change::SetExecutors(SetMembers { add, remove, .. }) = p.changes.remove(c)
+        {
             p.set(Cond::fail(
                     ACCESS_READY,
                     DRIFTED,
@@ -275,7 +269,7 @@ pub fn plan(input: &Input, obs: &Observed) -> Result<Plan, Read> {
 }
 
 fn is_executors(c: &Change) -> bool {
-    matches!(c, Change::SetExecutors { .. })
+    matches!(c, Change::SetExecutors(_))
 }
 
 /// The identity, the project, the controller's validation and the guardrails.
@@ -751,34 +745,33 @@ fn executors(mut p: Plan, obj: &CloudRunJob, name: &str, obs: &Observed) -> Resu
     let policy = match need(&obs.policy, || Read::Policy(name.to_owned()))? {
         Ok(policy) => policy,
         Err(e) => {
-            let mut c = access_failed(e);
-            c.type_ = ACCESS_READY;
-            p.halt::<()>(c, e.clone().into());
+            p.halt::<()>(access::failed(e), e.clone().into());
             return Ok(p);
         }
     };
-    if let Some(next) = iam::with_exact_members(policy, INVOKER_ROLE, &members) {
-        let current: BTreeSet<String> = policy
-            .bindings
-            .iter()
-            .filter(|b| b.role == INVOKER_ROLE)
-            .flat_map(|b| b.members.iter().cloned())
-            .collect();
-        p.changes.push(Change::SetExecutors {
-            resource: name.to_owned(),
-            add: members.difference(&current).cloned().collect(),
-            remove: current.difference(&members).cloned().collect(),
-            members: members.clone(),
-            policy: next,
-        });
+    let status = obj.status.as_ref();
+    let recorded = status.and_then(|s| s.access.as_ref());
+    let decision = access::decide(
+        access::Wanted {
+            resource: name,
+            mode: obj.spec.access.mode,
+            members: &members,
+            recorded,
+            was_authoritative: access::was_authoritative(
+                status.map_or(&[][..], |s| &s.conditions[..]),
+                recorded,
+            ),
+        },
+        policy,
+    );
+    if obj.spec.management_policy == ManagementPolicy::Manage {
+        p.fields.access = decision.access;
     }
+    p.changes.extend(decision.change.map(Change::SetExecutors));
     p.set(Cond::ok(
         ACCESS_READY,
         "ExecutorsSet",
-        format!(
-            "{INVOKER_ROLE} on the job is held by {} member(s) as specified",
-            members.len()
-        ),
+        format!("{INVOKER_ROLE} on the job is held by {}", decision.summary),
     ));
     Ok(p)
 }

@@ -32,5 +32,6 @@ pub fn compute(
         drift: fields.drift,
         latest_execution: fields.latest_execution,
         schedule: fields.schedule,
+        access: fields.access,
     }
 }

@@ -6,9 +6,10 @@ use tracing::info;
 
 use super::SERVICE_READY;
 use super::encryption::{self, KMS_ROLE};
-use super::plan::{Change, CleanupPlan, Fields, Plan, access_failed};
+use super::plan::{Change, CleanupPlan, Fields, Plan};
+use crate::controller::access::{self, Record};
 use crate::controller::conditions::Cond;
-use crate::controller::iam::{self, INVOKER_ROLE};
+use crate::controller::iam;
 use crate::controller::reasons::DELETING;
 use crate::controller::{CleanupOutcome, Note, Outcome};
 use crate::error::{Error, reason_of};
@@ -27,8 +28,8 @@ pub struct Applied {
     pub outcome: Outcome,
 }
 
-/// Makes the plan's writes.
-pub async fn execute(plan: Plan, gcp: &Gcp) -> Applied {
+/// Makes the plan's writes; `record` persists grants before they are made.
+pub async fn execute(plan: Plan, gcp: &Gcp, record: &dyn Record) -> Applied {
     let Plan {
         mut conditions,
         changes,
@@ -37,7 +38,7 @@ pub async fn execute(plan: Plan, gcp: &Gcp) -> Applied {
         mut notes,
     } = plan;
     for change in changes {
-        if let Err((c, e)) = write(change, gcp, &mut fields, &mut notes).await {
+        if let Err((c, e)) = write(change, gcp, record, &mut fields, &mut notes).await {
             conditions.retain(|o| o.type_ != c.type_);
             conditions.push(c);
             return Applied {
@@ -60,6 +61,7 @@ pub async fn execute(plan: Plan, gcp: &Gcp) -> Applied {
 async fn write(
     change: Change,
     gcp: &Gcp,
+    record: &dyn Record,
     fields: &mut Fields,
     notes: &mut Vec<Note>,
 ) -> Result<(), (Cond, Error)> {
@@ -113,29 +115,16 @@ async fn write(
             ));
             fields.operation = Some(op.name);
         }
-        Change::SetInvokers {
-            resource,
-            members,
-            policy,
-            ..
-        } => {
-            let written = iam::write_or_retry(gcp.run.as_ref(), &resource, policy, |p| {
-                iam::with_exact_members(p, INVOKER_ROLE, &members)
-            })
-            .await
-            .map_err(|e| (access_failed(&e), e.into()))?;
-            if written {
-                let list = if members.is_empty() {
-                    "nobody".to_owned()
-                } else {
-                    members.iter().cloned().collect::<Vec<_>>().join(", ")
-                };
-                notes.push(Note::normal(
-                    "InvokersUpdated",
-                    "SetIamPolicy",
-                    format!("{INVOKER_ROLE} on {resource} is now held by {list}"),
-                ));
-            }
+        Change::SetInvokers(change) => {
+            access::apply(
+                gcp.run.as_ref(),
+                change,
+                record,
+                "InvokersUpdated",
+                &mut fields.access,
+                notes,
+            )
+            .await?
         }
     }
     Ok(())

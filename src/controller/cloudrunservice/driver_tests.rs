@@ -341,9 +341,15 @@ async fn ignored_image_drift_is_kept_while_other_drift_is_corrected() {
 
 /// Whether a pass of `w` counted an update towards the cap.
 async fn counted_update(w: &World) -> bool {
-    pass_with(&w.input(), &Ok(w.google.gcp()), &w.numbers, 0)
-        .await
-        .2
+    pass_with(
+        &w.input(),
+        &Ok(w.google.gcp()),
+        &w.numbers,
+        0,
+        &crate::controller::access::Unrecorded,
+    )
+    .await
+    .2
 }
 
 #[tokio::test]
@@ -559,7 +565,14 @@ async fn a_failed_pass_never_leaves_ready_true() {
         Code::PermissionDenied,
         "Permission 'iam.serviceAccounts.getAccessToken' denied",
     );
-    let (status, applied, _) = pass_with(&w.input(), &Err(refused), &w.numbers, 0).await;
+    let (status, applied, _) = pass_with(
+        &w.input(),
+        &Err(refused),
+        &w.numbers,
+        0,
+        &crate::controller::access::Unrecorded,
+    )
+    .await;
     assert!(matches!(
         applied.outcome,
         crate::controller::Outcome::Stop(_)

@@ -69,7 +69,17 @@ async fn apply(obj: &CloudRunService, ctx: &Context) -> Result<Action> {
     let key = super::frame::key_of(KIND, obj);
     let generation = obj.metadata.generation;
     let made = ctx.attempts.updates(&key, generation);
-    let (status, applied, updated) = pass_with(&input, &gcp, &ctx.project_numbers, made).await;
+    let record = super::access::StatusRecord {
+        client: &ctx.client,
+        obj,
+        current: obj.status.as_ref(),
+        with: |s, access| crate::api::v1alpha1::CloudRunServiceStatus {
+            access: Some(access.clone()),
+            ..s.cloned().unwrap_or_default()
+        },
+    };
+    let (status, applied, updated) =
+        pass_with(&input, &gcp, &ctx.project_numbers, made, &record).await;
     if updated {
         ctx.attempts.updated(key, generation);
     }
@@ -85,7 +95,14 @@ pub async fn pass(
     gcp: &crate::gcp::Gcp,
     numbers: &super::context::ProjectNumbers,
 ) -> (crate::api::v1alpha1::CloudRunServiceStatus, act::Applied) {
-    let (status, applied, _) = pass_with(input, &Ok(gcp.clone()), numbers, 0).await;
+    let (status, applied, _) = pass_with(
+        input,
+        &Ok(gcp.clone()),
+        numbers,
+        0,
+        &super::access::Unrecorded,
+    )
+    .await;
     (status, applied)
 }
 
@@ -120,13 +137,14 @@ pub fn cap_updates(mut plan: plan::Plan, made: u32, generation: Option<i64>) -> 
 }
 
 /// [`pass`] after `made` updates of this generation (see [`cap_updates`]), with the clients of
-/// the object's identity or the error that kept them from being made; also says whether it
-/// sent an update.
+/// the object's identity or the error that kept them from being made, and `record` to persist
+/// grants before they are made (`access.mode: Additive`); also says whether it sent an update.
 pub async fn pass_with(
     input: &Input<'_>,
     gcp: &crate::gcp::GcpResult<crate::gcp::Gcp>,
     numbers: &super::context::ProjectNumbers,
     made: u32,
+    record: &dyn super::access::Record,
 ) -> (
     crate::api::v1alpha1::CloudRunServiceStatus,
     act::Applied,
@@ -158,7 +176,7 @@ pub async fn pass_with(
         .changes
         .iter()
         .any(|c| matches!(c, plan::Change::Update { .. }));
-    let applied = act::execute(plan, gcp).await;
+    let applied = act::execute(plan, gcp, record).await;
     // Only an update Google accepted (it started an operation) counts towards the cap: a patch
     // refused by a transient fault changed nothing and is simply retried.
     let previous = input.obj.status.as_ref().and_then(|s| s.operation.as_ref());

@@ -12,19 +12,20 @@ use super::observe::{Observed, Read, finished_service, need};
 use super::render::{self, Resolved};
 use super::{ACCESS_READY, ENCRYPTION_READY, SERVICE_READY, encryption, network, validate};
 use crate::api::v1alpha1::{
-    AdoptionPolicy, CloudRunService, CloudRunServiceStatus, DeletionPolicy, DriftAspect,
-    ManagementPolicy, TrafficStatus,
+    AccessStatus, AdoptionPolicy, CloudRunService, CloudRunServiceStatus, DeletionPolicy,
+    DriftAspect, ManagementPolicy, TrafficStatus,
 };
 use crate::api::{MANAGED_BY_LABEL, OWNER_LABEL, PROJECT_ANNOTATION};
+use crate::controller::access::{self, SetMembers};
 use crate::controller::conditions::{self, Cond};
-use crate::controller::iam::{self, ALL_USERS, INVOKER_ROLE};
+use crate::controller::iam::{ALL_USERS, INVOKER_ROLE};
 use crate::controller::operation::{Followed, follow};
 use crate::controller::ownership::{Named, claim};
 use crate::controller::reasons::*;
 use crate::controller::{CleanupOutcome, Note, Outcome, last_segment, no_project_message};
 use crate::error::{Error, reason_of};
+use crate::gcp::GcpError;
 use crate::gcp::identity::Identity;
-use crate::gcp::{Code, GcpError};
 
 /// What a pass knows without calling Google: the object and what the caches say about it.
 #[derive(Clone, Debug)]
@@ -78,6 +79,8 @@ pub struct Fields {
     pub traffic: Vec<TrafficStatus>,
     /// Managed field paths that differed from the spec at this pass.
     pub drift: Vec<String>,
+    /// `access.mode: Additive`: the members runwarden granted.
+    pub access: Option<AccessStatus>,
 }
 
 impl Fields {
@@ -90,6 +93,7 @@ impl Fields {
             operation: s.operation.clone(),
             traffic: s.traffic.clone(),
             drift: s.drift.clone(),
+            access: s.access.clone(),
         })
     }
 }
@@ -124,19 +128,8 @@ pub enum Change {
         /// Whether this takes over a service the object did not create.
         adopt: bool,
     },
-    /// Make `roles/run.invoker` hold exactly `members`.
-    SetInvokers {
-        /// The service.
-        resource: String,
-        /// The members wanted.
-        members: BTreeSet<String>,
-        /// Members added.
-        add: Vec<String>,
-        /// Members removed.
-        remove: Vec<String>,
-        /// The policy to write (with the etag that was read).
-        policy: Policy,
-    },
+    /// Set the members of `roles/run.invoker` (in `access.mode`).
+    SetInvokers(SetMembers),
 }
 
 /// What one pass does.
@@ -248,7 +241,7 @@ pub fn plan(input: &Input, obs: &Observed) -> Result<Plan, Read> {
         let mut p = invokers(p, input.obj, &desired.name, obs)?;
         if p.changes
             .iter()
-            .any(|c| matches!(c, Change::SetInvokers { .. }))
+            .any(|c| matches!(c, Change::SetInvokers(_)))
         {
             drift.push(INVOKERS_DRIFT.to_owned());
         }
@@ -517,7 +510,7 @@ fn observe_only(
     });
     drift.extend(changed);
     let mut p = invokers(p, input.obj, &desired.name, obs)?;
-    if let Some(Change::SetInvokers { add, remove, .. }) = p.changes.pop() {
+    if let Some(Change::SetInvokers(SetMembers { add, remove, .. })) = p.changes.pop() {
         drift.push(INVOKERS_DRIFT.to_owned());
         p.set(Cond::fail(
             ACCESS_READY,
@@ -672,47 +665,38 @@ pub fn invoker_members(obj: &CloudRunService) -> BTreeSet<String> {
     members
 }
 
-/// `AccessReady`, and the invoker write when the policy differs.
+/// `AccessReady`, and the invoker write when the policy differs ([`access::decide`]).
 fn invokers(mut p: Plan, obj: &CloudRunService, name: &str, obs: &Observed) -> Result<Plan, Read> {
     let members = invoker_members(obj);
     let policy = match need(&obs.invoker_policy, || Read::InvokerPolicy(name.to_owned()))? {
         Ok(policy) => policy,
-        Err(e) => return Ok(p.stop(access_failed(e), e.clone().into())),
+        Err(e) => return Ok(p.stop(access::failed(e), e.clone().into())),
     };
-    if let Some(next) = iam::with_exact_members(policy, INVOKER_ROLE, &members) {
-        let current: BTreeSet<String> = policy
-            .bindings
-            .iter()
-            .filter(|b| b.role == INVOKER_ROLE)
-            .flat_map(|b| b.members.iter().cloned())
-            .collect();
-        p.changes.push(Change::SetInvokers {
-            resource: name.to_owned(),
-            add: members.difference(&current).cloned().collect(),
-            remove: current.difference(&members).cloned().collect(),
-            members: members.clone(),
-            policy: next,
-        });
+    let status = obj.status.as_ref();
+    let recorded = status.and_then(|s| s.access.as_ref());
+    let decision = access::decide(
+        access::Wanted {
+            resource: name,
+            mode: obj.spec.access.mode,
+            members: &members,
+            recorded,
+            was_authoritative: access::was_authoritative(
+                status.map_or(&[][..], |s| &s.conditions[..]),
+                recorded,
+            ),
+        },
+        policy,
+    );
+    if obj.spec.management_policy == ManagementPolicy::Manage {
+        p.fields.access = decision.access;
     }
+    p.changes.extend(decision.change.map(Change::SetInvokers));
     p.set(Cond::ok(
         ACCESS_READY,
         "InvokersSet",
-        format!(
-            "{INVOKER_ROLE} is held by {} member(s) as specified",
-            members.len()
-        ),
+        format!("{INVOKER_ROLE} is held by {}", decision.summary),
     ));
     Ok(p)
-}
-
-/// `AccessReady` after a failed invoker policy call.
-pub fn access_failed(e: &GcpError) -> Cond {
-    let reason = if e.code == Code::InvalidArgument {
-        INVALID_MEMBER
-    } else {
-        reason_of(e.code)
-    };
-    Cond::fail(ACCESS_READY, reason, e.message.clone())
 }
 
 /// `ServiceReady` from what Cloud Run reports about the service.

@@ -10,6 +10,7 @@ use google_cloud_run_v2::model::{Condition, condition};
 use super::*;
 use crate::api::v1alpha1::{CloudRunServiceSpec, CloudRunServiceStatus, status};
 use crate::controller::cloudrunservice::{ENCRYPTION_READY, NETWORK_READY};
+use crate::gcp::Code;
 
 const PROJECT: &str = "p1";
 const NAME: &str = "projects/p1/locations/europe-west1/services/api";
@@ -216,7 +217,7 @@ fn drift_is_patched_and_invokers_set_in_one_pass() {
     let (p, _) = run(&input(&obj), &google);
     let [
         Change::Update { changed, adopt, .. },
-        Change::SetInvokers { add, remove, .. },
+        Change::SetInvokers(crate::controller::access::SetMembers { add, remove, .. }),
     ] = p.changes.as_slice()
     else {
         panic!("{:?}", p.changes)
