@@ -527,4 +527,88 @@ mod tests {
         let err = Error::from(e);
         assert!(!err.is_transient(), "waits for a spec change");
     }
+
+    /// What happened, in order: status records and IAM writes.
+    #[derive(Default)]
+    struct Log(std::sync::Mutex<Vec<String>>, bool);
+
+    #[async_trait::async_trait]
+    impl IamPolicyApi for Log {
+        async fn get_iam_policy(&self, _: &str) -> crate::gcp::GcpResult<Policy> {
+            unreachable!("no concurrent change in these tests")
+        }
+        async fn set_iam_policy(&self, _: &str, p: Policy) -> crate::gcp::GcpResult<Policy> {
+            let members = unconditional(&p).into_iter().collect::<Vec<_>>().join(",");
+            self.0.lock().unwrap().push(format!("set {members}"));
+            Ok(p)
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Record for Log {
+        async fn granted(&self, access: &AccessStatus) -> Result<(), Error> {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("record {}", access.granted.join(",")));
+            if self.1 {
+                Err(Error::Waiting {
+                    what: "a refused status write".into(),
+                    after: std::time::Duration::ZERO,
+                })
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_grant_is_recorded_before_the_write_that_makes_it_and_never_without() {
+        let members = set(&["user:a@example.com"]);
+        let change = decide(additive(&members, None), &policy(&[EVENTARC]))
+            .change
+            .expect("a grant");
+        let log = Log::default();
+        let (mut access, mut notes) = (None, vec![]);
+        apply(
+            &log,
+            change.clone(),
+            &log,
+            "InvokersUpdated",
+            &mut access,
+            &mut notes,
+        )
+        .await
+        .expect("applied");
+        assert_eq!(
+            *log.0.lock().unwrap(),
+            [
+                "record user:a@example.com".to_owned(),
+                format!("set {EVENTARC},user:a@example.com")
+            ]
+        );
+        assert_eq!(access, Some(status(&["user:a@example.com"])));
+        assert!(
+            notes[0]
+                .message
+                .contains("granted [user:a@example.com], removed []")
+        );
+
+        // The status cannot be written: Google is not asked.
+        let refusing = Log(Default::default(), true);
+        let (mut access, mut notes) = (None, vec![]);
+        let (c, _) = apply(
+            &refusing,
+            change,
+            &refusing,
+            "InvokersUpdated",
+            &mut access,
+            &mut notes,
+        )
+        .await
+        .expect_err("stopped");
+        assert_eq!(c.type_, ACCESS_READY);
+        assert_eq!(*refusing.0.lock().unwrap(), ["record user:a@example.com"]);
+        assert_eq!(access, None);
+    }
 }

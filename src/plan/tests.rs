@@ -226,3 +226,46 @@ spec: {region: europe-west1, network: default, ipCidrRange: 10.8.0.0/28}
     );
     assert!(writes(&google).is_empty());
 }
+
+#[tokio::test]
+async fn an_additive_service_plans_its_own_grants_and_lists_the_others_as_kept() {
+    let google = FakeGcp::new();
+    deploy(
+        &google,
+        &[
+            NS,
+            &service("  access: {invokers: [\"group:fe@example.com\"]}\n"),
+        ],
+    )
+    .await;
+    google.take_calls();
+    let additive = service("  access: {mode: Additive, invokers: [\"group:other@example.com\"]}\n");
+    let r = run(&google, &[NS, &additive]).await;
+    let o = &r.objects[0];
+    assert_eq!(o.action, Verdict::Update, "{o:?}");
+    let iam = &o.calls[0];
+    assert_eq!(iam.method, "run.services.setIamPolicy");
+    assert_eq!(iam.mode, Some("Additive"));
+    assert_eq!(iam.add, ["group:other@example.com"]);
+    assert!(
+        iam.remove.is_empty(),
+        "nothing in Google is known to be ours"
+    );
+    assert_eq!(iam.kept, ["group:fe@example.com"]);
+    let text = render_text(&r);
+    assert!(
+        text.contains("      + group:other@example.com (ours)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("      = group:fe@example.com (kept: not runwarden's)"),
+        "{text}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&render_json(&r)).unwrap();
+    assert_eq!(json["objects"][0]["calls"][0]["mode"], "Additive");
+    assert_eq!(
+        json["objects"][0]["calls"][0]["kept"][0],
+        "group:fe@example.com"
+    );
+    assert!(writes(&google).is_empty(), "{:?}", google.calls());
+}

@@ -462,3 +462,83 @@ async fn observe_reports_what_differs_and_writes_nothing() {
     assert!(drift.contains(&"access.executors".to_owned()), "{drift:?}");
     assert!(w.google.scheduler_job(SCHEDULE).is_none());
 }
+
+/// `access.mode: Additive` on a job: the executors and the schedule's account are granted, a
+/// Workflows account someone else granted stays, and only runwarden's own grants leave with the
+/// spec (the same stage as a service's invokers).
+#[tokio::test]
+async fn additive_executors_keep_what_others_granted() {
+    let mut spec = scheduled();
+    spec["access"]["mode"] = "Additive".into();
+    let mut w = World::new(spec);
+    w.pass().await;
+    w.pass().await;
+    let invokers = |w: &World| -> Vec<String> {
+        let mut m: Vec<String> = w
+            .google
+            .policy(NAME)
+            .unwrap()
+            .bindings
+            .iter()
+            .filter(|b| b.role == "roles/run.invoker")
+            .flat_map(|b| b.members.clone())
+            .collect();
+        m.sort();
+        m
+    };
+    let ours = [
+        "group:data@example.com",
+        "serviceAccount:scheduler@p1.iam.gserviceaccount.com",
+    ];
+    assert_eq!(invokers(&w), ours);
+    let granted = |w: &World| {
+        w.obj
+            .status
+            .as_ref()
+            .unwrap()
+            .access
+            .clone()
+            .unwrap()
+            .granted
+    };
+    assert_eq!(granted(&w), ours);
+
+    // A Workflows account is granted by someone else; the next resync writes nothing.
+    let workflows = "serviceAccount:workflows@p1.iam.gserviceaccount.com";
+    let mut policy = w.google.policy(NAME).unwrap();
+    policy
+        .bindings
+        .iter_mut()
+        .find(|b| b.role == "roles/run.invoker")
+        .unwrap()
+        .members
+        .push(workflows.into());
+    w.google.put_policy(NAME, policy);
+    let p = w.pass().await;
+    assert!(
+        !p.calls.iter().any(|c| c.ends_with("setIamPolicy")),
+        "{:?}",
+        p.calls
+    );
+    assert_eq!(p.outcome, "InSync");
+
+    // The executors leave the spec: runwarden's grant goes, the Workflows account stays.
+    w.edit(|s| s.access.executors.clear());
+    let p = w.pass().await;
+    assert!(
+        p.calls.contains(&"run.jobs.setIamPolicy".to_owned()),
+        "{:?}",
+        p.calls
+    );
+    assert_eq!(
+        invokers(&w),
+        [
+            "serviceAccount:scheduler@p1.iam.gserviceaccount.com",
+            workflows
+        ]
+    );
+    assert_eq!(
+        granted(&w),
+        ["serviceAccount:scheduler@p1.iam.gserviceaccount.com"]
+    );
+}
