@@ -124,6 +124,28 @@ fn unconditional(policy: &Policy) -> BTreeSet<String> {
         .collect()
 }
 
+/// [`decide`] for an object whose last pass left `conditions` and `recorded`
+/// (`status.access`).
+pub fn decide_after(
+    resource: &str,
+    mode: AccessMode,
+    members: &BTreeSet<String>,
+    conditions: &[crate::api::v1alpha1::Condition],
+    recorded: Option<&AccessStatus>,
+    policy: &Policy,
+) -> Decision {
+    decide(
+        Wanted {
+            resource,
+            mode,
+            members,
+            recorded,
+            was_authoritative: was_authoritative(conditions, recorded),
+        },
+        policy,
+    )
+}
+
 /// Decides the role's write from the policy read (pure).
 pub fn decide(wanted: Wanted<'_>, policy: &Policy) -> Decision {
     match wanted.mode {

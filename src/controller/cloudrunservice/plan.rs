@@ -673,18 +673,12 @@ fn invokers(mut p: Plan, obj: &CloudRunService, name: &str, obs: &Observed) -> R
         Err(e) => return Ok(p.stop(access::failed(e), e.clone().into())),
     };
     let status = obj.status.as_ref();
-    let recorded = status.and_then(|s| s.access.as_ref());
-    let decision = access::decide(
-        access::Wanted {
-            resource: name,
-            mode: obj.spec.access.mode,
-            members: &members,
-            recorded,
-            was_authoritative: access::was_authoritative(
-                status.map_or(&[][..], |s| &s.conditions[..]),
-                recorded,
-            ),
-        },
+    let decision = access::decide_after(
+        name,
+        obj.spec.access.mode,
+        &members,
+        status.map_or(&[][..], |s| &s.conditions),
+        status.and_then(|s| s.access.as_ref()),
         policy,
     );
     if obj.spec.management_policy == ManagementPolicy::Manage {
