@@ -482,6 +482,14 @@ pub struct Container {
     /// Whether the container may receive requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub readiness_probe: Option<Box<Probe>>,
+    /// The base image the container's image was built on (`baseImageUri`), e.g.
+    /// `us-central1-docker.pkg.dev/serverless-runtimes/google-22/runtimes/nodejs22`: with it,
+    /// Cloud Run applies automatic base image (security) updates to the running revision without
+    /// a redeploy. With `spec.build`, runwarden sets it on the built container from Google's
+    /// answer. Google's `buildInfo` is output only and never counts as drift.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub base_image_uri: Option<Box<String>>,
 }
 
 /// Where a volume is mounted.

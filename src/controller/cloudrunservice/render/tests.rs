@@ -893,3 +893,40 @@ fn ignore_drift_traffic_covers_every_traffic_path() {
         ));
     }
 }
+
+#[test]
+fn the_base_image_is_rendered_and_diffed_and_google_build_info_is_never_drift() {
+    let base = "us-central1-docker.pkg.dev/serverless-runtimes/google-22/runtimes/nodejs22";
+    let obj = object(serde_json::json!({"containers": [{"image": "i", "baseImageUri": base}]}));
+    let desired = desired_service(&obj, &resolved());
+    assert_eq!(
+        desired.template.as_ref().unwrap().containers[0].base_image_uri,
+        base
+    );
+    let mut actual = as_google_returns(&desired);
+    // Output only: what Google built the image from.
+    actual.template.as_mut().unwrap().containers[0].build_info = Some(
+        run::BuildInfo::new()
+            .set_function_target("handler")
+            .set_source_location("gs://b/o#1"),
+    );
+    assert_eq!(changes(&desired, &actual), Vec::<String>::new());
+    // Someone switched automatic base image updates off behind runwarden's back.
+    actual.template.as_mut().unwrap().containers[0].base_image_uri = String::new();
+    assert_eq!(
+        changes(&desired, &actual),
+        ["template.containers[0].baseImageUri"]
+    );
+    let update = update_from(&actual, &desired);
+    let c = &update.template.as_ref().unwrap().containers[0];
+    assert_eq!(c.base_image_uri, base, "set back");
+    assert!(c.build_info.is_some(), "Google's output kept as it is");
+    // Unset in the spec, a base image Google has is drift too (updates the spec does not want).
+    let plain = desired_service(&object(serde_json::json!({})), &resolved());
+    let mut enrolled = as_google_returns(&plain);
+    enrolled.template.as_mut().unwrap().containers[0].base_image_uri = base.into();
+    assert_eq!(
+        changes(&plain, &enrolled),
+        ["template.containers[0].baseImageUri"]
+    );
+}
