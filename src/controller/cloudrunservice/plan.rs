@@ -78,6 +78,8 @@ pub struct Fields {
     pub traffic: Vec<TrafficStatus>,
     /// Managed field paths that differed from the spec at this pass.
     pub drift: Vec<String>,
+    /// The build from source in flight or the last one (`spec.build`).
+    pub build: Option<crate::api::v1alpha1::BuildStatus>,
 }
 
 impl Fields {
@@ -90,6 +92,7 @@ impl Fields {
             operation: s.operation.clone(),
             traffic: s.traffic.clone(),
             drift: s.drift.clone(),
+            build: s.build.clone(),
         })
     }
 }
@@ -123,6 +126,13 @@ pub enum Change {
         changed: Vec<String>,
         /// Whether this takes over a service the object did not create.
         adopt: bool,
+    },
+    /// Submit a build from source (`spec.build`).
+    SubmitBuild {
+        /// The request.
+        request: Box<google_cloud_run_v2::model::SubmitBuildRequest>,
+        /// `status.build` once submitted (its operation and base image filled in by act).
+        record: crate::api::v1alpha1::BuildStatus,
     },
     /// Make `roles/run.invoker` hold exactly `members`.
     SetInvokers {
@@ -215,12 +225,18 @@ pub fn plan(input: &Input, obs: &Observed) -> Result<Plan, Read> {
     let Some(finished) = follow_operation(obs, &mut p)? else {
         return Ok(p);
     };
+    // A build from source in flight or failed is all a pass does: the running revision
+    // keeps serving until an image is built.
+    let Some(built) = super::build::plan(input, project, obs, &mut p)? else {
+        return Ok(p);
+    };
     let Some((connector, grant_drift)) = dependencies(input, project, obs, &mut p)? else {
         return Ok(p);
     };
     let resolved = Resolved {
         project: project.to_owned(),
         connector,
+        built,
     };
     let desired = render::desired_service(input.obj, &resolved);
     let left_by_operation = finished

@@ -32,6 +32,7 @@ pub fn compute(
         operation: fields.operation,
         traffic: fields.traffic,
         drift: fields.drift,
+        build: fields.build,
     }
 }
 

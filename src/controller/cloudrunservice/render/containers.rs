@@ -30,8 +30,14 @@ pub(super) const ASPECT: TemplateAspect = TemplateAspect {
     update,
 };
 
-fn render(w: &Workload, _: &Resolved, svc: &mut Service) {
-    template_mut(svc).containers = w.containers.iter().map(container).collect();
+fn render(w: &Workload, resolved: &Resolved, svc: &mut Service) {
+    let t = template_mut(svc);
+    t.containers = w.containers.iter().map(container).collect();
+    // Built from source: the first container runs the built digest, on Google's base image.
+    if let (Some(built), Some(first)) = (&resolved.built, t.containers.first_mut()) {
+        first.image = built.image.clone();
+        first.base_image_uri = built.base_image_uri.clone();
+    }
 }
 
 fn container(c: &api::Container) -> run::Container {

@@ -27,6 +27,7 @@ fn resolved() -> Resolved {
     Resolved {
         project: "p1".into(),
         connector: None,
+        built: None,
     }
 }
 
@@ -515,6 +516,7 @@ fn a_resolved_connector_goes_into_the_template() {
     let resolved = Resolved {
         project: "p1".into(),
         connector: Some("projects/p1/locations/europe-west1/connectors/egress".into()),
+        built: None,
     };
     let s = desired_service(&obj, &resolved);
     let vpc = s.template.as_ref().unwrap().vpc_access.as_ref().unwrap();
