@@ -48,10 +48,10 @@ fn set_build_info(t: &mut Map<String, Value>, build_config: Option<&Value>) {
             info.insert(key.into(), v.clone());
         }
     }
-    if let Some(first) = containers.first_mut().and_then(Value::as_object_mut) {
-        if !info.is_empty() {
-            first.insert("buildInfo".into(), Value::Object(info));
-        }
+    if let Some(first) = containers.first_mut().and_then(Value::as_object_mut)
+        && !info.is_empty()
+    {
+        first.insert("buildInfo".into(), Value::Object(info));
     }
 }
 
