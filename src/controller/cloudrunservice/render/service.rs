@@ -123,23 +123,20 @@ fn shape(svc: &Service, s: &mut Shape) {
     // Its input fields only (`name` is output only).
     s.insert(
         "buildConfig".into(),
-        svc.build_config.as_ref().map_or_else(
-            || "none".to_owned(),
-            |b| {
-                let mut env: Vec<_> = b.environment_variables.iter().collect();
-                env.sort();
-                format!(
-                    "{}|{}|{}|{}|{}|{}|{}|{env:?}",
-                    b.source_location,
-                    b.function_target,
-                    b.image_uri,
-                    b.base_image,
-                    b.enable_automatic_updates,
-                    b.worker_pool,
-                    b.service_account
-                )
-            },
-        ),
+        svc.build_config.as_ref().map_or_else(String::new, |b| {
+            let mut env: Vec<_> = b.environment_variables.iter().collect();
+            env.sort();
+            format!(
+                "{}|{}|{}|{}|{}|{}|{}|{env:?}",
+                b.source_location,
+                b.function_target,
+                b.image_uri,
+                b.base_image,
+                b.enable_automatic_updates,
+                b.worker_pool,
+                b.service_account
+            )
+        }),
     );
 }
 
