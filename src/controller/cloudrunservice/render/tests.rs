@@ -932,3 +932,45 @@ fn the_base_image_is_rendered_and_diffed_and_google_build_info_is_never_drift() 
         ["template.containers[0].baseImageUri"]
     );
 }
+
+#[test]
+fn a_build_puts_the_built_digest_and_base_image_on_the_first_container_and_build_config_as_metadata()
+ {
+    let obj = object(serde_json::json!({
+        "containers": [{"image": "hello"}, {"name": "proxy", "image": "envoy", "ports": [{"containerPort": 8080}]}],
+        "build": {"source": {"bucket": "b", "object": "o.tar.gz", "generation": 3}, "functionTarget": "fn"},
+    }));
+    let resolved = Resolved {
+        built: Some(Built {
+            image: "europe-west1-docker.pkg.dev/p1/cloud-run-source-deploy/payments@sha256:ab"
+                .into(),
+            base_image_uri: "base".into(),
+        }),
+        ..resolved()
+    };
+    let desired = desired_service(&obj, &resolved);
+    let t = desired.template.as_ref().unwrap();
+    assert_eq!(
+        t.containers[0].image,
+        "europe-west1-docker.pkg.dev/p1/cloud-run-source-deploy/payments@sha256:ab"
+    );
+    assert_eq!(t.containers[0].base_image_uri, "base");
+    assert_eq!(t.containers[1].image, "envoy", "only the first is built");
+    let bc = desired.build_config.as_ref().unwrap();
+    assert_eq!(bc.source_location, "gs://b/o.tar.gz#3");
+    assert_eq!(
+        bc.image_uri,
+        "europe-west1-docker.pkg.dev/p1/cloud-run-source-deploy/payments"
+    );
+    let mut actual = as_google_returns(&desired);
+    assert_eq!(changes(&desired, &actual), Vec::<String>::new());
+    // Output only: Google names the build config.
+    actual.build_config.as_mut().unwrap().name = "projects/p1/builds/x".into();
+    assert_eq!(changes(&desired, &actual), Vec::<String>::new());
+    actual
+        .build_config
+        .as_mut()
+        .unwrap()
+        .enable_automatic_updates = false;
+    assert_eq!(changes(&desired, &actual), ["buildConfig"]);
+}
