@@ -64,11 +64,17 @@ pub fn request(obj: &CloudRunService, build: &Build, project: &str) -> SubmitBui
         .set_worker_pool(build.worker_pool.clone().unwrap_or_default())
 }
 
-/// A hash of everything a build depends on (FNV-1a over the request: stable across releases).
+/// A hash of everything a build depends on: FNV-1a over `spec.build` as JSON (its maps are
+/// ordered, so the same settings always hash alike), the parent and the image it pushes.
 pub fn settings(obj: &CloudRunService, build: &Build, project: &str) -> String {
-    let request = serde_json::to_string(&request(obj, build, project)).unwrap_or_default();
+    let canonical = format!(
+        "{}\n{}\n{}",
+        serde_json::to_string(build).unwrap_or_default(),
+        crate::controller::parent(project, &obj.spec.region),
+        image_uri(obj, build, project)
+    );
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in request.bytes() {
+    for b in canonical.bytes() {
         hash ^= u64::from(b);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
@@ -241,4 +247,62 @@ fn built_image(op: &Operation) -> Option<String> {
 
 fn log_url(op: Option<&Operation>) -> Option<String> {
     metadata(op?).map(|b| b.log_url).filter(|u| !u.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(build: serde_json::Value) -> CloudRunService {
+        let spec = serde_json::json!({
+            "region": "europe-west1",
+            "containers": [{"image": "fn"}],
+            "build": build,
+        });
+        CloudRunService::new("fn", serde_json::from_value(spec).unwrap())
+    }
+
+    #[test]
+    fn the_settings_follow_every_setting_and_are_stable_for_the_same_ones() {
+        let env: serde_json::Map<String, serde_json::Value> = (0..20)
+            .map(|i| (format!("K{i}"), serde_json::json!(format!("v{i}"))))
+            .collect();
+        let base = serde_json::json!({
+            "source": {"bucket": "b", "object": "o", "generation": 1},
+            "environmentVariables": env,
+        });
+        let o = obj(base.clone());
+        let b = o.spec.build.as_deref().unwrap();
+        let first = settings(&o, b, "p1");
+        for _ in 0..10 {
+            // Maps of many entries hash alike every time (no rebuild loop).
+            let again = obj(base.clone());
+            assert_eq!(
+                settings(&again, again.spec.build.as_deref().unwrap(), "p1"),
+                first
+            );
+        }
+        for (field, value) in [
+            (
+                "source",
+                serde_json::json!({"bucket": "b", "object": "o", "generation": 2}),
+            ),
+            ("functionTarget", serde_json::json!("other")),
+            ("automaticUpdates", serde_json::json!(false)),
+            (
+                "imageRepository",
+                serde_json::json!("europe-west1-docker.pkg.dev/p1/fns"),
+            ),
+        ] {
+            let mut changed = base.clone();
+            changed[field] = value;
+            let o = obj(changed);
+            assert_ne!(
+                settings(&o, o.spec.build.as_deref().unwrap(), "p1"),
+                first,
+                "{field}"
+            );
+        }
+        assert_ne!(settings(&o, b, "p2"), first, "another project");
+    }
 }
