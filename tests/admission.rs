@@ -96,9 +96,16 @@ impl Case {
         spec
     }
 
-    /// Whether the case judges only what a job has too (then a job must be judged alike).
+    /// Whether the case judges only what a job has too (then a job must be judged alike). A
+    /// case with ports picks a service's serving container, which a job (no ports) has not.
     fn applies_to_jobs(&self) -> bool {
+        let ports = self
+            .service
+            .get("containers")
+            .and_then(|c| c.as_array())
+            .is_some_and(|cs| cs.iter().any(|c| c.get("ports").is_some()));
         self.job.is_empty()
+            && !ports
             && !self
                 .service
                 .keys()
@@ -121,7 +128,7 @@ impl Case {
 }
 
 /// Spec fields a CloudRunService has and a CloudRunJob does not.
-const SERVICE_ONLY: [&str; 11] = [
+const SERVICE_ONLY: [&str; 12] = [
     "ingress",
     "access",
     "traffic",
@@ -133,6 +140,7 @@ const SERVICE_ONLY: [&str; 11] = [
     "maxRequestsPerInstance",
     "timeoutSeconds",
     "ignoreDrift",
+    "build",
 ];
 
 fn policy_manifest(name: &str, spec: &serde_json::Value) -> serde_json::Value {

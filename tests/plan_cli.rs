@@ -89,9 +89,15 @@ async fn the_examples_plan_creates_and_waits_and_writes_nothing() {
         "{out}"
     );
     assert!(
-        out.ends_with("Plan: 5 to create, 0 to update, 0 in sync, 0 drifted, 4 waiting, 0 invalid, 0 violating, 0 failed.\n"),
+        out.ends_with("Plan: 5 to create, 1 to update, 0 in sync, 0 drifted, 4 waiting, 0 invalid, 0 violating, 0 failed.\n"),
         "{out}"
     );
+    // The function from source: a build to submit, to the repository it is pushed to.
+    assert!(
+        out.contains("~ run.builds.submit\n      + image: europe-west1-docker.pkg.dev/acme-media-prod/functions/thumbnail"),
+        "{out}"
+    );
+    assert_eq!(emu.count("run.builds.submit"), 0, "plan submits nothing");
     // The job waits for its key too, and shows what follows: the job with its token, its
     // executors (the schedule's account among them) and its Scheduler job.
     assert!(

@@ -73,6 +73,10 @@ pub const NOT_CONFIGURED: &str = "NotConfigured";
 pub const EXECUTION_RUNNING: &str = "ExecutionRunning";
 /// A CloudRunJob's `runToken` execution failed: a new token or generation is needed.
 pub const EXECUTION_FAILED: &str = "ExecutionFailed";
+/// A build from source is running (`spec.build`).
+pub const BUILDING: &str = "Building";
+/// A build from source failed: the running revision keeps serving until the spec changes.
+pub const BUILD_FAILED: &str = "BuildFailed";
 
 /// Reasons under which runwarden keeps working towards Ready by itself (Argo CD:
 /// `Progressing`). Every other `Ready=False` reason needs someone to act (`Degraded`).

@@ -166,6 +166,10 @@ struct State {
     seq: u64,
     faults: HashMap<String, (Code, usize)>,
     fail_next_op: Option<(Code, String)>,
+    /// Cloud Build operations of submitted builds, by name (done at once).
+    builds: BTreeMap<String, Operation>,
+    /// The next build submitted fails with this message.
+    fail_next_build: Option<String>,
     calls: Vec<String>,
 }
 
@@ -206,6 +210,7 @@ impl FakeGcp {
         Gcp {
             run: Arc::new(Run(self.clone())),
             jobs: Arc::new(RunJobs(self.clone())),
+            builds: Arc::new(FakeBuilds(self.clone())),
             scheduler: Arc::new(Scheduler(self.clone())),
             kms: Arc::new(Kms(self.clone())),
             vpcaccess: Arc::new(Vpc(self.clone())),
@@ -1132,6 +1137,88 @@ struct Projects(FakeGcp);
 
 struct RunJobs(FakeGcp);
 struct Scheduler(FakeGcp);
+struct FakeBuilds(FakeGcp);
+
+/// The base image the fake returns for a build with automatic updates.
+pub const FAKE_BASE_IMAGE: &str =
+    "us-docker.pkg.dev/serverless-runtimes/google-22/runtimes/nodejs22";
+
+impl FakeGcp {
+    /// The next build submitted fails (its Cloud Build operation ends with `UNKNOWN` and
+    /// `message`, the build's log URL in the metadata).
+    pub fn fail_next_build(&self, message: impl Into<String>) {
+        self.lock().fail_next_build = Some(message.into());
+    }
+}
+
+/// Builds finish at once: `{image_uri}@sha256:{n}` (n counting builds), or a failure.
+#[async_trait]
+impl super::BuildsApi for FakeBuilds {
+    async fn submit_build(
+        &self,
+        request: google_cloud_run_v2::model::SubmitBuildRequest,
+    ) -> GcpResult<google_cloud_run_v2::model::SubmitBuildResponse> {
+        use google_cloud_build_v1::model::{Build, BuildOperationMetadata, BuiltImage, Results};
+        let mut c = self.0.enter("run", "builds.submit")?;
+        if request.image_uri.is_empty() {
+            return Err(c.err(Code::InvalidArgument, "image_uri is required"));
+        }
+        c.seq += 1;
+        let n = c.seq;
+        let name = format!("{}/operations/build-{n}", request.parent);
+        let digest = format!("sha256:{n:064x}");
+        let failure = c.fail_next_build.take();
+        let mut build = Build::new().set_id(n.to_string()).set_log_url(format!(
+            "https://console.cloud.google.com/cloud-build/builds/{n}"
+        ));
+        let mut op = Operation::new().set_name(&name);
+        op.done = true;
+        match &failure {
+            Some(message) => {
+                build = build.set_status(google_cloud_build_v1::model::build::Status::Failure);
+                let mut error = operation::Result::Error(Default::default());
+                if let operation::Result::Error(status) = &mut error {
+                    status.code = Code::Unknown as i32;
+                    status.message = message.clone();
+                }
+                op.result = Some(error);
+            }
+            None => {
+                build = build
+                    .set_status(google_cloud_build_v1::model::build::Status::Success)
+                    .set_results(
+                        Results::new().set_images([BuiltImage::new()
+                            .set_name(&request.image_uri)
+                            .set_digest(&digest)]),
+                    );
+                op.result = Some(operation::Result::Response(Box::new(
+                    wkt::Any::from_msg(&build).map_err(|e| c.err(Code::Internal, e.to_string()))?,
+                )));
+            }
+        }
+        op.metadata = Some(
+            wkt::Any::from_msg(&BuildOperationMetadata::new().set_build(build))
+                .map_err(|e| c.err(Code::Internal, e.to_string()))?,
+        );
+        c.builds.insert(name, op.clone());
+        let automatic = matches!(
+            &request.build_type,
+            Some(google_cloud_run_v2::model::submit_build_request::BuildType::BuildpackBuild(b))
+                if b.enable_automatic_updates
+        );
+        Ok(google_cloud_run_v2::model::SubmitBuildResponse::new()
+            .set_build_operation(op)
+            .set_base_image_uri(if automatic { FAKE_BASE_IMAGE } else { "" }))
+    }
+
+    async fn get_build_operation(&self, name: &str) -> GcpResult<Operation> {
+        let c = self.0.enter("cloudbuild", "operations.get")?;
+        c.builds
+            .get(name)
+            .cloned()
+            .ok_or_else(|| c.err(Code::NotFound, format!("Operation '{name}' not found.")))
+    }
+}
 
 /// `IamPolicyApi` on the resources of `$store` (the policies of every API in one map).
 macro_rules! iam_policy_api {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use google_cloud_auth::credentials::Credentials;
+use google_cloud_build_v1::client::CloudBuild;
 use google_cloud_gax::error::Error as GaxError;
 use google_cloud_gax::error::rpc::{Status, StatusDetails};
 use google_cloud_gax::retry_policy::NeverRetry;
@@ -19,7 +20,7 @@ use google_cloud_kms_v1::client::KeyManagementService;
 use google_cloud_kms_v1::model::CryptoKey;
 use google_cloud_longrunning::model::Operation;
 use google_cloud_resourcemanager_v3::client::Projects;
-use google_cloud_run_v2::client::{Executions, Jobs, Services};
+use google_cloud_run_v2::client::{Builds, Executions, Jobs, Services};
 use google_cloud_run_v2::model::{Execution, Job, Service};
 use google_cloud_scheduler_v1::client::CloudScheduler;
 use google_cloud_scheduler_v1::model::Job as SchedulerJob;
@@ -28,7 +29,7 @@ use google_cloud_vpcaccess_v1::model::Connector;
 
 use super::quota::{self, Budgets};
 use super::{
-    CloudRunApi, CloudRunJobsApi, Code, Gcp, GcpError, GcpResult, IamPolicyApi, KmsApi,
+    BuildsApi, CloudRunApi, CloudRunJobsApi, Code, Gcp, GcpError, GcpResult, IamPolicyApi, KmsApi,
     PreconditionViolation, ProjectsApi, SchedulerApi, VpcAccessApi,
 };
 use crate::metrics::Metrics;
@@ -114,16 +115,23 @@ pub async fn connect(
         executions: build!(Executions, "run"),
         meter: meter.clone(),
     });
-    let (run, jobs) = match &options.budgets {
+    let builds: Arc<dyn BuildsApi> = Arc::new(BuildsClient {
+        client: build!(Builds, "run"),
+        operations: build!(CloudBuild, "cloudbuild"),
+        meter: meter.clone(),
+    });
+    let (run, jobs, builds) = match &options.budgets {
         Some(budgets) => (
             quota::budgeted(run, budgets.clone()),
             quota::budgeted_jobs(jobs, budgets.clone()),
+            quota::budgeted_builds(builds, budgets.clone()),
         ),
-        None => (run, jobs),
+        None => (run, jobs, builds),
     };
     Ok(Gcp {
         run,
         jobs,
+        builds,
         scheduler: Arc::new(SchedulerClient {
             client: build!(CloudScheduler, "cloudscheduler"),
             meter: meter.clone(),
@@ -448,6 +456,30 @@ impl CloudRunJobsApi for JobsClient {
     async fn get_operation(&self, name: &str) -> GcpResult<Operation> {
         let call = self.client.get_operation().set_name(name).send();
         self.meter.call("run", "operations.get", call).await
+    }
+}
+
+/// Cloud Run builds, and the Cloud Build operations they start from the Cloud Build client
+/// (Cloud Build's host in Google; the emulator's one base URL otherwise).
+struct BuildsClient {
+    client: Builds,
+    operations: CloudBuild,
+    meter: Meter,
+}
+
+#[async_trait]
+impl BuildsApi for BuildsClient {
+    async fn submit_build(
+        &self,
+        request: google_cloud_run_v2::model::SubmitBuildRequest,
+    ) -> GcpResult<google_cloud_run_v2::model::SubmitBuildResponse> {
+        let call = self.client.submit_build().with_request(request).send();
+        self.meter.call("run", "builds.submit", call).await
+    }
+
+    async fn get_build_operation(&self, name: &str) -> GcpResult<Operation> {
+        let call = self.operations.get_operation().set_name(name).send();
+        self.meter.call("cloudbuild", "operations.get", call).await
     }
 }
 

@@ -141,6 +141,20 @@ pub trait CloudRunJobsApi: IamPolicyApi {
     async fn get_operation(&self, name: &str) -> GcpResult<Operation>;
 }
 
+/// Cloud Run builds from source (`Builds.SubmitBuild`) and the Cloud Build operations they
+/// start.
+#[async_trait]
+pub trait BuildsApi: Send + Sync {
+    /// Submits a build (not a long-running operation: the answer holds the Cloud Build
+    /// operation to follow and the base image to enrol in automatic updates).
+    async fn submit_build(
+        &self,
+        request: google_cloud_run_v2::model::SubmitBuildRequest,
+    ) -> GcpResult<google_cloud_run_v2::model::SubmitBuildResponse>;
+    /// A Cloud Build operation, `projects/{p}/locations/{l}/operations/{id}`.
+    async fn get_build_operation(&self, name: &str) -> GcpResult<Operation>;
+}
+
 /// Cloud Scheduler v1 jobs.
 #[async_trait]
 pub trait SchedulerApi: Send + Sync {
@@ -202,6 +216,8 @@ pub struct Gcp {
     pub run: Arc<dyn CloudRunApi>,
     /// Cloud Run Admin API v2 jobs and executions (under the same budgets as `run`).
     pub jobs: Arc<dyn CloudRunJobsApi>,
+    /// Cloud Run builds and their Cloud Build operations (under the same budgets as `run`).
+    pub builds: Arc<dyn BuildsApi>,
     /// Cloud Scheduler v1.
     pub scheduler: Arc<dyn SchedulerApi>,
     /// Cloud KMS v1.

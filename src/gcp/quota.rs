@@ -47,7 +47,7 @@ use google_cloud_iam_v1::model::Policy;
 use google_cloud_longrunning::model::Operation;
 use google_cloud_run_v2::model::{Execution, Job, Service};
 
-use super::{CloudRunApi, CloudRunJobsApi, Code, GcpError, GcpResult, IamPolicyApi};
+use super::{BuildsApi, CloudRunApi, CloudRunJobsApi, Code, GcpError, GcpResult, IamPolicyApi};
 use crate::metrics::Metrics;
 
 /// The window a budget of `N` per minute counts over: a minute plus a second of margin.
@@ -360,6 +360,34 @@ pub fn budgeted_jobs(
         budgets,
         iam: ("jobs.getIamPolicy", "jobs.setIamPolicy"),
     })
+}
+
+/// Cloud Run builds with every call counted against `budgets`: a submit is a Cloud Run write
+/// of the build's project and region; polling its Cloud Build operation is a read there.
+pub fn budgeted_builds(inner: Arc<dyn BuildsApi>, budgets: Arc<Budgets>) -> Arc<dyn BuildsApi> {
+    Arc::new(Budgeted {
+        inner,
+        budgets,
+        iam: ("", ""),
+    })
+}
+
+#[async_trait]
+impl BuildsApi for Budgeted<dyn BuildsApi> {
+    async fn submit_build(
+        &self,
+        request: google_cloud_run_v2::model::SubmitBuildRequest,
+    ) -> GcpResult<google_cloud_run_v2::model::SubmitBuildResponse> {
+        let parent = request.parent.clone();
+        let call = self.inner.submit_build(request);
+        self.call("builds.submit", Kind::Write, &parent, call).await
+    }
+
+    async fn get_build_operation(&self, name: &str) -> GcpResult<Operation> {
+        let call = self.inner.get_build_operation(name);
+        self.call("cloudbuild.operations.get", Kind::Read, name, call)
+            .await
+    }
 }
 
 struct Budgeted<T: ?Sized> {

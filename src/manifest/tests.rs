@@ -786,7 +786,8 @@ fn examples_are_valid() {
             "llm-inference",
             "payments-api",
             "refunds-api",
-            "storefront"
+            "storefront",
+            "thumbnail"
         ]
     );
     assert_eq!(m.connectors.len(), 1);

@@ -324,7 +324,14 @@ async fn plan_job(
             .as_ref()
             .and_then(|c| c.status.as_ref())
             .and_then(|s| s.resource_name.clone());
-        let mut job = job_render::desired_job(&obj, &render::Resolved { project, connector });
+        let mut job = job_render::desired_job(
+            &obj,
+            &render::Resolved {
+                project,
+                connector,
+                built: None,
+            },
+        );
         job.name.clear();
         job.create_execution =
             obj.spec
@@ -656,7 +663,14 @@ async fn plan_service(
             .as_ref()
             .and_then(|c| c.status.as_ref())
             .and_then(|s| s.resource_name.clone());
-        let desired = render::desired_service(&obj, &render::Resolved { project, connector });
+        let desired = render::desired_service(
+            &obj,
+            &render::Resolved {
+                project,
+                connector,
+                built: None,
+            },
+        );
         let then = match &actual {
             None => {
                 let mut service = desired.clone();
@@ -749,6 +763,14 @@ fn service_call(change: &Change, actual: Option<&google_cloud_run_v2::model::Ser
         ..Call::default()
     };
     match change {
+        Change::SubmitBuild { request, .. } => Call {
+            fields: vec![FieldChange {
+                path: "image".into(),
+                from: None,
+                to: request.image_uri.clone(),
+            }],
+            ..call("run.builds.submit", &request.parent)
+        },
         Change::GrantKey { key, member, .. } => Call {
             add: vec![member.clone()],
             role: Some(crate::controller::cloudrunservice::encryption::KMS_ROLE.to_owned()),

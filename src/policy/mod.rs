@@ -18,6 +18,7 @@
 //! | `requireDedicatedServiceAccount` | `spec.serviceAccount` is absent, empty or `*-compute@developer.gserviceaccount.com` |
 //! | `allowedImageRegistries` | a container's image starts with none of the prefixes |
 //! | `requireImageDigest` | a container's image does not end with `@sha256:` and 64 hex digits |
+//! | `requireAutomaticBaseImageUpdates` | a serving container (one with a port, else the first) has no `baseImageUri`, unless it is the first and built with `spec.build.automaticUpdates` |
 //! | `allowedKmsKeyProjects` | `spec.encryption.kmsKey` names a key of a project not listed |
 //!
 //! Two places enforce the same table:
@@ -77,6 +78,10 @@ pub trait Judged: std::fmt::Debug + Sync {
     /// The IAM members the object grants, by the spec field that names them
     /// (`allowedMemberDomains`).
     fn members(&self) -> Vec<(&'static str, Vec<String>)>;
+    /// Whether the first container is built from source with automatic base image updates.
+    fn built_with_automatic_updates(&self) -> bool {
+        false
+    }
 }
 
 impl Judged for CloudRunServiceSpec {
@@ -86,6 +91,10 @@ impl Judged for CloudRunServiceSpec {
 
     fn ingress(&self) -> Option<Ingress> {
         Some(self.ingress)
+    }
+
+    fn built_with_automatic_updates(&self) -> bool {
+        self.build.as_ref().is_some_and(|b| b.automatic_updates)
     }
 
     fn public(&self) -> Vec<&'static str> {

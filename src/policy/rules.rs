@@ -75,6 +75,11 @@ pub static RULES: &[Rule] = &[
         cel: require_image_digest_cel,
     },
     Rule {
+        name: "requireAutomaticBaseImageUpdates",
+        check: require_automatic_base_image_updates,
+        cel: require_automatic_base_image_updates_cel,
+    },
+    Rule {
         name: "allowedKmsKeyProjects",
         check: allowed_kms_key_projects,
         cel: allowed_kms_key_projects_cel,
@@ -374,6 +379,62 @@ fn require_image_digest_cel() -> String {
         "(!{on} || size({unpinned}) == 0) ? '' : {unpinned}.join(', ') + {why}",
         on = flag("requireImageDigest"),
         why = lit(DIGEST_WHY)
+    )
+}
+
+const BASE_IMAGE_WHY: &str = " must run with automatic base image updates: set its baseImageUri, or build it from source with spec.build.automaticUpdates";
+
+/// The serving containers: those with a port, else the first.
+fn serving(containers: &[crate::api::v1alpha1::Container]) -> Vec<usize> {
+    let with_port: Vec<usize> = (0..containers.len())
+        .filter(|i| !containers[*i].ports.is_empty())
+        .collect();
+    if with_port.is_empty() && !containers.is_empty() {
+        vec![0]
+    } else {
+        with_port
+    }
+}
+
+fn require_automatic_base_image_updates(
+    p: &RunSecurityPolicySpec,
+    s: &Subject<'_>,
+) -> Option<String> {
+    if !p.require_automatic_base_image_updates {
+        return None;
+    }
+    let w = s.spec.workload();
+    let built = s.spec.built_with_automatic_updates();
+    let missing: Vec<String> = serving(w.containers)
+        .into_iter()
+        .filter(|i| w.containers[*i].base_image_uri.is_none() && !(*i == 0 && built))
+        .map(container_field)
+        .collect();
+    (!missing.is_empty()).then(|| missing.join(", ") + BASE_IMAGE_WHY)
+}
+
+fn require_automatic_base_image_updates_cel() -> String {
+    let ported = |c: &str| format!("(has({c}.ports) && size({c}.ports) > 0)");
+    let serving = format!(
+        "({} || (i == 0 && !{S}.containers.exists(c, {})))",
+        ported(&format!("{S}.containers[i]")),
+        ported("c")
+    );
+    let built = format!(
+        "(i == 0 && {} && has({S}.build.automaticUpdates) && {S}.build.automaticUpdates == true)",
+        present(&format!("{S}.build"))
+    );
+    let missing = containers_where(
+        &format!(
+            "{serving} && !{} && !{built}",
+            present(&format!("{S}.containers[i].baseImageUri"))
+        ),
+        &cel_container_field(),
+    );
+    format!(
+        "(!{on} || size({missing}) == 0) ? '' : {missing}.join(', ') + {why}",
+        on = flag("requireAutomaticBaseImageUpdates"),
+        why = lit(BASE_IMAGE_WHY)
     )
 }
 
@@ -764,6 +825,35 @@ mod tests {
         assert!(is_pinned(&format!("x:1{DIGEST}")));
         assert!(!is_pinned(&format!("x{}", DIGEST.to_uppercase())));
         assert!(!is_pinned(&format!("x{DIGEST}0")));
+    }
+
+    #[test]
+    fn automatic_base_image_updates_need_a_base_image_on_the_serving_container_or_a_build() {
+        let p = policy(serde_json::json!({"requireAutomaticBaseImageUpdates": true}));
+        let mut s = spec();
+        assert_eq!(
+            check("requireAutomaticBaseImageUpdates", &p, &s, None).as_deref(),
+            Some(format!("spec.containers[0].image{BASE_IMAGE_WHY}").as_str())
+        );
+        s.containers[0].base_image_uri = Some(Box::new("base".into()));
+        assert_eq!(
+            check("requireAutomaticBaseImageUpdates", &p, &s, None),
+            None
+        );
+        s.containers[0].base_image_uri = None;
+        s.build = Some(Box::new(
+            serde_json::from_value(
+                serde_json::json!({"source": {"bucket": "bkt", "object": "o", "generation": 1}}),
+            )
+            .unwrap(),
+        ));
+        assert_eq!(
+            check("requireAutomaticBaseImageUpdates", &p, &s, None),
+            None,
+            "built with automaticUpdates (the default)"
+        );
+        s.build.as_mut().unwrap().automatic_updates = false;
+        assert!(check("requireAutomaticBaseImageUpdates", &p, &s, None).is_some());
     }
 
     #[test]

@@ -87,6 +87,11 @@ fn complete(st: &mut State, kind: &OpKind, metadata: Value) -> (Value, Result<Va
         OpKind::ConnectorDelete { connector } => {
             vpcaccess::complete_delete(st, connector, &metadata)
         }
+        OpKind::Build {
+            image,
+            digest,
+            fails,
+        } => run::builds::complete(metadata, image, digest, *fails),
         OpKind::Fixed => (metadata, Ok(Value::Null)),
     }
 }

@@ -83,7 +83,9 @@ fn duration_field(field: &str, d: &Value) -> Result<Duration, (StatusCode, Value
 /// "taskFailures": {"projects/P/locations/R/jobs/J": 3}}`; absent fields are left as they are, a
 /// quota of 0 is off, `orgPolicies` replaces every project's organization policy (`{}` removes
 /// them; the shape is in [`crate::orgpolicy`]), `taskDuration` applies to executions started
-/// afterwards, `taskFailures` sets the failures to come of the jobs it names.
+/// afterwards, `taskFailures` sets the failures to come of the jobs it names; `buildDuration`
+/// (e.g. `"3s"`) is how much longer than the operation delay a build submitted afterwards takes,
+/// and `buildFailures` (`{"projects/P/locations/R": K}`) makes the next K builds of a parent fail.
 fn set_config(shared: &Shared, body: &[u8]) -> (StatusCode, Value) {
     let v = match json_body(body) {
         Ok(v) => v,
@@ -96,6 +98,18 @@ fn set_config(shared: &Shared, body: &[u8]) -> (StatusCode, Value) {
     let task_failures = match v.get("taskFailures").map(task_failures).transpose() {
         Ok(f) => f,
         Err(e) => return err(e),
+    };
+    let build_failures = match v.get("buildFailures").map(build_failures).transpose() {
+        Ok(f) => f,
+        Err(e) => return err(e),
+    };
+    let build_duration = match v
+        .get("buildDuration")
+        .map(|d| duration_field("buildDuration", d))
+    {
+        Some(Ok(d)) => Some(d),
+        Some(Err(e)) => return e,
+        None => None,
     };
     for (field, slot) in [
         ("operationDelay", &shared.delay),
@@ -128,6 +142,19 @@ fn set_config(shared: &Shared, body: &[u8]) -> (StatusCode, Value) {
     if let Some(policies) = org_policies {
         lock(&shared.state).org_policies = policies;
     }
+    if let Some(d) = build_duration {
+        lock(&shared.state).build_duration = d;
+    }
+    if let Some(failures) = build_failures {
+        let st = &mut lock(&shared.state).build_failures;
+        for (parent, k) in failures {
+            if k == 0 {
+                st.remove(&parent);
+            } else {
+                st.insert(parent, k);
+            }
+        }
+    }
     if let Some(failures) = task_failures {
         let st = &mut lock(&shared.state).task_failures;
         for (job, k) in failures {
@@ -157,6 +184,28 @@ fn task_failures(v: &Value) -> Result<Vec<(String, u64)>, GError> {
             let named = parts.len() == 6 && parts[0] == "projects" && parts[4] == "jobs";
             match k.as_u64() {
                 Some(k) if named => Ok((job.clone(), k)),
+                _ => Err(bad()),
+            }
+        })
+        .collect()
+}
+
+/// `buildFailures`: `{"projects/P/locations/R": K}`, the next K builds submitted under each
+/// parent fail (0 clears a parent's); parents left out keep theirs.
+fn build_failures(v: &Value) -> Result<Vec<(String, u64)>, GError> {
+    let bad = || {
+        GError::invalid_field(
+            "buildFailures",
+            "Invalid buildFailures: use {\"projects/P/locations/R\": K} with K a whole number.",
+        )
+    };
+    let map = v.as_object().ok_or_else(bad)?;
+    map.iter()
+        .map(|(parent, k)| {
+            let parts: Vec<&str> = parent.split('/').collect();
+            let named = parts.len() == 4 && parts[0] == "projects" && parts[2] == "locations";
+            match k.as_u64() {
+                Some(k) if named => Ok((parent.clone(), k)),
                 _ => Err(bad()),
             }
         })
@@ -221,6 +270,10 @@ fn config(shared: &Shared) -> Value {
     if !st.task_failures.is_empty() {
         v["taskFailures"] = json!(st.task_failures);
     }
+    v["buildDuration"] = json!(util::format_duration(st.build_duration));
+    if !st.build_failures.is_empty() {
+        v["buildFailures"] = json!(st.build_failures);
+    }
     v
 }
 
@@ -239,7 +292,7 @@ mod tests {
     fn fault_apis_are_listed_as_before() {
         assert_eq!(
             super::one_of(&crate::routes::apis()),
-            "run, vpcaccess, kms, cloudscheduler, resourcemanager, iam or iamcredentials"
+            "run, vpcaccess, kms, cloudscheduler, resourcemanager, iam, iamcredentials or cloudbuild"
         );
     }
 }

@@ -157,6 +157,17 @@ impl Emulator {
         }
     }
 
+    /// Makes the next `k` builds submitted under `parent` (`projects/P/locations/R`, project by
+    /// id) fail, as the `buildFailures` control does; 0 clears them.
+    pub fn fail_builds(&self, parent: &str, k: u64) {
+        let failures = &mut lock(&self.shared.state).build_failures;
+        if k == 0 {
+            failures.remove(parent);
+        } else {
+            failures.insert(parent.to_string(), k);
+        }
+    }
+
     /// Sets the Cloud Run rate quotas (0 = off); usage so far is kept.
     pub fn set_quotas(&self, quotas: Quotas) {
         lock(&self.shared.quotas).limits = quotas;

@@ -41,6 +41,8 @@ pub(crate) static ROLES: &[RoleDef] = &[
     ("roles/cloudkms.admin",                       &["cloudkms.*.*", "resourcemanager.projects.get", "resourcemanager.projects.list"], &["cloudkms.cryptoKeyVersions.useToEncrypt", "cloudkms.cryptoKeyVersions.useToDecrypt"]),
     ("roles/cloudkms.viewer",                      &["cloudkms.*.get", "cloudkms.*.list", "resourcemanager.projects.get", "resourcemanager.projects.list"], &[]),
     ("roles/cloudkms.cryptoKeyEncrypterDecrypter", &["cloudkms.cryptoKeyVersions.useToEncrypt", "cloudkms.cryptoKeyVersions.useToDecrypt", "cloudkms.locations.get", "cloudkms.locations.list", "resourcemanager.projects.get"], &[]),
+    ("roles/cloudbuild.builds.editor",             &["cloudbuild.*.*", "resourcemanager.projects.get", "resourcemanager.projects.list"], &[]),
+    ("roles/cloudbuild.builds.viewer",             &["cloudbuild.*.get", "cloudbuild.*.list", "resourcemanager.projects.get", "resourcemanager.projects.list"], &[]),
     ("roles/vpcaccess.admin",                      &["vpcaccess.*.*", "resourcemanager.projects.get", "resourcemanager.projects.list"], &[]),
     ("roles/vpcaccess.viewer",                     &["vpcaccess.*.get", "vpcaccess.*.list", "resourcemanager.projects.get", "resourcemanager.projects.list"], &[]),
     ("roles/iam.serviceAccountUser",               &["iam.serviceAccounts.actAs", "iam.serviceAccounts.get", "iam.serviceAccounts.list", "resourcemanager.projects.get", "resourcemanager.projects.list"], &[]),

@@ -75,7 +75,17 @@ impl Route {
                 .segs
                 .iter()
                 .zip(&path.segs)
-                .all(|(p, s)| p.starts_with('{') || p == s)
+                .all(|(p, s)| segment_matches(p, s))
+    }
+}
+
+/// Whether a path segment fits a pattern segment: a literal, `{name}` (any one segment), or
+/// `prefix{name}` (a segment starting with `prefix`).
+fn segment_matches(pattern: &str, seg: &str) -> bool {
+    match pattern.find('{') {
+        Some(0) => true,
+        Some(i) => seg.starts_with(&pattern[..i]) && seg.len() > i,
+        None => pattern == seg,
     }
 }
 
@@ -111,7 +121,15 @@ pub(crate) fn split_path(path: &str) -> SplitPath {
 
 /// The route a request takes, if the emulator serves it.
 pub(crate) fn find(http: &str, path: &SplitPath) -> Option<&'static Route> {
-    ROUTES.iter().find(|r| r.matches(http, path))
+    // A row with a prefixed segment (`build-{o}`) wins over a plain one matching the same path.
+    let mut found = ROUTES.iter().filter(|r| r.matches(http, path));
+    let first = found.next()?;
+    Some(
+        found
+            .find(|r| r.pattern.contains("-{"))
+            .filter(|_| !first.pattern.contains("-{"))
+            .unwrap_or(first),
+    )
 }
 
 /// The APIs in the table, in table order (what a fault's `api` may name).
@@ -130,6 +148,7 @@ pub(crate) fn service(api: &str) -> &'static str {
     match api {
         RUN => "run.googleapis.com",
         VPC => "vpcaccess.googleapis.com",
+        CB => "cloudbuild.googleapis.com",
         KMS => "cloudkms.googleapis.com",
         RM => "cloudresourcemanager.googleapis.com",
         IAM => "iam.googleapis.com",
@@ -163,6 +182,7 @@ const RM: &str = "resourcemanager";
 const IAM: &str = "iam";
 const CRED: &str = "iamcredentials";
 const SCHED: &str = "cloudscheduler";
+const CB: &str = "cloudbuild";
 
 /// The table. Paths use `{p}` project (id or number), `{l}` location, then the resource ids.
 #[rustfmt::skip]
@@ -195,6 +215,7 @@ pub(crate) static ROUTES: &[Route] = &[
     route("GET",    "v2/projects/{p}/locations/{l}/operations/{o}",                 RUN, "operations.get",              "run.operations.get",              Now(run::operations::get)),
     route("DELETE", "v2/projects/{p}/locations/{l}/operations/{o}",                 RUN, "operations.delete",           "run.operations.delete",           Now(run::operations::delete)),
     route("POST",   "v2/projects/{p}/locations/{l}/operations/{o}:wait",            RUN, "operations.wait",             "run.operations.get",              Wait(run::operations::get)),
+    route("POST",   "v2/projects/{p}/locations/{l}/builds:submit",                  RUN, "builds.submit",               "run.builds.create",               Now(run::builds::submit)),
     // Serverless VPC Access v1
     route("POST",   "v1/projects/{p}/locations/{l}/connectors",                     VPC, "connectors.create",           "vpcaccess.connectors.create",     Now(vpcaccess::create)),
     route("GET",    "v1/projects/{p}/locations/{l}/connectors",                     VPC, "connectors.list",             "vpcaccess.connectors.list",       Now(vpcaccess::list)),
@@ -237,6 +258,9 @@ pub(crate) static ROUTES: &[Route] = &[
     route("POST",   "v1/projects/{p}/serviceAccounts/{sa}:setIamPolicy",            IAM, "serviceAccounts.setIamPolicy", "iam.serviceAccounts.setIamPolicy", Now(serviceaccounts::set_policy)),
     // IAM Credentials v1
     route("POST",   "v1/projects/{p}/serviceAccounts/{sa}:generateAccessToken",     CRED, "serviceAccounts.generateAccessToken", "iam.serviceAccounts.getAccessToken", Now(serviceaccounts::generate_access_token)),
+    // Cloud Build v1: the operations of Cloud Run builds. Another host than VPC Access's in
+    // Google, the same path here: their ids start with `build-`, and this refined row wins.
+    route("GET",    "v1/projects/{p}/locations/{l}/operations/build-{o}",           CB,  "operations.get",              "cloudbuild.builds.get",           Now(run::builds::get_operation)),
 ];
 
 #[cfg(test)]
@@ -253,6 +277,14 @@ mod tests {
                 a.key()
             );
             for b in &ROUTES[i + 1..] {
+                // Same API and method on another host in Google (Cloud Build and VPC Access
+                // operations): told apart by the operation id's prefix, the refined row first.
+                let refined = (a.pattern.contains("-{")
+                    && b.matches(a.http, &split_path(a.pattern)))
+                    || (b.pattern.contains("-{") && a.matches(b.http, &split_path(b.pattern)));
+                if refined {
+                    continue;
+                }
                 assert_ne!(a.key(), b.key());
                 let overlap = a.matches(b.http, &split_path(b.pattern))
                     || b.matches(a.http, &split_path(a.pattern));
@@ -277,6 +309,19 @@ mod tests {
             Some("resourcemanager.projects.get")
         );
         assert_eq!(key("GET", "/v2/projects/x/unknown"), None);
+        let ops = "/v1/projects/p/locations/l/operations";
+        assert_eq!(
+            key("GET", &format!("{ops}/build-1")).as_deref(),
+            Some("cloudbuild.operations.get")
+        );
+        assert_eq!(
+            key("GET", &format!("{ops}/1")).as_deref(),
+            Some("vpcaccess.operations.get")
+        );
+        assert_eq!(
+            key("POST", "/v2/projects/p/locations/l/builds:submit").as_deref(),
+            Some("run.builds.submit")
+        );
         assert_eq!(
             key(
                 "POST",
@@ -298,7 +343,8 @@ mod tests {
                 "cloudscheduler",
                 "resourcemanager",
                 "iam",
-                "iamcredentials"
+                "iamcredentials",
+                "cloudbuild"
             ]
         );
     }

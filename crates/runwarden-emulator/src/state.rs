@@ -50,6 +50,8 @@ pub enum Api {
     Run,
     /// Serverless VPC Access v1.
     VpcAccess,
+    /// Cloud Build v1 (the operations of Cloud Run's `builds:submit`).
+    CloudBuild,
 }
 
 /// What happens when an operation completes.
@@ -108,6 +110,15 @@ pub enum OpKind {
     ConnectorDelete {
         /// Connector name.
         connector: String,
+    },
+    /// A build submitted with Cloud Run's `builds:submit`: pushes `image@digest`, or fails.
+    Build {
+        /// The image pushed, without tag.
+        image: String,
+        /// `sha256:...`.
+        digest: String,
+        /// Whether the build fails (the `buildFailures` control).
+        fails: bool,
     },
     /// Result fixed at creation (validate-only requests).
     Fixed,
@@ -307,6 +318,10 @@ pub struct State {
     pub tokens: BTreeMap<String, Token>,
     /// Organization policies by project id (see the `config` control).
     pub org_policies: crate::orgpolicy::OrgPolicies,
+    /// How much longer than the operation delay a build takes (the `buildDuration` control).
+    pub build_duration: std::time::Duration,
+    /// Builds still to fail, by parent `projects/P/locations/R` (the `buildFailures` control).
+    pub build_failures: BTreeMap<String, u64>,
     /// Sequence for etags.
     pub etag_seq: u64,
     /// Sequence for operations.

@@ -196,7 +196,7 @@ async fn http_controls_delay_counters_faults_reset() -> TestResult {
         (s, v),
         (
             200,
-            json!({"operationDelay": "2.5s", "runReadsPerMinute": 0, "runWritesPerMinute": 0, "clockOffset": "0s", "taskDuration": "0s"})
+            json!({"operationDelay": "2.5s", "runReadsPerMinute": 0, "runWritesPerMinute": 0, "clockOffset": "0s", "taskDuration": "0s", "buildDuration": "0s"})
         )
     );
     let (_, v) = http(&emu, "GET", "/emulator/v1/config", None).await;

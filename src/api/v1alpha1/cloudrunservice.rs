@@ -130,8 +130,16 @@ pub struct CloudRunServiceSpec {
     pub encryption: Option<Box<Encryption>>,
 
     /// The containers of each revision. The first one serving a port receives requests.
+    /// With `build`, the first container runs the image built from source: its `image` is
+    /// ignored (write the function's name, for instance) and replaced by the built digest.
     #[schemars(length(min = 1, max = 10))]
     pub containers: Vec<Container>,
+
+    /// Build the first container's image from source with Cloud Run's `builds:submit`
+    /// (Google's buildpacks, as Cloud Run functions are built), then deploy it by digest. A new
+    /// `source.generation` or build setting builds again; an unchanged one never does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<Box<Build>>,
 
     /// Instance autoscaling bounds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -198,6 +206,69 @@ pub struct CloudRunServiceSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 3))]
     pub ignore_drift: Vec<DriftAspect>,
+}
+
+/// A build from source (`Builds.SubmitBuild`, buildpacks).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, KubeSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Build {
+    /// The source archive (a `.tar.gz`) in Cloud Storage.
+    pub source: BuildSource,
+    /// The function to run, for a function (`buildpackBuild.functionTarget`), e.g. `helloHttp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub function_target: Option<String>,
+    /// The base image to build on (Google's runtime of the language by default), e.g.
+    /// `us-central1-docker.pkg.dev/serverless-runtimes/google-22/runtimes/nodejs22`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub base_image: Option<String>,
+    /// Enrol the built container in automatic base image (security) updates (default `true`):
+    /// Cloud Run rebases it on a patched base image without a redeploy.
+    #[serde(default = "default_true")]
+    pub automatic_updates: bool,
+    /// Email of the service account the build runs as. Use a dedicated one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 254), regex(pattern = r"^[^@\s]+@[^@\s]+$"))]
+    pub service_account: Option<String>,
+    /// A Cloud Build private worker pool,
+    /// `projects/{project}/locations/{region}/workerPools/{pool}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(max = 512),
+        regex(pattern = r"^projects/[^/]+/locations/[^/]+/workerPools/[^/]+$")
+    )]
+    pub worker_pool: Option<String>,
+    /// Environment variables of the build (not of the running service).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 64))]
+    #[x_kube(validation = Rule::new("self.all(k, k.size() <= 256 && self[k].size() <= 4096)").message("spec.build.environmentVariables: names at most 256 characters, values at most 4096"))]
+    pub environment_variables: BTreeMap<String, String>,
+    /// The Artifact Registry repository the image is pushed to, e.g.
+    /// `europe-west1-docker.pkg.dev/my-project/functions`; the image is
+    /// `{imageRepository}/{service id}`. Default:
+    /// `{region}-docker.pkg.dev/{project}/cloud-run-source-deploy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 512),
+        regex(pattern = r"^[a-z0-9][^\s@:]*[a-z0-9]$")
+    )]
+    pub image_repository: Option<String>,
+}
+
+/// A source archive in Cloud Storage.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BuildSource {
+    /// Bucket name.
+    #[schemars(length(min = 3, max = 222))]
+    pub bucket: String,
+    /// Object name, e.g. `functions/hello.tar.gz`.
+    #[schemars(length(min = 1, max = 1024))]
+    pub object: String,
+    /// The object's generation: a new upload is a new generation, and builds again.
+    #[schemars(range(min = 1))]
+    pub generation: i64,
 }
 
 /// Whether runwarden writes to Google.
@@ -516,6 +587,14 @@ pub struct Container {
     /// Whether the container may receive requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub readiness_probe: Option<Box<Probe>>,
+    /// The base image the container's image was built on (`baseImageUri`), e.g.
+    /// `us-central1-docker.pkg.dev/serverless-runtimes/google-22/runtimes/nodejs22`: with it,
+    /// Cloud Run applies automatic base image (security) updates to the running revision without
+    /// a redeploy. With `spec.build`, runwarden sets it on the built container from Google's
+    /// answer. Google's `buildInfo` is output only and never counts as drift.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub base_image_uri: Option<Box<String>>,
 }
 
 /// Where a volume is mounted.
@@ -938,6 +1017,9 @@ pub struct CloudRunServiceStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
     pub traffic: Vec<TrafficStatus>,
+    /// The build from source (`spec.build`): the one in flight or the last one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<BuildStatus>,
     /// The managed field paths where Google differed from the spec at the last pass (e.g.
     /// `ingress`, `template.containers[0].image`, `access.invokers`): corrected in `Manage`, left
     /// as they are (until fixed in Google or in the spec) in `Observe`.
@@ -947,6 +1029,49 @@ pub struct CloudRunServiceStatus {
     /// `access.mode: Additive`: what runwarden granted (absent in `Authoritative` mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<AccessStatus>,
+}
+
+/// A build from source, as runwarden follows it.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BuildStatus {
+    /// The Cloud Build operation, `projects/{p}/locations/{l}/operations/{id}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    pub operation: Option<String>,
+    /// The image built, by digest (`...@sha256:...`), once the build succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub image: Option<String>,
+    /// The base image Google enrolled the build in (automatic updates), put on the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub base_image_uri: Option<String>,
+    /// The `spec.build.source.generation` the build came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_generation: Option<i64>,
+    /// A hash of the source and every build setting: a build runs again only when it changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub settings: Option<String>,
+    /// `Building`, `Succeeded` or `Failed`.
+    pub state: BuildState,
+    /// Google's message and the build's log URL, when it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
+    pub message: Option<String>,
+}
+
+/// Where a build from source is.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub enum BuildState {
+    /// Submitted; Cloud Build is running it.
+    #[default]
+    Building,
+    /// Built; the image is deployed.
+    Succeeded,
+    /// Failed; the running revision keeps serving until the spec changes.
+    Failed,
 }
 
 /// A share of the requests as Cloud Run routes it.

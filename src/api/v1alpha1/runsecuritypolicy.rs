@@ -95,6 +95,10 @@ pub struct RunSecurityPolicySpec {
     /// Require every container image pinned by digest (`...@sha256:` and 64 hex digits).
     #[serde(default)]
     pub require_image_digest: bool,
+    /// Require automatic base image (security) updates: every serving container has a
+    /// `baseImageUri`, or is built from source with `spec.build.automaticUpdates` on.
+    #[serde(default)]
+    pub require_automatic_base_image_updates: bool,
     /// Projects whose Cloud KMS keys `encryption.kmsKey` may name, like Google's
     /// `constraints/gcp.restrictCmekCryptoKeyProjects`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

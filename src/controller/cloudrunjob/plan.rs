@@ -216,6 +216,7 @@ pub fn plan(input: &Input, obs: &Observed) -> Result<Plan, Read> {
     let resolved = Resolved {
         project: project.to_owned(),
         connector,
+        built: None,
     };
     let desired = render::desired_job(input.obj, &resolved);
     let observe = input.obj.spec.management_policy == ManagementPolicy::Observe;

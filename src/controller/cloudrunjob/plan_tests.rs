@@ -362,6 +362,7 @@ async fn a_job_someone_else_created_is_refused_and_deleting_removes_schedule_the
         &crate::controller::cloudrunservice::render::Resolved {
             project: "p1".into(),
             connector: None,
+            built: None,
         },
     );
     foreign
@@ -438,6 +439,7 @@ async fn observe_reports_what_differs_and_writes_nothing() {
         &crate::controller::cloudrunservice::render::Resolved {
             project: "p1".into(),
             connector: None,
+            built: None,
         },
     );
     theirs.labels.remove("runwarden-owner");

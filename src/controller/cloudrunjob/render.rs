@@ -226,6 +226,7 @@ mod tests {
         Resolved {
             project: "p1".into(),
             connector: None,
+            built: None,
         }
     }
 

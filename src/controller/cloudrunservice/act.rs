@@ -115,6 +115,28 @@ async fn write(
             ));
             fields.operation = Some(op.name);
         }
+        Change::SubmitBuild {
+            request,
+            mut record,
+        } => {
+            let parent = request.parent.clone();
+            let image = request.image_uri.clone();
+            let answer = gcp
+                .builds
+                .submit_build(*request)
+                .await
+                .map_err(|e| service_failed(&e))?;
+            let op = answer.build_operation.map(|o| o.name).unwrap_or_default();
+            info!(parent = %parent, operation = %op, image = %image, "submitted a build from source");
+            let mut message = format!("Building {image} (Cloud Build operation {op})");
+            if !answer.base_image_warning.is_empty() {
+                message = format!("{message}: {}", answer.base_image_warning);
+            }
+            notes.push(Note::normal("BuildSubmitted", "Build", message));
+            record.operation = Some(op).filter(|o| !o.is_empty());
+            record.base_image_uri = Some(answer.base_image_uri).filter(|b| !b.is_empty());
+            fields.build = Some(record);
+        }
         Change::SetInvokers(change) => {
             access::apply(
                 gcp.run.as_ref(),

@@ -588,3 +588,138 @@ async fn a_failed_pass_never_leaves_ready_true() {
     );
     assert!(w.google.take_calls().is_empty(), "no Google call");
 }
+
+fn from_source(generation: i64) -> serde_json::Value {
+    serde_json::json!({
+        "containers": [{"image": "hello"}],
+        "build": {
+            "source": {"bucket": "src-p1", "object": "hello.tar.gz", "generation": generation},
+            "functionTarget": "helloHttp",
+            "serviceAccount": "builder@p1.iam.gserviceaccount.com",
+        },
+    })
+}
+
+/// The container Google runs.
+fn deployed(w: &World) -> google_cloud_run_v2::model::Container {
+    let svc = w.google.service(NAME).expect("service");
+    svc.template.unwrap().containers[0].clone()
+}
+
+#[tokio::test]
+async fn a_service_from_source_builds_once_deploys_the_digest_and_rebuilds_only_for_a_new_source() {
+    let mut w = World::new(from_source(1));
+    let p = w.pass().await;
+    assert_eq!(
+        p.calls,
+        ["run.builds.submit"],
+        "nothing deployed before a build"
+    );
+    assert_eq!(
+        (p.events.as_slice(), p.outcome),
+        (&["BuildSubmitted"][..], "Progressing")
+    );
+    assert_eq!(
+        w.condition(SERVICE_READY),
+        ("Unknown".into(), "Building".into())
+    );
+    let recorded = w.obj.status.as_ref().unwrap().build.clone().unwrap();
+    assert!(recorded.operation.is_some(), "recorded with the submit");
+    assert_eq!(recorded.source_generation, Some(1));
+
+    // The build is done: the digest is deployed with the base image Google answered.
+    let p = w.pass().await;
+    assert_eq!(
+        p.calls,
+        [
+            "cloudbuild.operations.get",
+            "run.services.get",
+            "run.services.create"
+        ]
+    );
+    assert_eq!(p.events, ["Built", "Creating"]);
+    let build = w.obj.status.as_ref().unwrap().build.clone().unwrap();
+    assert_eq!(build.state, crate::api::v1alpha1::BuildState::Succeeded);
+    let image = build.image.clone().unwrap();
+    assert!(
+        image.starts_with("europe-west1-docker.pkg.dev/p1/cloud-run-source-deploy/api@sha256:"),
+        "{image}"
+    );
+    let c = deployed(&w);
+    assert_eq!(c.image, image);
+    assert_eq!(c.base_image_uri, crate::gcp::fake::FAKE_BASE_IMAGE);
+    let svc = w.google.service(NAME).unwrap();
+    let bc = svc.build_config.expect("buildConfig as metadata");
+    assert_eq!(bc.source_location, "gs://src-p1/hello.tar.gz#1");
+    assert_eq!(bc.function_target, "helloHttp");
+    assert!(bc.enable_automatic_updates, "on by default");
+
+    while w.pass().await.outcome != "InSync" {}
+    // A no-op resync: no build, no write.
+    let p = w.pass().await;
+    assert_eq!(p.calls, ["run.services.get", "run.services.getIamPolicy"]);
+    assert!(!p.status_changed);
+
+    // A new source generation builds once and rolls out.
+    w.obj.spec = serde_json::from_value(serde_json::json!({
+        "region": "europe-west1",
+        "containers": [{"image": "hello"}],
+        "build": from_source(2)["build"],
+    }))
+    .unwrap();
+    w.obj.metadata.generation = Some(2);
+    let p = w.pass().await;
+    assert_eq!(p.calls, ["run.builds.submit"]);
+    let p = w.pass().await;
+    assert_eq!(
+        p.calls,
+        [
+            "cloudbuild.operations.get",
+            "run.services.get",
+            "run.services.getIamPolicy",
+            "run.services.patch"
+        ]
+    );
+    let second = w.obj.status.as_ref().unwrap().build.clone().unwrap();
+    assert_ne!(second.image, Some(image), "a new digest");
+    assert_eq!(deployed(&w).image, second.image.unwrap());
+    while w.pass().await.outcome != "InSync" {}
+    let p = w.pass().await;
+    assert!(
+        !p.calls.iter().any(|c| c.contains("build")),
+        "{:?}",
+        p.calls
+    );
+}
+
+#[tokio::test]
+async fn a_failed_build_is_build_failed_with_the_log_and_the_old_revision_keeps_serving() {
+    let mut w = World::new(from_source(1));
+    while w.pass().await.outcome != "InSync" {}
+    let serving = deployed(&w).image;
+    w.google
+        .fail_next_build("Build failed; check build logs for details");
+    w.obj.spec.build.as_mut().unwrap().source.generation = 2;
+    w.obj.metadata.generation = Some(2);
+    assert_eq!(w.pass().await.calls, ["run.builds.submit"]);
+    let p = w.pass().await;
+    assert_eq!(p.calls, ["cloudbuild.operations.get"], "no deploy");
+    assert_eq!(p.events, ["BuildFailed"]);
+    assert_eq!(p.outcome, "BuildFailed");
+    assert_eq!(
+        w.condition(SERVICE_READY),
+        ("False".into(), "BuildFailed".into())
+    );
+    let c = conditions::find(&w.obj.status.as_ref().unwrap().conditions, SERVICE_READY).unwrap();
+    assert!(c.message.contains("check build logs"), "{}", c.message);
+    assert!(c.message.contains("logs: https://"), "{}", c.message);
+    assert_eq!(
+        deployed(&w).image,
+        serving,
+        "the old revision keeps serving"
+    );
+    // Waits for a spec change: no build, no read of Google, no write.
+    let p = w.pass().await;
+    assert!(p.calls.is_empty(), "{:?}", p.calls);
+    assert!(!p.status_changed);
+}

@@ -6,6 +6,7 @@
 //! is rendered by [`render`], which also finds the managed fields that differ.
 
 pub mod act;
+pub mod build;
 pub mod encryption;
 pub mod network;
 pub mod observe;

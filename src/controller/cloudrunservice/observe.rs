@@ -38,6 +38,8 @@ pub enum Read {
     Pinned(String),
     /// The IAM policy of the Cloud Run service.
     InvokerPolicy(String),
+    /// A Cloud Build operation of a build from source (`status.build.operation`).
+    BuildOperation(String),
 }
 
 /// What a pass has read from Google; `None` = not read (yet).
@@ -59,6 +61,8 @@ pub struct Observed {
     pub pinned: Option<GcpResult<Option<Service>>>,
     /// The service's IAM policy.
     pub invoker_policy: Option<GcpResult<Policy>>,
+    /// `status.build.operation`.
+    pub build_operation: Option<GcpResult<Operation>>,
 }
 
 impl Observation for Observed {
@@ -88,6 +92,9 @@ impl Observed {
             Read::Operation(name) => self.operation = Some(gcp.run.get_operation(name).await),
             Read::Service(name) => self.service = Some(gcp.run.get_service(name).await),
             Read::Pinned(name) => self.pinned = Some(gcp.run.get_service(name).await),
+            Read::BuildOperation(name) => {
+                self.build_operation = Some(gcp.builds.get_build_operation(name).await);
+            }
             Read::InvokerPolicy(name) => {
                 self.invoker_policy = Some(gcp.run.get_iam_policy(name).await);
             }

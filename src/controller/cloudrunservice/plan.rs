@@ -81,6 +81,8 @@ pub struct Fields {
     pub drift: Vec<String>,
     /// `access.mode: Additive`: the members runwarden granted.
     pub access: Option<AccessStatus>,
+    /// The build from source in flight or the last one (`spec.build`).
+    pub build: Option<crate::api::v1alpha1::BuildStatus>,
 }
 
 impl Fields {
@@ -94,6 +96,7 @@ impl Fields {
             traffic: s.traffic.clone(),
             drift: s.drift.clone(),
             access: s.access.clone(),
+            build: s.build.clone(),
         })
     }
 }
@@ -127,6 +130,13 @@ pub enum Change {
         changed: Vec<String>,
         /// Whether this takes over a service the object did not create.
         adopt: bool,
+    },
+    /// Submit a build from source (`spec.build`).
+    SubmitBuild {
+        /// The request.
+        request: Box<google_cloud_run_v2::model::SubmitBuildRequest>,
+        /// `status.build` once submitted (its operation and base image filled in by act).
+        record: crate::api::v1alpha1::BuildStatus,
     },
     /// Set the members of `roles/run.invoker` (in `access.mode`).
     SetInvokers(SetMembers),
@@ -208,12 +218,18 @@ pub fn plan(input: &Input, obs: &Observed) -> Result<Plan, Read> {
     let Some(finished) = follow_operation(obs, &mut p)? else {
         return Ok(p);
     };
+    // A build from source in flight or failed is all a pass does: the running revision
+    // keeps serving until an image is built.
+    let Some(built) = super::build::plan(input, project, obs, &mut p)? else {
+        return Ok(p);
+    };
     let Some((connector, grant_drift)) = dependencies(input, project, obs, &mut p)? else {
         return Ok(p);
     };
     let resolved = Resolved {
         project: project.to_owned(),
         connector,
+        built,
     };
     let desired = render::desired_service(input.obj, &resolved);
     let left_by_operation = finished

@@ -99,6 +99,9 @@ fn run(input: &Input, google: &Google) -> (Plan, Vec<Read>) {
                     Read::KeyPolicy(_) => obs.key_policy = Some(Ok(google.key_policy.clone())),
                     Read::Connector(_) => obs.connector = Some(Ok(None)),
                     Read::Pinned(_) => obs.pinned = Some(Ok(google.pinned.clone())),
+                    Read::BuildOperation(_) => {
+                        obs.build_operation = Some(Err(gcp_error(Code::NotFound)));
+                    }
                 }
                 reads.push(read);
             }
@@ -113,6 +116,7 @@ fn deployed(obj: &CloudRunService) -> Service {
         &Resolved {
             project: PROJECT.into(),
             connector: None,
+            built: None,
         },
     )
     .set_generation(1)

@@ -33,6 +33,7 @@ pub fn compute(
         traffic: fields.traffic,
         drift: fields.drift,
         access: fields.access,
+        build: fields.build,
     }
 }
 

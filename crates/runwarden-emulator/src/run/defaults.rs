@@ -21,8 +21,37 @@ pub(super) fn apply_defaults(svc: &mut Value, project: &Project) {
             json!([{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 100}]),
         );
     }
+    let build_config = o.get("buildConfig").cloned();
     if let Some(t) = o.get_mut("template").and_then(Value::as_object_mut) {
         apply_template_defaults(t, project);
+        set_build_info(t, build_config.as_ref());
+    }
+}
+
+/// `containers[].buildInfo` is output only: what a caller sends is dropped. Ours (not
+/// recorded): a service with `buildConfig` (deployed from source) reports on its first
+/// container the function target and source location it was built from.
+fn set_build_info(t: &mut Map<String, Value>, build_config: Option<&Value>) {
+    let Some(containers) = t.get_mut("containers").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for c in containers.iter_mut().filter_map(Value::as_object_mut) {
+        c.remove("buildInfo");
+    }
+    let Some(bc) = build_config else { return };
+    let mut info = Map::new();
+    for key in ["functionTarget", "sourceLocation"] {
+        if let Some(v) = bc
+            .get(key)
+            .filter(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+        {
+            info.insert(key.into(), v.clone());
+        }
+    }
+    if let Some(first) = containers.first_mut().and_then(Value::as_object_mut)
+        && !info.is_empty()
+    {
+        first.insert("buildInfo".into(), Value::Object(info));
     }
 }
 

@@ -2,6 +2,7 @@
 //! patch, delete, run), executions (get, list, cancel, delete) and tasks (get, list), their IAM
 //! policies, and operations. One file per concern:
 //!
+//! - `builds`: `builds:submit` and the Cloud Build operation it returns.
 //! - `services`, `jobs`, `executions`: the methods; `iam`: the IAM methods of services and jobs;
 //!   `operations`: the operation methods.
 //! - `validation`: synchronous checks of a service or job spec; `defaults`: what Cloud Run fills in.
@@ -13,6 +14,7 @@
 //! Dependencies point one way: the method modules use `resource`, `validation`, `defaults` and
 //! `simulation`; `rollout` uses `resource` and `validation`; nothing in `run` imports this file.
 
+pub(crate) mod builds;
 mod defaults;
 pub(crate) mod executions;
 pub(crate) mod iam;

@@ -35,7 +35,7 @@ fn backoff() -> google_cloud_gax::exponential_backoff::ExponentialBackoff {
         .expect("valid backoff")
 }
 
-fn anonymous() -> google_cloud_auth::credentials::Credentials {
+pub fn anonymous() -> google_cloud_auth::credentials::Credentials {
     google_cloud_auth::credentials::anonymous::Builder::new().build()
 }
 
@@ -67,7 +67,7 @@ impl google_cloud_auth::credentials::CredentialsProvider for Bearer {
     }
 }
 
-fn bearer(token: &str) -> google_cloud_auth::credentials::Credentials {
+pub fn bearer(token: &str) -> google_cloud_auth::credentials::Credentials {
     Bearer(token.to_string()).into()
 }
 

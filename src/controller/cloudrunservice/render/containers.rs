@@ -1,5 +1,6 @@
 //! Containers: image, command, arguments, environment, port, resource limits and CPU
-//! allocation, volume mounts, start order, working directory and probes.
+//! allocation, volume mounts, start order, working directory, probes and the base image
+//! (automatic base image updates).
 
 use std::collections::HashMap;
 
@@ -29,8 +30,14 @@ pub(super) const ASPECT: TemplateAspect = TemplateAspect {
     update,
 };
 
-fn render(w: &Workload, _: &Resolved, svc: &mut Service) {
-    template_mut(svc).containers = w.containers.iter().map(container).collect();
+fn render(w: &Workload, resolved: &Resolved, svc: &mut Service) {
+    let t = template_mut(svc);
+    t.containers = w.containers.iter().map(container).collect();
+    // Built from source: the first container runs the built digest, on Google's base image.
+    if let (Some(built), Some(first)) = (&resolved.built, t.containers.first_mut()) {
+        first.image = built.image.clone();
+        first.base_image_uri = built.base_image_uri.clone();
+    }
 }
 
 fn container(c: &api::Container) -> run::Container {
@@ -87,6 +94,7 @@ fn container(c: &api::Container) -> run::Container {
     out.startup_probe = c.startup_probe.as_deref().map(probes::render);
     out.liveness_probe = c.liveness_probe.as_deref().map(probes::render);
     out.readiness_probe = c.readiness_probe.as_deref().map(probes::render);
+    out.base_image_uri = c.base_image_uri.as_deref().cloned().unwrap_or_default();
     out
 }
 
@@ -176,6 +184,8 @@ fn shape(svc: &Service, s: &mut Shape) {
         depends_on.sort();
         s.insert(key("dependsOn"), format!("{depends_on:?}"));
         s.insert(key("workingDir"), c.working_dir.clone());
+        // `buildInfo` is output only (what Google built the image from): never compared.
+        s.insert(key("baseImageUri"), c.base_image_uri.clone());
         let port = port_of(c);
         s.insert(
             key("startupProbe"),
@@ -226,6 +236,7 @@ fn update(out: &mut Service, desired: &Service) {
                 c.volume_mounts = w.volume_mounts;
                 c.depends_on = w.depends_on;
                 c.working_dir = w.working_dir;
+                c.base_image_uri = w.base_image_uri;
                 c.liveness_probe = w.liveness_probe;
                 c.readiness_probe = w.readiness_probe;
                 // Cloud Run's own startup probe stays when the spec sets none.

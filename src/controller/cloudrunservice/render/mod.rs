@@ -51,6 +51,17 @@ pub struct Resolved {
     pub project: String,
     /// Full name of the connector of `egress.connectorRef`, once resolved.
     pub connector: Option<String>,
+    /// The image built from source (`spec.build`), deployed on the first container.
+    pub built: Option<Built>,
+}
+
+/// An image built from source.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Built {
+    /// `...@sha256:...`.
+    pub image: String,
+    /// The base image Google enrolled it in (empty without automatic updates).
+    pub base_image_uri: String,
 }
 
 /// One group of managed fields of a service only.

@@ -72,8 +72,26 @@ pub fn merged_labels(
         .collect()
 }
 
-fn render(obj: &CloudRunService, _: &Resolved, svc: &mut Service) {
+fn render(obj: &CloudRunService, resolved: &Resolved, svc: &mut Service) {
     let spec = &obj.spec;
+    // Built from source: Google's metadata of how (it starts no build).
+    svc.build_config = spec.build.as_deref().map(|b| {
+        google_cloud_run_v2::model::BuildConfig::new()
+            .set_source_location(crate::controller::cloudrunservice::build::source_location(
+                b,
+            ))
+            .set_function_target(b.function_target.clone().unwrap_or_default())
+            .set_image_uri(crate::controller::cloudrunservice::build::image_uri(
+                obj,
+                b,
+                &resolved.project,
+            ))
+            .set_base_image(b.base_image.clone().unwrap_or_default())
+            .set_enable_automatic_updates(b.automatic_updates)
+            .set_worker_pool(b.worker_pool.clone().unwrap_or_default())
+            .set_environment_variables(b.environment_variables.clone())
+            .set_service_account(b.service_account.clone().unwrap_or_default())
+    });
     svc.labels = owned_labels(
         &spec.labels,
         obj.metadata.uid.as_deref().unwrap_or_default(),
@@ -102,6 +120,24 @@ fn shape(svc: &Service, s: &mut Shape) {
         "binaryAuthorization".into(),
         binauthz_shape(svc.binary_authorization.as_ref()),
     );
+    // Its input fields only (`name` is output only).
+    s.insert(
+        "buildConfig".into(),
+        svc.build_config.as_ref().map_or_else(String::new, |b| {
+            let mut env: Vec<_> = b.environment_variables.iter().collect();
+            env.sort();
+            format!(
+                "{}|{}|{}|{}|{}|{}|{}|{env:?}",
+                b.source_location,
+                b.function_target,
+                b.image_uri,
+                b.base_image,
+                b.enable_automatic_updates,
+                b.worker_pool,
+                b.service_account
+            )
+        }),
+    );
 }
 
 fn update(out: &mut Service, desired: &Service) {
@@ -109,6 +145,7 @@ fn update(out: &mut Service, desired: &Service) {
     out.ingress = desired.ingress.clone();
     out.default_uri_disabled = desired.default_uri_disabled;
     out.binary_authorization = desired.binary_authorization.clone();
+    out.build_config = desired.build_config.clone();
 }
 
 /// Binary Authorization as compared: off and absent alike.

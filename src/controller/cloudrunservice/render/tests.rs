@@ -27,6 +27,7 @@ fn resolved() -> Resolved {
     Resolved {
         project: "p1".into(),
         connector: None,
+        built: None,
     }
 }
 
@@ -515,6 +516,7 @@ fn a_resolved_connector_goes_into_the_template() {
     let resolved = Resolved {
         project: "p1".into(),
         connector: Some("projects/p1/locations/europe-west1/connectors/egress".into()),
+        built: None,
     };
     let s = desired_service(&obj, &resolved);
     let vpc = s.template.as_ref().unwrap().vpc_access.as_ref().unwrap();
@@ -892,4 +894,83 @@ fn ignore_drift_traffic_covers_every_traffic_path() {
             path
         ));
     }
+}
+
+#[test]
+fn the_base_image_is_rendered_and_diffed_and_google_build_info_is_never_drift() {
+    let base = "us-central1-docker.pkg.dev/serverless-runtimes/google-22/runtimes/nodejs22";
+    let obj = object(serde_json::json!({"containers": [{"image": "i", "baseImageUri": base}]}));
+    let desired = desired_service(&obj, &resolved());
+    assert_eq!(
+        desired.template.as_ref().unwrap().containers[0].base_image_uri,
+        base
+    );
+    let mut actual = as_google_returns(&desired);
+    // Output only: what Google built the image from.
+    actual.template.as_mut().unwrap().containers[0].build_info = Some(
+        run::BuildInfo::new()
+            .set_function_target("handler")
+            .set_source_location("gs://b/o#1"),
+    );
+    assert_eq!(changes(&desired, &actual), Vec::<String>::new());
+    // Someone switched automatic base image updates off behind runwarden's back.
+    actual.template.as_mut().unwrap().containers[0].base_image_uri = String::new();
+    assert_eq!(
+        changes(&desired, &actual),
+        ["template.containers[0].baseImageUri"]
+    );
+    let update = update_from(&actual, &desired);
+    let c = &update.template.as_ref().unwrap().containers[0];
+    assert_eq!(c.base_image_uri, base, "set back");
+    assert!(c.build_info.is_some(), "Google's output kept as it is");
+    // Unset in the spec, a base image Google has is drift too (updates the spec does not want).
+    let plain = desired_service(&object(serde_json::json!({})), &resolved());
+    let mut enrolled = as_google_returns(&plain);
+    enrolled.template.as_mut().unwrap().containers[0].base_image_uri = base.into();
+    assert_eq!(
+        changes(&plain, &enrolled),
+        ["template.containers[0].baseImageUri"]
+    );
+}
+
+#[test]
+fn a_build_puts_the_built_digest_and_base_image_on_the_first_container_and_build_config_as_metadata()
+ {
+    let obj = object(serde_json::json!({
+        "containers": [{"image": "hello"}, {"name": "proxy", "image": "envoy", "ports": [{"containerPort": 8080}]}],
+        "build": {"source": {"bucket": "b", "object": "o.tar.gz", "generation": 3}, "functionTarget": "fn"},
+    }));
+    let resolved = Resolved {
+        built: Some(Built {
+            image: "europe-west1-docker.pkg.dev/p1/cloud-run-source-deploy/payments@sha256:ab"
+                .into(),
+            base_image_uri: "base".into(),
+        }),
+        ..resolved()
+    };
+    let desired = desired_service(&obj, &resolved);
+    let t = desired.template.as_ref().unwrap();
+    assert_eq!(
+        t.containers[0].image,
+        "europe-west1-docker.pkg.dev/p1/cloud-run-source-deploy/payments@sha256:ab"
+    );
+    assert_eq!(t.containers[0].base_image_uri, "base");
+    assert_eq!(t.containers[1].image, "envoy", "only the first is built");
+    let bc = desired.build_config.as_ref().unwrap();
+    assert_eq!(bc.source_location, "gs://b/o.tar.gz#3");
+    assert_eq!(
+        bc.image_uri,
+        "europe-west1-docker.pkg.dev/p1/cloud-run-source-deploy/payments"
+    );
+    let mut actual = as_google_returns(&desired);
+    assert_eq!(changes(&desired, &actual), Vec::<String>::new());
+    // Output only: Google names the build config.
+    actual.build_config.as_mut().unwrap().name = "projects/p1/builds/x".into();
+    assert_eq!(changes(&desired, &actual), Vec::<String>::new());
+    actual
+        .build_config
+        .as_mut()
+        .unwrap()
+        .enable_automatic_updates = false;
+    assert_eq!(changes(&desired, &actual), ["buildConfig"]);
 }
