@@ -82,6 +82,11 @@ pub trait Judged: std::fmt::Debug + Sync {
     fn built_with_automatic_updates(&self) -> bool {
         false
     }
+    /// With `spec.build`: the repository the built image is pushed to (`build.imageRepository`),
+    /// `Some(None)` when it is the project's default one.
+    fn build_repository(&self) -> Option<Option<&str>> {
+        None
+    }
 }
 
 impl Judged for CloudRunServiceSpec {
@@ -95,6 +100,10 @@ impl Judged for CloudRunServiceSpec {
 
     fn built_with_automatic_updates(&self) -> bool {
         self.build.as_ref().is_some_and(|b| b.automatic_updates)
+    }
+
+    fn build_repository(&self) -> Option<Option<&str>> {
+        self.build.as_ref().map(|b| b.image_repository.as_deref())
     }
 
     fn public(&self) -> Vec<&'static str> {

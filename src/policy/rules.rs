@@ -317,6 +317,29 @@ fn require_dedicated_service_account_cel() -> String {
 
 const REGISTRY_WHY: &str = " must start with one of allowedImageRegistries";
 
+/// The image of container `i` as the registry rules judge it: the one written, or for the
+/// container built from source (`spec.build`, the first) the repository the build pushes to
+/// (`build.imageRepository`, else `{region}-docker.pkg.dev/{project}/cloud-run-source-deploy`):
+/// `(field, value, prefix judged)`; `None` when that default's project is not known (as at
+/// admission without one: the controller judges it).
+fn judged_image(s: &Subject<'_>, i: usize, image: &str) -> Option<(String, String, String)> {
+    let (Some(repository), 0) = (s.spec.build_repository(), i) else {
+        return Some((container_field(i), image.to_owned(), image.to_owned()));
+    };
+    let repository = match repository {
+        Some(r) => r.to_owned(),
+        None => {
+            let project = s.project.filter(|p| !p.is_empty())?;
+            format!(
+                "{}-docker.pkg.dev/{project}/cloud-run-source-deploy",
+                s.spec.workload().region
+            )
+        }
+    };
+    let judged = format!("{repository}/");
+    Some(("spec.build.imageRepository".to_owned(), repository, judged))
+}
+
 fn allowed_image_registries(p: &RunSecurityPolicySpec, s: &Subject<'_>) -> Option<String> {
     if p.allowed_image_registries.is_empty() {
         return None;
@@ -327,21 +350,29 @@ fn allowed_image_registries(p: &RunSecurityPolicySpec, s: &Subject<'_>) -> Optio
         .containers
         .iter()
         .enumerate()
-        .filter(|(_, c)| {
+        .filter_map(|(i, c)| judged_image(s, i, &c.image))
+        .filter(|(_, _, judged)| {
             !p.allowed_image_registries
                 .iter()
-                .any(|r| c.image.starts_with(r.as_str()))
+                .any(|r| judged.starts_with(r.as_str()))
         })
-        .map(|(i, c)| format!("{} ({})", container_field(i), c.image))
+        .map(|(field, value, _)| format!("{field} ({value})"))
         .collect();
     (!outside.is_empty()).then(|| outside.join(", ") + REGISTRY_WHY)
 }
 
 fn allowed_image_registries_cel() -> String {
+    let built = format!("(i == 0 && {})", present(&format!("{S}.build")));
+    let own = format!("has({S}.build.imageRepository)");
+    let repository = format!(
+        "({own} ? {S}.build.imageRepository : {S}.region + '-docker.pkg.dev/' + variables.project + '/cloud-run-source-deploy')"
+    );
+    let judged = format!("({built} ? {repository} + '/' : {S}.containers[i].image)");
+    let known = format!("!({built} && !{own} && variables.project == '')");
     let outside = containers_where(
-        &format!("!{P}.allowedImageRegistries.exists(r, {S}.containers[i].image.startsWith(r))"),
+        &format!("{known} && !{P}.allowedImageRegistries.exists(r, {judged}.startsWith(r))"),
         &format!(
-            "{} + ' (' + {S}.containers[i].image + ')'",
+            "({built} ? 'spec.build.imageRepository (' + {repository} + ')' : {} + ' (' + {S}.containers[i].image + ')')",
             cel_container_field()
         ),
     );
@@ -354,17 +385,19 @@ fn allowed_image_registries_cel() -> String {
 
 const DIGEST_WHY: &str = " must be pinned by digest (@sha256:)";
 
+/// A container built from source (`spec.build`, the first) is always deployed by digest.
 fn require_image_digest(p: &RunSecurityPolicySpec, s: &Subject<'_>) -> Option<String> {
     if !p.require_image_digest {
         return None;
     }
+    let built = s.spec.build_repository().is_some();
     let unpinned: Vec<String> = s
         .spec
         .workload()
         .containers
         .iter()
         .enumerate()
-        .filter(|(_, c)| !is_pinned(&c.image))
+        .filter(|(i, c)| !(is_pinned(&c.image) || (*i == 0 && built)))
         .map(|(i, _)| container_field(i))
         .collect();
     (!unpinned.is_empty()).then(|| unpinned.join(", ") + DIGEST_WHY)
@@ -372,7 +405,11 @@ fn require_image_digest(p: &RunSecurityPolicySpec, s: &Subject<'_>) -> Option<St
 
 fn require_image_digest_cel() -> String {
     let unpinned = containers_where(
-        &format!("!{S}.containers[i].image.matches({})", lit(DIGEST_RE)),
+        &format!(
+            "!{S}.containers[i].image.matches({}) && !(i == 0 && {})",
+            lit(DIGEST_RE),
+            present(&format!("{S}.build"))
+        ),
         &cel_container_field(),
     );
     format!(
