@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::{Harness, PROJECT, REGION};
 use runwarden::api::v1alpha1::{BuildState, CloudRunService};
 
@@ -66,25 +64,7 @@ async fn a_service_from_source_builds_deploys_the_digest_and_rebuilds_only_for_a
 
     // A no-op resync: no build, no write.
     h.emu.reset_counters();
-    h.api()
-        .patch(
-            "hello",
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(
-                serde_json::json!({"metadata": {"annotations": {"poke": "1"}}}),
-            ),
-        )
-        .await
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while h.emu.count("run.services.get") == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the poke did not cause a reconcile"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    h.poke(&h.api(), "hello", "services.get").await;
     assert_eq!(
         h.emu.count("run.builds.submit"),
         0,

@@ -264,24 +264,7 @@ async fn a_scheduled_job_with_cmek_and_direct_vpc_runs_as_its_schedule_and_is_de
 
     // An unchanged spec: a reconcile (triggered by a metadata change) writes nothing to Google.
     h.emu.reset_counters();
-    let before = h.metrics.gcp_request_count("run", "jobs.get", "OK");
-    jobs(&h, &h.ns)
-        .patch(
-            "export",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"poke": "1"}}})),
-        )
-        .await
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while h.metrics.gcp_request_count("run", "jobs.get", "OK") == before {
-        assert!(
-            Instant::now() < deadline,
-            "the poke did not cause a reconcile"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    h.poke(&jobs(&h, &h.ns), "export", "jobs.get").await;
     assert_eq!(
         h.writes(),
         0,

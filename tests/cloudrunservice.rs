@@ -76,26 +76,7 @@ async fn create_update_and_no_op_resync() {
 
     // Unchanged spec: a reconcile (triggered by a metadata change) writes nothing to Google.
     h.emu.reset_counters();
-    let before = h.metrics.gcp_request_count("run", "services.get", "OK");
-    h.api()
-        .patch(
-            "payments",
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(
-                serde_json::json!({"metadata": {"annotations": {"poke": "1"}}}),
-            ),
-        )
-        .await
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while h.metrics.gcp_request_count("run", "services.get", "OK") == before {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the poke did not cause a reconcile"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    h.poke(&h.api(), "payments", "services.get").await;
     assert_eq!(
         h.writes(),
         0,

@@ -99,30 +99,6 @@ fn granted(obj: &CloudRunService) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
-/// Reconciles the object once more (a metadata change) and waits for the pass to read Google.
-async fn poke(h: &Harness, name: &str, n: u32) {
-    let before = h.metrics.gcp_request_count("run", "services.get", "OK");
-    h.api()
-        .patch(
-            name,
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(
-                serde_json::json!({"metadata": {"annotations": {"poke": n.to_string()}}}),
-            ),
-        )
-        .await
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while h.metrics.gcp_request_count("run", "services.get", "OK") == before {
-        assert!(
-            Instant::now() < deadline,
-            "the poke did not cause a reconcile"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-}
-
 #[tokio::test]
 async fn additive_invokers_keep_members_granted_by_others() {
     let Some(mut h) = Harness::new("access-additive").await else {
@@ -138,7 +114,7 @@ async fn additive_invokers_keep_members_granted_by_others() {
     grant_behind_our_back(&h, "hooks", &eventarc()).await;
     grant_behind_our_back(&h, "hooks", PARTNER).await;
     h.emu.reset_counters();
-    poke(&h, "hooks", 1).await;
+    h.poke(&h.api(), "hooks", "services.get").await;
     assert_eq!(h.writes(), 0, "{:?}", h.emu.counters());
     assert_eq!(
         (
@@ -192,7 +168,7 @@ async fn additive_invokers_keep_members_granted_by_others() {
         })
     })
     .await;
-    poke(&h, "hooks", 2).await;
+    h.poke(&h.api(), "hooks", "services.get").await;
     assert_eq!(
         invokers(&h, "hooks").await,
         set(&[BATCH, PARTNER, &eventarc()])

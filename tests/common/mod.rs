@@ -289,6 +289,33 @@ impl Harness {
         }
     }
 
+    /// Makes the controller reconcile `name` once more without a spec change (a new
+    /// annotation), waits until that pass has read Google (`read`, a Cloud Run method such as
+    /// `services.get`, counted by the controller's metrics) and lets it finish its writes.
+    pub async fn poke<K>(&self, api: &Api<K>, name: &str, read: &str)
+    where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        let before = self.metrics.gcp_request_count("run", read, "OK");
+        let poke = format!("{}", fastrand::u64(..));
+        api.patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"annotations": {"poke": poke}}})),
+        )
+        .await
+        .expect("poke");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.metrics.gcp_request_count("run", read, "OK") == before {
+            assert!(
+                Instant::now() < deadline,
+                "the poke did not cause a reconcile"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
     /// Sum of the emulator's counters of write methods (create, patch, delete, setIamPolicy).
     pub fn writes(&self) -> u64 {
         self.emu
