@@ -362,18 +362,12 @@ async fn plan_job(
     if out.calls.iter().any(|c| c.method == "run.jobs.create") {
         let resource = plan.fields.resource_name.clone().unwrap_or_default();
         let members = job_plan::executor_members(&obj);
-        if !members.is_empty() {
-            out.calls.push(Call {
-                method: "run.jobs.setIamPolicy",
-                resource: resource.clone(),
-                fields: vec![],
-                add: members.into_iter().collect(),
-                remove: vec![],
-                role: Some(crate::controller::iam::INVOKER_ROLE.to_owned()),
-                mode: mode_name(obj.spec.access.mode),
-                kept: vec![],
-            });
-        }
+        out.calls.extend(first_members_call(
+            "run.jobs.setIamPolicy",
+            &resource,
+            obj.spec.access.mode,
+            &members,
+        ));
         if let Some(schedule) = input
             .project
             .as_deref()
@@ -698,21 +692,15 @@ async fn plan_service(
         }
     }
     // A created service's invokers are set by the pass after Google's operation finishes.
-    let members = service_plan::invoker_members(&obj);
     if matches!(out.action, Verdict::Create | Verdict::Waits)
         && out.calls.iter().any(|c| c.method == "run.services.create")
-        && !members.is_empty()
     {
-        out.calls.push(Call {
-            method: "run.services.setIamPolicy",
-            resource: plan.fields.resource_name.clone().unwrap_or_default(),
-            fields: vec![],
-            add: members.into_iter().collect(),
-            remove: vec![],
-            role: Some(crate::controller::iam::INVOKER_ROLE.to_owned()),
-            mode: mode_name(obj.spec.access.mode),
-            kept: vec![],
-        });
+        out.calls.extend(first_members_call(
+            "run.services.setIamPolicy",
+            &plan.fields.resource_name.clone().unwrap_or_default(),
+            obj.spec.access.mode,
+            &service_plan::invoker_members(&obj),
+        ));
     }
     if let Outcome::Stop(e) = &plan.outcome {
         out.reason = Some(e.metric_label().to_owned());
@@ -837,6 +825,26 @@ fn members_call(method: &'static str, change: &crate::controller::access::SetMem
         resource: change.resource.clone(),
         fields: vec![],
     }
+}
+
+/// The members write of the pass after a create: the one access decision, on the new
+/// resource's empty policy; `None` when nobody is to hold the role.
+fn first_members_call(
+    method: &'static str,
+    resource: &str,
+    mode: crate::api::v1alpha1::AccessMode,
+    members: &std::collections::BTreeSet<String>,
+) -> Option<Call> {
+    let wanted = crate::controller::access::Wanted {
+        resource,
+        mode,
+        members,
+        recorded: None,
+        was_authoritative: false,
+    };
+    crate::controller::access::decide(wanted, &google_cloud_iam_v1::model::Policy::default())
+        .change
+        .map(|change| members_call(method, &change))
 }
 
 /// `Some("Additive")` in Additive mode (the default goes unsaid).
