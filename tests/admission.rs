@@ -74,6 +74,20 @@ impl Case {
         })
     }
 
+    /// The object's project as admission resolves it: `spec.projectId`, else the namespace's
+    /// annotation; no controller default project.
+    fn project(&self, spec_project: Option<&str>) -> Option<String> {
+        runwarden::controller::context::resolve_project(
+            spec_project,
+            self.namespace
+                .annotations
+                .get(runwarden::api::PROJECT_ANNOTATION)
+                .filter(|p| !p.is_empty())
+                .cloned(),
+            None,
+        )
+    }
+
     fn service(&self, base: &serde_json::Value) -> serde_json::Value {
         let mut spec = base.clone();
         spec.as_object_mut().unwrap().extend(self.service.clone());
@@ -157,16 +171,7 @@ fn evaluate(case: &Case, index: usize, base: &serde_json::Value) -> policy::Eval
     let spec: CloudRunServiceSpec = serde_json::from_value(case.service(base))
         .unwrap_or_else(|e| panic!("case {}: service: {e}", case.name));
     let ns = case.namespace_name(index);
-    // As at admission: no controller default project.
-    let project = runwarden::controller::context::resolve_project(
-        spec.project_id.as_deref(),
-        case.namespace
-            .annotations
-            .get(runwarden::api::PROJECT_ANNOTATION)
-            .filter(|p| !p.is_empty())
-            .cloned(),
-        None,
-    );
+    let project = case.project(spec.project_id.as_deref());
     let subject = Subject {
         spec: &spec,
         namespace: &ns,
@@ -181,15 +186,7 @@ fn evaluate_job(case: &Case, index: usize, base: &serde_json::Value) -> policy::
     let spec: CloudRunJobSpec = serde_json::from_value(case.job(base))
         .unwrap_or_else(|e| panic!("case {}: job: {e}", case.name));
     let ns = case.namespace_name(index);
-    let project = runwarden::controller::context::resolve_project(
-        spec.project_id.as_deref(),
-        case.namespace
-            .annotations
-            .get(runwarden::api::PROJECT_ANNOTATION)
-            .filter(|p| !p.is_empty())
-            .cloned(),
-        None,
-    );
+    let project = case.project(spec.project_id.as_deref());
     let subject = Subject::job(&spec, &ns, &case.namespace.labels, project.as_deref());
     policy::evaluate(&subject, &case.policies())
 }
