@@ -27,10 +27,12 @@
 //!    is with the earlier kinds' objects Ready too.
 //! 2. SIGKILL it, reset the counters, start controller #2 with a short `--resync`: **calls per
 //!    restart** = the calls until the counters stay still for 5 s, / N (per kind: the calls only
-//!    that kind makes; the `all` row: every call / all objects).
+//!    that kind makes; the `all` row: every call / all objects); **restart peak** = its `VmHWM`
+//!    then (the re-list of every object and a pass over each, with the objects present).
 //! 3. Reset the counters, wait for N more reconciles of each kind
 //!    (`runwarden_reconciles_total{kind}`): **reads per no-op resync** = reads / reconciles (every
-//!    one of them is a resync that changes nothing; per kind as in 2).
+//!    one of them is a resync that changes nothing; per kind as in 2); **RSS after resync** its
+//!    RSS then, with its `VmHWM` (over the restart and the resync) in brackets.
 //!
 //! While a kind is not all Ready, a progress line every 15 s shows the most common `Ready`
 //! conditions of the others and the calls so far; no object becoming Ready for 5 minutes
@@ -440,6 +442,12 @@ struct Row {
     per_create: f64,
     reads_per_resync: Option<f64>,
     per_restart: Option<f64>,
+    /// Controller #2's `VmHWM` once the restart's calls stopped: the re-list of every object
+    /// and a pass over each.
+    restart_peak: u64,
+    /// Controller #2's RSS at the end of the no-op resync round, and its `VmHWM` then.
+    resync_rss: u64,
+    resync_peak: u64,
     resync: String,
     e429: u64,
     emulator_quota: Option<bool>,
@@ -668,6 +676,7 @@ fn run_size(n: usize, kinds: &[Kind], quota: Option<(u32, u32)>) -> Option<Row> 
     let c2 = start_controller(plane, &emulator, &ns, &row.resync, limits);
     let restart_calls = until_quiet(&emulator, Duration::from_secs(5), Duration::from_secs(600));
     row.per_restart = Some(restart_calls as f64 / objects);
+    row.restart_peak = proc_status(c2.proc.0.id(), "VmHWM");
     let c = counters(&emulator);
     // With one kind, the shared calls are its own; with several, they are only in the totals.
     let attributed = |kind: Kind, m: &str| kind.owns(m) || (kinds.len() == 1 && shared(m));
@@ -706,6 +715,8 @@ fn run_size(n: usize, kinds: &[Kind], quota: Option<(u32, u32)>) -> Option<Row> 
         let mine = only(&c, |m| attributed(k.kind, m));
         k.reads_per_resync = (r > 0.0).then(|| reads(&mine) as f64 / r);
     }
+    row.resync_rss = rss(&c2.metrics);
+    row.resync_peak = proc_status(c2.proc.0.id(), "VmHWM");
     let all: f64 = resyncs.iter().sum();
     row.reads_per_resync = (all > 0.0).then(|| reads(&c) as f64 / all);
     row.breakdown += &format!(
@@ -829,15 +840,27 @@ fn main() {
         }
     } else {
         println!(
-            "| N | kind | applied in | all Ready after | create→Ready p50 | p99 | RSS idle | RSS at Ready | RSS settled | peak RSS | calls/create | reads/no-op resync | calls/restart | 429s |"
+            "| N | kind | applied in | all Ready after | create→Ready p50 | p99 | RSS idle | RSS at Ready | RSS settled | peak RSS | restart peak | RSS after resync (peak) | calls/create | reads/no-op resync | calls/restart | 429s |"
         );
-        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        // Restart and resync are the whole run's (one controller holds every kind).
+        let restart = |r: &Row| {
+            (
+                mib(r.restart_peak),
+                format!("{} ({})", mib(r.resync_rss), mib(r.resync_peak)),
+            )
+        };
         let opt = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}"));
         for r in &rows {
             let mut idle = r.rss_idle;
             for k in &r.kinds {
+                let (restart_peak, resync) = if several {
+                    ("-".to_string(), "-".to_string())
+                } else {
+                    restart(r)
+                };
                 println!(
-                    "| {} | {} | {:.1}s | {:.1}s | {:.2}s | {:.2}s | {} | {} | {} | {} | {:.2} | {} | {} | {} |",
+                    "| {} | {} | {:.1}s | {:.1}s | {:.2}s | {:.2}s | {} | {} | {} | {} | {} | {} | {:.2} | {} | {} | {} |",
                     r.n,
                     k.kind.plural(),
                     k.applied,
@@ -848,6 +871,8 @@ fn main() {
                     mib(k.rss_ready),
                     mib(k.rss_settled),
                     mib(k.peak),
+                    restart_peak,
+                    resync,
                     k.per_create,
                     k.reads_per_resync
                         .map_or("-".into(), |v| format!("{v:.2} (--resync {})", r.resync)),
@@ -859,8 +884,9 @@ fn main() {
             }
             if several {
                 let last = r.kinds.last();
+                let (restart_peak, resync) = restart(r);
                 println!(
-                    "| {} | all {} | {:.1}s | {:.1}s | - | - | {} | {} | {} | {} | {:.2} | {} | {} | {} |",
+                    "| {} | all {} | {:.1}s | {:.1}s | - | - | {} | {} | {} | {} | {} | {} | {:.2} | {} | {} | {} |",
                     r.n * r.kinds.len(),
                     names,
                     r.kinds.iter().map(|k| k.applied).sum::<f64>(),
@@ -869,6 +895,8 @@ fn main() {
                     mib(last.map_or(0, |k| k.rss_ready)),
                     mib(last.map_or(0, |k| k.rss_settled)),
                     mib(r.peak),
+                    restart_peak,
+                    resync,
                     r.per_create,
                     r.reads_per_resync
                         .map_or("-".into(), |v| format!("{v:.2} (--resync {})", r.resync)),
