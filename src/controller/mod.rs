@@ -273,6 +273,56 @@ pub async fn observe_and_plan_from<O: Observation, P>(
     }
 }
 
+/// A pass's writes as made: the events they earned and how the pass ends (for
+/// [`plan_and_act`]).
+pub trait Acted {
+    /// How the pass ends.
+    fn outcome(&self) -> &Outcome;
+    /// The events to publish, in order.
+    fn notes_mut(&mut self) -> &mut Vec<Note>;
+}
+
+impl Outcome {
+    /// Whether the pass stopped at a create Google refused because the resource exists.
+    pub fn refused_as_existing(&self) -> bool {
+        matches!(self, Outcome::Stop(crate::Error::Gcp(e))
+            if e.code == crate::gcp::Code::AlreadyExists && e.method.ends_with(".create"))
+    }
+}
+
+/// Observes, plans and makes the writes of one pass, starting from what the object's status
+/// lets the pass take as known without a read (`presumed`: a resource this object has never
+/// named or created is absent, so it is created without a `get` first).
+///
+/// A presumption can be wrong: the controller stopped between Google's answer to a create and
+/// the status write that recorded it, or someone else holds the name. Then Google refuses the
+/// create (`ALREADY_EXISTS`), which changes nothing, and the pass is made again from nothing
+/// observed: it reads the resource and takes the ownership path (ours: go on; someone else's:
+/// `AlreadyExists`, never adopted unless the spec says so). The events of the refused attempt
+/// (a key granted before the create) are kept.
+pub async fn plan_and_act<O: Observation, P, A: Acted, F: std::future::Future<Output = A>>(
+    presumed: Option<O>,
+    gcp: &crate::gcp::Gcp,
+    numbers: &context::ProjectNumbers,
+    plan: impl Fn(&O) -> Result<P, O::Read>,
+    act: impl Fn(P) -> F,
+) -> A {
+    let Some(presumed) = presumed else {
+        return act(observe_and_plan(gcp, numbers, &plan).await).await;
+    };
+    let (first, _) = observe_and_plan_from(presumed, gcp, numbers, &plan).await;
+    let mut first = act(first).await;
+    if !first.outcome().refused_as_existing() {
+        return first;
+    }
+    tracing::info!("a create was refused as existing: reading before acting");
+    let mut second = act(observe_and_plan(gcp, numbers, &plan).await).await;
+    let mut notes = std::mem::take(first.notes_mut());
+    notes.append(second.notes_mut());
+    *second.notes_mut() = notes;
+    second
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -101,8 +101,14 @@ pub async fn pass_with(
 ) -> (CloudRunJobStatus, act::Applied) {
     let applied = match gcp {
         Ok(gcp) => {
-            let plan = observe_and_plan(gcp, numbers, |o| plan::plan(input, o)).await;
-            act::execute(plan, gcp, record).await
+            super::plan_and_act(
+                plan::presumed(input),
+                gcp,
+                numbers,
+                |o| plan::plan(input, o),
+                |plan| act::execute(plan, gcp, record),
+            )
+            .await
         }
         Err(e) => {
             let plan = plan::without_clients(input, e);

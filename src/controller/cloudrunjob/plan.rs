@@ -201,6 +201,27 @@ impl Plan {
 
 type Step<T> = Result<Option<T>, Read>;
 
+/// What a pass may take as observed without reading it (see
+/// [`crate::controller::plan_and_act`]): the job of an object that has never named one in its
+/// status (no `status.resourceName`, no operation) is absent, and so is the Cloud Scheduler job
+/// of one that has never recorded a schedule (`status.schedule`). Never in Observe.
+pub fn presumed(input: &Input) -> Option<Observed> {
+    if input.obj.spec.management_policy == ManagementPolicy::Observe {
+        return None;
+    }
+    let status = input.obj.status.as_ref();
+    let named = status.is_some_and(|s| s.resource_name.is_some() || s.operation.is_some());
+    let scheduled = status.is_some_and(|s| s.schedule.is_some());
+    let mut observed = Observed::default();
+    if !named {
+        observed.job = Some(Ok(None));
+    }
+    if !scheduled && input.obj.spec.schedule.is_some() {
+        observed.schedule = Some(Ok(None));
+    }
+    (observed.job.is_some() || observed.schedule.is_some()).then_some(observed)
+}
+
 /// The plan of a pass over a live CloudRunJob, or the next [`Read`] it needs.
 pub fn plan(input: &Input, obs: &Observed) -> Result<Plan, Read> {
     let mut p = Plan::new(input.obj.status.as_ref());

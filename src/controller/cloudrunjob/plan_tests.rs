@@ -101,7 +101,7 @@ fn scheduled() -> serde_json::Value {
 async fn a_scheduled_job_is_created_with_its_executors_and_schedule_then_resyncs_without_writes() {
     let mut w = World::new(scheduled());
     let p = w.pass().await;
-    assert_eq!(p.calls, ["run.jobs.get", "run.jobs.create"]);
+    assert_eq!(p.calls, ["run.jobs.create"]);
     assert_eq!(
         (p.events.as_slice(), p.outcome),
         (&["Creating"][..], "Progressing")
@@ -113,10 +113,10 @@ async fn a_scheduled_job_is_created_with_its_executors_and_schedule_then_resyncs
         [
             "run.operations.get",
             "run.jobs.getIamPolicy",
-            "cloudscheduler.jobs.get",
             "run.jobs.setIamPolicy",
             "cloudscheduler.jobs.create",
-        ]
+        ],
+        "a schedule never recorded in status is created without reading first"
     );
     assert_eq!(p.events, ["Created", "ExecutorsUpdated", "ScheduleCreated"]);
     assert_eq!(p.outcome, "InSync");
@@ -239,7 +239,7 @@ async fn schedule_changes_are_patches_pause_resume_and_removal_deletes_it() {
 async fn a_run_token_starts_one_execution_that_job_ready_follows() {
     let mut w = World::new(serde_json::json!({"execution": {"runToken": "first"}}));
     let p = w.pass().await;
-    assert_eq!(p.calls, ["run.jobs.get", "run.jobs.create"]);
+    assert_eq!(p.calls, ["run.jobs.create"]);
     let p = w.pass().await;
     assert_eq!(
         p.calls,
@@ -355,6 +355,41 @@ async fn a_spec_change_updates_the_whole_job_and_ignored_images_are_kept() {
 }
 
 #[tokio::test]
+async fn a_schedule_created_before_its_status_was_written_is_found_and_taken_as_ours() {
+    let mut w = World::new(scheduled());
+    w.pass().await;
+    w.pass().await;
+    assert_eq!(w.condition("Ready").0, status::TRUE);
+    // Stopped between Cloud Scheduler's answer and the status write.
+    w.obj.status.as_mut().unwrap().schedule = None;
+    let p = w.pass().await;
+    assert_eq!(
+        p.calls,
+        [
+            "run.jobs.get",
+            "run.jobs.getIamPolicy",
+            "cloudscheduler.jobs.create",
+            "run.jobs.get",
+            "run.jobs.getIamPolicy",
+            "cloudscheduler.jobs.get",
+        ],
+        "refused as existing, then the pass again from a read: the schedule is ours"
+    );
+    assert_eq!(p.outcome, "InSync");
+    assert_eq!(w.condition("ScheduleReady").1, "Scheduled");
+    assert_eq!(
+        w.obj
+            .status
+            .as_ref()
+            .unwrap()
+            .schedule
+            .as_ref()
+            .map(|s| s.resource_name.as_str()),
+        Some(SCHEDULE)
+    );
+}
+
+#[tokio::test]
 async fn a_job_someone_else_created_is_refused_and_deleting_removes_schedule_then_job() {
     let mut w = World::new(scheduled());
     let mut foreign = crate::controller::cloudrunjob::render::desired_job(
@@ -370,7 +405,11 @@ async fn a_job_someone_else_created_is_refused_and_deleting_removes_schedule_the
         .insert("runwarden-owner".into(), "someone-else".into());
     w.google.put_job(foreign);
     let p = w.pass().await;
-    assert_eq!(p.calls, ["run.jobs.get"]);
+    assert_eq!(
+        p.calls,
+        ["run.jobs.create", "run.jobs.get"],
+        "refused as existing, then read and refused"
+    );
     assert_eq!(p.outcome, ALREADY_EXISTS);
     assert_eq!(w.condition(JOB_READY).1, ALREADY_EXISTS);
     assert!(

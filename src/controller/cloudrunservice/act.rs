@@ -28,6 +28,16 @@ pub struct Applied {
     pub outcome: Outcome,
 }
 
+impl crate::controller::Acted for Applied {
+    fn outcome(&self) -> &Outcome {
+        &self.outcome
+    }
+
+    fn notes_mut(&mut self) -> &mut Vec<Note> {
+        &mut self.notes
+    }
+}
+
 /// Makes the plan's writes; `record` persists grants before they are made.
 pub async fn execute(plan: Plan, gcp: &Gcp, record: &dyn Record) -> Applied {
     let Plan {

@@ -90,7 +90,11 @@ impl World {
 async fn create_follow_and_a_quiet_resync() {
     let mut w = World::new(serde_json::json!({"access": {"invokers": ["group:fe@example.com"]}}));
     let p = w.pass().await;
-    assert_eq!(p.calls, ["run.services.get", "run.services.create"]);
+    assert_eq!(
+        p.calls,
+        ["run.services.create"],
+        "an object that never named a service creates it without reading first"
+    );
     assert_eq!(
         (p.events.as_slice(), p.outcome),
         (&["Creating"][..], "Progressing")
@@ -186,7 +190,11 @@ async fn a_foreign_service_is_left_alone_until_adopted() {
     other.pass().await;
     other.pass().await;
     let p = w.pass().await;
-    assert_eq!(p.calls, ["run.services.get"]);
+    assert_eq!(
+        p.calls,
+        ["run.services.create", "run.services.get"],
+        "the create Google refuses as existing changes nothing; the pass reads and refuses to take the service"
+    );
     assert_eq!(p.outcome, "AlreadyExists");
     assert_eq!(
         w.condition("Ready"),
@@ -209,7 +217,7 @@ async fn a_foreign_service_is_left_alone_until_adopted() {
 async fn google_errors_become_the_reasons_users_see() {
     let cases = [
         (
-            "run.services.get",
+            "run.services.create",
             Code::PermissionDenied,
             "ServiceReady",
             "PermissionDenied",
@@ -221,7 +229,7 @@ async fn google_errors_become_the_reasons_users_see() {
             "QuotaExceeded",
         ),
         (
-            "run.services.get",
+            "run.services.create",
             Code::Unavailable,
             "ServiceReady",
             "Unavailable",
@@ -245,6 +253,44 @@ async fn google_errors_become_the_reasons_users_see() {
             "{method}: created on retry"
         );
     }
+}
+
+#[tokio::test]
+async fn a_service_created_before_its_status_was_written_is_found_and_taken_as_ours() {
+    // A controller stopped between Google's answer to the create and the status write: the
+    // service is there with this object's owner label, the object's status says nothing.
+    let mut w = World::new(serde_json::json!({"access": {"invokers": ["group:fe@example.com"]}}));
+    w.pass().await;
+    w.pass().await;
+    assert_eq!(w.condition("Ready").0, status::TRUE);
+    w.obj.status = None;
+    let p = w.pass().await;
+    assert_eq!(
+        p.calls,
+        [
+            "run.services.create",
+            "run.services.get",
+            "run.services.getIamPolicy"
+        ],
+        "refused as existing, read, found ours and in sync: no second service, no write"
+    );
+    assert_eq!(p.outcome, "InSync");
+    assert!(p.events.is_empty(), "{:?}", p.events);
+    assert_eq!(w.condition("Ready"), (status::TRUE.into(), "Ready".into()));
+    assert_eq!(
+        w.obj.status.as_ref().unwrap().resource_name.as_deref(),
+        Some(NAME)
+    );
+    let p = w.pass().await;
+    assert_eq!(p.calls, ["run.services.get", "run.services.getIamPolicy"]);
+}
+
+#[tokio::test]
+async fn observe_reads_before_it_reports_a_service_missing() {
+    let mut w = World::new(serde_json::json!({"managementPolicy": "Observe"}));
+    let p = w.pass().await;
+    assert_eq!(p.calls, ["run.services.get"], "Observe presumes nothing");
+    assert_eq!(w.condition("ServiceReady").1, "Drifted");
 }
 
 /// Changes the service in Google behind runwarden's back, as the console or a CI job would.

@@ -171,13 +171,23 @@ pub async fn pass_with(
             return (status, applied, false);
         }
     };
-    let plan = observe_and_plan(gcp, numbers, |o| plan::plan(input, o)).await;
-    let plan = cap_updates(plan, made, input.obj.metadata.generation);
-    let planned_update = plan
-        .changes
-        .iter()
-        .any(|c| matches!(c, plan::Change::Update { .. }));
-    let applied = act::execute(plan, gcp, record).await;
+    let planned_update = std::sync::atomic::AtomicBool::new(false);
+    let applied = super::plan_and_act(
+        plan::presumed(input),
+        gcp,
+        numbers,
+        |o| plan::plan(input, o).map(|p| cap_updates(p, made, input.obj.metadata.generation)),
+        |plan: plan::Plan| {
+            let update = plan
+                .changes
+                .iter()
+                .any(|c| matches!(c, plan::Change::Update { .. }));
+            planned_update.store(update, std::sync::atomic::Ordering::Relaxed);
+            act::execute(plan, gcp, record)
+        },
+    )
+    .await;
+    let planned_update = planned_update.into_inner();
     // Only an update Google accepted (it started an operation) counts towards the cap: a patch
     // refused by a transient fault changed nothing and is simply retried.
     let previous = input.obj.status.as_ref().and_then(|s| s.operation.as_ref());

@@ -266,6 +266,20 @@ pub fn plan(input: &Input, obs: &Observed) -> Result<Plan, Read> {
     }
 }
 
+/// What a pass over `input` may take as observed without reading it, for
+/// [`crate::controller::plan_and_act`]: the service of an object that has never named one in
+/// its status (no `status.resourceName`, no operation) is absent. Never in Observe, which
+/// must report what is there. `runwarden plan` presumes nothing: it reads.
+pub fn presumed(input: &Input) -> Option<Observed> {
+    let status = input.obj.status.as_ref();
+    let named = status.is_some_and(|s| s.resource_name.is_some() || s.operation.is_some());
+    let observe = input.obj.spec.management_policy == ManagementPolicy::Observe;
+    (!named && !observe).then(|| Observed {
+        service: Some(Ok(None)),
+        ..Observed::default()
+    })
+}
+
 /// The identity, the project, the controller's validation and the guardrails: nothing is read
 /// from Google for an object they stop (but the service it already manages, when the project
 /// now resolves elsewhere).
