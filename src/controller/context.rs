@@ -23,7 +23,8 @@ use crate::metrics::Metrics;
 pub struct Config {
     /// Project used when neither the object nor its namespace names one.
     pub default_project: Option<String>,
-    /// Period of the drift check of a healthy object (jittered ±10%).
+    /// Period of the drift check of a healthy object (every object whose last pass was clean
+    /// is visited once per period, the visits spread evenly over it).
     pub resync: Duration,
     /// How often an in-flight Google operation is polled.
     pub operation_poll: Duration,
@@ -314,11 +315,6 @@ impl Context {
             self.event(obj, n.type_, n.reason, n.action, n.message.clone())
                 .await;
         }
-    }
-
-    /// The delay before the next drift check of a healthy object.
-    pub fn resync(&self) -> Duration {
-        self.config.resync.mul_f64(0.9 + 0.2 * fastrand::f64())
     }
 }
 

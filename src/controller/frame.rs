@@ -49,12 +49,14 @@ pub async fn reconcile<K: Finalized>(
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
     ctx.metrics.reconciled(K::KIND, start.elapsed());
+    let key = key_of(K::KIND, obj.as_ref());
     match &result {
-        Ok(_) => ctx.succeeded(&key_of(K::KIND, obj.as_ref())),
+        Ok(_) => ctx.succeeded(&key),
         // A pass that only started (or waits for) Google's work has not shown the object
         // healthy: its failures are kept, so a deploy that keeps failing backs off further.
-        Err(e) if matches!(e.inner(), Error::Waiting { .. }) => {}
+        Err(e) if matches!(e.inner(), Error::Waiting { .. }) => ctx.attempts.unsettled(key),
         Err(e) => {
+            ctx.attempts.unsettled(key);
             ctx.event(
                 obj.as_ref(),
                 EventType::Warning,
@@ -110,6 +112,19 @@ impl Attempts {
     /// Forgets `key` after a clean pass.
     pub fn settled(&self, key: &Key) {
         self.with(|m| m.remove(key));
+    }
+
+    /// Remembers that the last pass of `key` was not clean (it failed, or waits for Google):
+    /// the paced resync leaves it to its own retry or to a change.
+    pub fn unsettled(&self, key: Key) {
+        self.with(|m| {
+            m.entry(key).or_default();
+        });
+    }
+
+    /// Whether the last pass of `key` was clean (nothing is remembered of it).
+    pub fn is_settled(&self, key: &Key) -> bool {
+        self.with(|m| !m.contains_key(key))
     }
 
     /// The updates sent to Google for `generation` of `key` since it was last in sync.
@@ -303,12 +318,12 @@ mod tests {
     #[test]
     fn a_pass_that_only_started_google_work_is_not_clean() {
         use crate::controller::Outcome;
-        let (resync, poll) = (Duration::from_secs(600), Duration::from_secs(1));
-        let progressing = Outcome::Progressing.result(resync, poll);
+        let poll = Duration::from_secs(1);
+        let progressing = Outcome::Progressing.result(poll);
         assert!(
             matches!(&progressing, Err(e) if matches!(e.inner(), Error::Waiting { .. })),
             "{progressing:?}"
         );
-        assert!(Outcome::InSync.result(resync, poll).is_ok());
+        assert!(Outcome::InSync.result(poll).is_ok());
     }
 }

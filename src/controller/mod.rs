@@ -116,7 +116,8 @@ pub fn truncate(mut s: String, max: usize) -> String {
 /// How a pass over a live object ends, after its writes.
 #[derive(Debug)]
 pub enum Outcome {
-    /// Google matches the spec: look again at the next (jittered) resync.
+    /// Google matches the spec: look again at the next resync (the paced resync of
+    /// [`runner`], which visits every object whose last pass was clean once per period).
     InSync,
     /// Google is working (an operation, a deploy): look again after the operation poll, later
     /// the longer it has been working (see [`operation::poll_after`]). Not a clean pass: the
@@ -169,18 +170,16 @@ impl Outcome {
         ctx: &Context,
         conditions: &[crate::api::v1alpha1::Condition],
     ) -> crate::Result<kube::runtime::controller::Action> {
-        self.result(ctx.resync(), poll_after(ctx, conditions))
+        self.result(poll_after(ctx, conditions))
     }
 
-    /// The reconcile's result: in sync, look again after `resync`; progressing, after `poll`,
-    /// as a [`crate::Error::Waiting`] (no clean pass: the failure backoff is kept).
-    pub fn result(
-        self,
-        resync: Duration,
-        poll: Duration,
-    ) -> crate::Result<kube::runtime::controller::Action> {
+    /// The reconcile's result: in sync, nothing scheduled for the object (the paced resync
+    /// comes back to it; a requeue per object would hold a scheduler entry for each of
+    /// thousands of healthy objects); progressing, look again after `poll`, as a
+    /// [`crate::Error::Waiting`] (no clean pass: the failure backoff is kept).
+    pub fn result(self, poll: Duration) -> crate::Result<kube::runtime::controller::Action> {
         match self {
-            Outcome::InSync => Ok(kube::runtime::controller::Action::requeue(resync)),
+            Outcome::InSync => Ok(kube::runtime::controller::Action::await_change()),
             Outcome::Progressing => Err(crate::Error::Waiting {
                 what: "Google to finish".into(),
                 after: poll,

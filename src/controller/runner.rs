@@ -137,11 +137,17 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// The watcher settings of the kinds a shard owns (CloudRunService, VpcAccessConnector):
-/// `--watch-selector` applies to them, and to every watch over them; not to namespaces or
-/// policies, which every shard needs whole.
+/// The watcher settings of the kinds a shard owns (CloudRunService, CloudRunJob,
+/// VpcAccessConnector): `--watch-selector` applies to them, and to every watch over them; not
+/// to namespaces or policies, which every shard needs whole.
+///
+/// Their lists are paged (500 objects a page, kube's default), which the API server only
+/// honours for a list of the most recent state: a list "at any resource version" (`0`, from
+/// its watch cache) comes back whole. A restarted controller with 10,000 objects then held the
+/// whole response and its parsed copy at once, the peak a memory limit must survive; with
+/// pages it holds one page beside the cache it fills.
 pub fn sharded(selector: Option<&str>) -> watcher::Config {
-    let config = watcher::Config::default().any_semantic();
+    let config = watcher::Config::default();
     match selector {
         Some(s) if !s.trim().is_empty() => config.labels(s),
         _ => config,
@@ -194,10 +200,52 @@ where
         + Sync
         + 'static,
 {
-    Controller::for_stream(
-        changes.predicate_filter(spec_or_metadata::<K>, Default::default()),
-        store,
-    )
+    Controller::for_stream(news(changes, store.clone(), spec_or_metadata::<K>), store)
+}
+
+/// How often [`news`] forgets the objects that left its store.
+const NEWS_PRUNE_EVERY: Duration = Duration::from_secs(300);
+
+/// The changes whose `predicate` value is new for their object (kube-runtime's
+/// `predicate_filter`, in less memory): what it remembers of an object is a hash of its
+/// namespace, name and uid and the value, 16 bytes, where kube-runtime keeps the three strings
+/// and a timestamp (about 200 bytes); objects that left `store` (deleted, or out of the shard)
+/// are forgotten every [`NEWS_PRUNE_EVERY`].
+fn news<K>(
+    changes: impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+    store: Store<K>,
+    predicate: fn(&K) -> Option<u64>,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    let mut seen: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
+    let mut pruned = std::time::Instant::now();
+    changes.filter(move |change| {
+        let new = match change {
+            Ok(obj) => match predicate(obj) {
+                Some(value) => seen.insert(identity(obj), value) != Some(value),
+                None => true,
+            },
+            Err(_) => true,
+        };
+        if pruned.elapsed() >= NEWS_PRUNE_EVERY {
+            pruned = std::time::Instant::now();
+            let live: std::collections::HashSet<u64> =
+                store.state().iter().map(|o| identity(o.as_ref())).collect();
+            seen.retain(|id, _| live.contains(id));
+            seen.shrink_to_fit();
+        }
+        std::future::ready(new)
+    })
+}
+
+/// A hash of an object's namespace, name and uid (a deleted and recreated object is another).
+fn identity<K: Resource>(obj: &K) -> u64 {
+    let m = obj.meta();
+    let mut h = std::hash::DefaultHasher::new();
+    (&m.namespace, &m.name, &m.uid).hash(&mut h);
+    h.finish()
 }
 
 /// The reconcile `reconcile`, held back until `synced` is set: before every cache has listed,
@@ -368,6 +416,13 @@ pub async fn run(
         .graceful_shutdown_on(shutdown.clone())
         .reconcile_on(jobs_of_namespace)
         .reconcile_on(jobs_of_policy);
+    // The resync: one paced round per kind instead of a scheduled requeue per object.
+    let (service_resync, service_resyncs) = futures::channel::mpsc::unbounded();
+    let (job_resync, job_resyncs) = futures::channel::mpsc::unbounded();
+    let (connector_resync, connector_resyncs) = futures::channel::mpsc::unbounded();
+    let services = services.reconcile_on(service_resyncs);
+    let jobs = jobs.reconcile_on(job_resyncs);
+    let connectors = connectors.reconcile_on(connector_resyncs);
     let policies = Controller::new(
         Api::<DeserializeGuard<RunSecurityPolicy>>::all(client.clone()),
         watcher::Config::default().any_semantic(),
@@ -392,6 +447,24 @@ pub async fn run(
         service_task,
         ready_task(ctx.caches.clone(), health, synced.clone()),
         housekeeping_task(ctx.clone()),
+        resync_task(
+            ctx.clone(),
+            ctx.caches.services.clone(),
+            cloudrunservice::KIND,
+            service_resync,
+        ),
+        resync_task(
+            ctx.clone(),
+            ctx.caches.jobs.clone(),
+            cloudrunjob::KIND,
+            job_resync,
+        ),
+        resync_task(
+            ctx.clone(),
+            ctx.caches.connectors.clone(),
+            vpcaccessconnector::KIND,
+            connector_resync,
+        ),
     ];
     futures::join!(
         services
@@ -563,6 +636,83 @@ fn housekeeping_task(ctx: Arc<Context>) -> AbortOnDrop {
             tokio::time::sleep(Duration::from_secs(5)).await;
         }
     }))
+}
+
+/// The resync of one kind: every `--resync` period, each object of `store` whose last pass
+/// was clean is reconciled once (to find drift in Google), the visits spread evenly over the
+/// period (see [`pace`]). Objects whose last pass failed or waits for Google are left to their
+/// own retry, or to a change (a spec error is not looked at again until the spec changes).
+///
+/// One round per kind replaces a scheduled requeue per object: kube-runtime's scheduler keeps
+/// an entry (with the object's reference) for every pending requeue, about 550 bytes for each
+/// of thousands of healthy objects; a round holds only the names it walks. It also spreads the
+/// reads evenly over the period instead of bunching them where the objects were created.
+fn resync_task<K>(
+    ctx: Arc<Context>,
+    store: Store<DeserializeGuard<K>>,
+    kind: &'static str,
+    out: futures::channel::mpsc::UnboundedSender<ObjectRef<DeserializeGuard<K>>>,
+) -> AbortOnDrop
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync,
+    K: 'static,
+{
+    let period = ctx.config.resync;
+    AbortOnDrop(tokio::spawn(resync_rounds(
+        store,
+        period,
+        move |ns, name| {
+            ctx.attempts
+                .is_settled(&(kind, ns.to_owned(), name.to_owned()))
+        },
+        out,
+    )))
+}
+
+/// The rounds of [`resync_task`], with `settled` saying which objects to visit.
+async fn resync_rounds<K>(
+    store: Store<DeserializeGuard<K>>,
+    period: Duration,
+    settled: impl Fn(&str, &str) -> bool,
+    out: futures::channel::mpsc::UnboundedSender<ObjectRef<DeserializeGuard<K>>>,
+) where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    K: 'static,
+{
+    loop {
+        let round: Vec<(String, String)> = store
+            .state()
+            .iter()
+            .map(|o| (o.namespace().unwrap_or_default(), o.name_any()))
+            .collect();
+        let (step, per_step) = pace(period, round.len());
+        if round.is_empty() {
+            tokio::time::sleep(period).await;
+            continue;
+        }
+        for chunk in round.chunks(per_step) {
+            tokio::time::sleep(step).await;
+            for (ns, name) in chunk.iter().filter(|(ns, name)| settled(ns, name)) {
+                if out.unbounded_send(ObjectRef::new(name).within(ns)).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The shortest pause between two steps of a resync round.
+pub const MIN_RESYNC_STEP: Duration = Duration::from_millis(20);
+
+/// How a round over `n` objects spreads over `period`: the pause before each step and the
+/// objects each step visits (one per step unless the steps would come closer than
+/// [`MIN_RESYNC_STEP`]).
+pub fn pace(period: Duration, n: usize) -> (Duration, usize) {
+    let n = n.max(1);
+    let step = (period / u32::try_from(n).unwrap_or(u32::MAX)).max(MIN_RESYNC_STEP);
+    let steps = (period.as_nanos() / step.as_nanos()).max(1);
+    let per_step = (n as u128).div_ceil(steps);
+    (step, usize::try_from(per_step).unwrap_or(n))
 }
 
 /// Hands the heap's free pages back to the system; whether any were.
@@ -746,6 +896,46 @@ mod tests {
         assert!(kept.iter().all(|b| b.iter().all(|&x| x == 1)));
     }
 
+    #[tokio::test]
+    async fn only_news_wake_the_controller() {
+        let (store, _writer) = reflector::store();
+        let recreated = edit(|s| s.metadata.uid = Some("uid-2".into()));
+        let changes = vec![
+            Ok(service()),
+            Ok(edit(|s| s.status = Some(Default::default()))),
+            Ok(edit(|s| s.metadata.generation = Some(2))),
+            Ok(edit(|s| s.metadata.generation = Some(2))),
+            Ok(recreated),
+        ];
+        let passed: Vec<_> = news(futures::stream::iter(changes), store, spec_or_metadata)
+            .map(|c| {
+                let obj = c.unwrap().0.unwrap();
+                (obj.metadata.generation, obj.metadata.uid)
+            })
+            .collect()
+            .await;
+        assert_eq!(
+            passed,
+            [
+                (Some(1), None),
+                (Some(2), None),
+                (Some(1), Some("uid-2".into()))
+            ],
+            "the first sight, a new generation, and a new object of the same name"
+        );
+    }
+
+    #[test]
+    fn the_owned_kinds_list_in_pages() {
+        let config = sharded(None);
+        assert_eq!(config.page_size, Some(500));
+        assert_eq!(
+            config.list_semantic,
+            watcher::ListSemantic::MostRecent,
+            "only a list of the most recent state is paged by the API server"
+        );
+    }
+
     #[test]
     fn the_watch_selector_selects_the_sharded_kinds() {
         assert_eq!(
@@ -777,6 +967,56 @@ mod tests {
             attempts.len(),
             1,
             "only team/api, a cached CloudRunService, is kept"
+        );
+    }
+
+    #[test]
+    fn a_resync_round_spreads_over_its_period() {
+        let minute = Duration::from_secs(60);
+        assert_eq!(pace(minute, 1), (minute, 1));
+        assert_eq!(pace(minute, 0), (minute, 1));
+        assert_eq!(pace(minute, 600), (Duration::from_millis(100), 1));
+        // 10,000 objects in 10 s: a step every 20 ms, 20 objects each (500 steps).
+        assert_eq!(pace(Duration::from_secs(10), 10_000), (MIN_RESYNC_STEP, 20));
+        for (period, n) in [(minute, 7), (Duration::from_secs(10), 10_000), (minute, 1)] {
+            let (step, per_step) = pace(period, n);
+            let round = step * u32::try_from(n.div_ceil(per_step)).unwrap();
+            assert!(
+                round <= period && round + step > period,
+                "{n} in {period:?}: {round:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_resync_round_visits_each_settled_object_once_and_skips_the_others() {
+        let (store, mut writer) = reflector::store();
+        for name in ["a", "b", "failing", "c"] {
+            writer.apply_watcher_event(&watcher::Event::Apply(edit(|s| {
+                s.metadata.name = Some(name.into())
+            })));
+        }
+        let (tx, mut rx) = futures::channel::mpsc::unbounded();
+        let period = Duration::from_millis(400);
+        let rounds = tokio::spawn(resync_rounds(
+            store,
+            period,
+            |ns, name| ns == "team" && name != "failing",
+            tx,
+        ));
+        let mut seen = Vec::new();
+        let started = std::time::Instant::now();
+        while seen.len() < 3 {
+            let next = tokio::time::timeout(Duration::from_secs(5), rx.next()).await;
+            seen.push(next.unwrap().unwrap().name);
+        }
+        let round = started.elapsed();
+        rounds.abort();
+        seen.sort();
+        assert_eq!(seen, ["a", "b", "c"], "one visit each, none of the failing");
+        assert!(
+            round >= period * 3 / 4,
+            "the visits are spread over the period: {round:?}"
         );
     }
 
