@@ -93,7 +93,8 @@ struct ControllerArgs {
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, env = "RUNWARDEN_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
-    /// Drift re-check period of healthy objects (jittered ±10%), e.g. 10m, 90s.
+    /// Drift re-check period of healthy objects: each is visited once per period, the visits
+    /// spread evenly over it, e.g. 10m, 90s.
     #[arg(long, env = "RUNWARDEN_RESYNC", default_value = "10m", value_parser = parse_duration)]
     resync: Duration,
     /// First look at an in-flight Google operation; later looks space out (after as long as it
