@@ -50,7 +50,7 @@ fn condition(obj: &CloudRunJob, type_: &str) -> Option<(String, String, String)>
     Some((
         c.status.to_string(),
         c.reason.to_string(),
-        c.message.clone(),
+        c.message.to_string(),
     ))
 }
 

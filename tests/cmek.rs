@@ -132,7 +132,7 @@ fn condition(obj: &CloudRunService, type_: &str) -> (String, String, String) {
     (
         c.status.to_string(),
         c.reason.to_string(),
-        c.message.clone(),
+        c.message.to_string(),
     )
 }
 

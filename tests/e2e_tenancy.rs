@@ -37,7 +37,7 @@ fn condition_message(obj: &runwarden::api::v1alpha1::CloudRunService, type_: &st
     obj.status
         .as_ref()
         .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
-        .map(|c| c.message.clone())
+        .map(|c| c.message.to_string())
         .unwrap_or_default()
 }
 

@@ -27,7 +27,7 @@ fn condition(
     (
         c.status.to_string(),
         c.reason.to_string(),
-        c.message.clone(),
+        c.message.to_string(),
     )
 }
 

@@ -298,7 +298,7 @@ async fn a_spent_write_budget_says_when_and_requeues_for_then() {
         .status
         .as_ref()
         .and_then(|s| s.conditions.iter().find(|c| c.type_ == "ServiceReady"))
-        .map(|c| c.message.clone())
+        .map(|c| c.message.to_string())
         .unwrap_or_default();
     assert!(
         message.starts_with(&format!(

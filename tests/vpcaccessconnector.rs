@@ -581,7 +581,7 @@ async fn deletion_waits_while_services_use_the_connector() {
     h.wait_for("payments", "gone", |o| o.is_none()).await;
     wait_connector(&h, "egress", "only orders named", |o| {
         o.and_then(|o| o.status.as_ref())
-            .map(|s| condition(&s.conditions, "Ready").message.clone())
+            .map(|s| condition(&s.conditions, "Ready").message.to_string())
             .is_some_and(|m| m.contains("orders") && !m.contains("payments"))
     })
     .await;

@@ -130,13 +130,13 @@ pub fn merge(
             let previous = old.iter().find(|o| o.type_ == c.type_);
             let last_transition_time = match previous {
                 Some(p) if p.status == c.status => p.last_transition_time.clone(),
-                _ => now.to_owned(),
+                _ => now.into(),
             };
             Condition {
                 type_: c.type_.into(),
                 status: c.status.into(),
                 reason: crate::api::v1alpha1::word(c.reason.clone()),
-                message: super::truncate(c.message.clone(), MESSAGE_MAX),
+                message: super::truncate(c.message.clone(), MESSAGE_MAX).into(),
                 last_transition_time,
                 observed_generation: generation,
             }
@@ -165,7 +165,7 @@ pub fn carry_over(decided: &[Cond], old: &[Condition], types: &[&'static str]) -
                             _ => status::UNKNOWN,
                         },
                         reason: prev.reason.to_string(),
-                        message: prev.message.clone(),
+                        message: prev.message.to_string(),
                     },
                     None => Cond::unknown(t, "Pending", "not evaluated yet"),
                 })
@@ -327,22 +327,24 @@ mod tests {
 
     #[test]
     fn transition_time_moves_only_when_the_status_changes() {
+        const T1: &str = "2026-01-01T00:00:01Z";
+        const T3: &str = "2026-01-01T00:00:03Z";
         let first = merge(
             &[],
             &[Cond::unknown("Ready", "Reconciling", "")],
             Some(1),
-            "t1",
+            T1,
         );
         let same = merge(
             &first,
             &[Cond::unknown("Ready", "Waiting", "x")],
             Some(2),
-            "t2",
+            "2026-01-01T00:00:02Z",
         );
-        assert_eq!(same[0].last_transition_time, "t1");
+        assert_eq!(same[0].last_transition_time, T1.into());
         assert_eq!(same[0].reason, "Waiting");
         assert_eq!(same[0].observed_generation, Some(2));
-        let flipped = merge(&same, &[Cond::ok("Ready", "Ready", "")], Some(2), "t3");
-        assert_eq!(flipped[0].last_transition_time, "t3");
+        let flipped = merge(&same, &[Cond::ok("Ready", "Ready", "")], Some(2), T3);
+        assert_eq!(flipped[0].last_transition_time, T3.into());
     }
 }

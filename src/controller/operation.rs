@@ -26,7 +26,7 @@ pub fn in_flight_for(
     now: jiff::Timestamp,
 ) -> Duration {
     super::conditions::find(conditions, "Ready")
-        .and_then(|c| c.last_transition_time.parse::<jiff::Timestamp>().ok())
+        .and_then(|c| c.last_transition_time.known())
         .and_then(|since| Duration::try_from(now.duration_since(since)).ok())
         .unwrap_or_default()
 }
@@ -128,7 +128,7 @@ mod poll_tests {
             type_: "Ready".into(),
             status: "Unknown".into(),
             reason: "Reconciling".into(),
-            message: String::new(),
+            message: "".into(),
             last_transition_time: t.into(),
             observed_generation: Some(1),
         };

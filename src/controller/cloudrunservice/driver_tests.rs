@@ -448,7 +448,7 @@ impl World {
         conditions::find(&self.obj.status.as_ref().unwrap().conditions, type_)
             .unwrap()
             .message
-            .clone()
+            .to_string()
     }
 }
 

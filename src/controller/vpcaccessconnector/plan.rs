@@ -398,7 +398,7 @@ pub fn plan_cleanup(input: &Input, obs: &Observed) -> Result<Plan<CleanupOutcome
             .status
             .as_ref()
             .and_then(|s| conditions::find(&s.conditions, READY))
-            .map(|c| c.message.as_str());
+            .map(|c| c.message.as_ref());
         if previous != Some(message.as_str()) {
             p.notes.push(Note::warning(IN_USE, "Delete", &message));
         }
