@@ -129,7 +129,7 @@ pub fn merge(
         .map(|c| {
             let previous = old.iter().find(|o| o.type_ == c.type_);
             let last_transition_time = match previous {
-                Some(p) if p.status == c.status => p.last_transition_time.clone(),
+                Some(p) if p.status == c.status => p.last_transition_time,
                 _ => now.into(),
             };
             Condition {
