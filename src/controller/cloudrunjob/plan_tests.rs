@@ -77,6 +77,12 @@ impl World {
         }
     }
 
+    /// The Cloud Scheduler job the status records, if any.
+    fn schedule_name(&self) -> Option<&str> {
+        let status = self.obj.status.as_ref()?;
+        status.schedule.as_ref().map(|s| s.resource_name.as_str())
+    }
+
     fn condition(&self, type_: &str) -> (String, String) {
         let c = conditions::find(&self.obj.status.as_ref().unwrap().conditions, type_)
             .unwrap_or_else(|| panic!("no {type_} in {:?}", self.obj.status));
@@ -156,17 +162,7 @@ async fn a_scheduled_job_is_created_with_its_executors_and_schedule_then_resyncs
         target.oauth_token().unwrap().service_account_email,
         "scheduler@p1.iam.gserviceaccount.com"
     );
-    assert_eq!(
-        w.obj
-            .status
-            .as_ref()
-            .unwrap()
-            .schedule
-            .as_ref()
-            .unwrap()
-            .resource_name,
-        SCHEDULE
-    );
+    assert_eq!(w.schedule_name(), Some(SCHEDULE));
 
     // A no-op resync: reads only, and the status is left as it is.
     let p = w.pass().await;
@@ -377,16 +373,7 @@ async fn a_schedule_created_before_its_status_was_written_is_found_and_taken_as_
     );
     assert_eq!(p.outcome, "InSync");
     assert_eq!(w.condition("ScheduleReady").1, "Scheduled");
-    assert_eq!(
-        w.obj
-            .status
-            .as_ref()
-            .unwrap()
-            .schedule
-            .as_ref()
-            .map(|s| s.resource_name.as_str()),
-        Some(SCHEDULE)
-    );
+    assert_eq!(w.schedule_name(), Some(SCHEDULE));
 }
 
 #[tokio::test]
