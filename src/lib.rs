@@ -1,7 +1,7 @@
 //! runwarden: a Kubernetes controller that keeps secure Google Cloud Run services matching the
 //! `CloudRunService`, `VpcAccessConnector` and `RunSecurityPolicy` custom resources.
-// `deny`, not `forbid`: the one exception is glibc's `malloc_trim`
-// (`controller::runner::release_free_memory`).
+// `deny`, not `forbid`: the exceptions are glibc's `malloc_trim` and `mallopt`
+// (`controller::runner::release_free_memory`, `limit_heap_arenas`).
 #![deny(unsafe_code)]
 
 pub mod api;

@@ -193,6 +193,10 @@ enum LogFormat {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Controller(_)) {
+        // Before the runtime starts its threads: each could otherwise take an arena.
+        runwarden::controller::runner::limit_heap_arenas();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
