@@ -726,35 +726,28 @@ pub fn arena_limit(malloc_arena_max: Option<&str>, glibc_tunables: Option<&str>)
     (!chosen).then_some(HEAP_ARENAS)
 }
 
-/// Caps the heap arenas glibc's malloc keeps, before any thread but the first exists; whether
-/// a cap was set.
+/// Caps the heap arenas glibc's malloc keeps; to be called before any thread but the first
+/// exists.
 ///
 /// glibc gives a thread that finds its arena locked an arena of its own, up to 8 per core;
 /// each fragments on its own and keeps its own free pages between live blocks. A restarted
 /// controller fills its caches from the list while the reconciles of the objects listed so
-/// far run on other threads, and the cached objects end up spread over several arenas among
-/// the reconciles' short-lived blocks. With 3,000 services (`cargo bench --bench scale`,
-/// `MALLOC_ARENA_MAX` set in the environment), the restart peak and the RSS after the next
-/// resync were 59.7 and 51.1 MiB with glibc's default, 51.8 and 48.7 with 2 arenas, 46.3
-/// and 44.1 with 1, all-Ready RSS the same (39.5-40.2 MiB). The controller waits on the network,
-/// not on malloc's lock.
+/// far run on other threads, so the cached objects can end up spread over several arenas
+/// among the reconciles' short-lived blocks (the likely cause; not traced). With 3,000
+/// services (`cargo bench --bench scale`, `MALLOC_ARENA_MAX` set in the environment), the
+/// restart peak and the RSS after the next resync were 59.7 and 51.1 MiB with glibc's default,
+/// 51.8 and 48.7 with 2 arenas, 46.3 and 44.1 with 1, all-Ready RSS the same (39.5-40.2 MiB).
+/// With one arena, 10,000 services were all Ready 258 s after the first apply (376 s before,
+/// on a busier host): the controller waits on the network more than on malloc's lock.
 #[allow(unsafe_code)]
-pub fn limit_heap_arenas() -> bool {
+pub fn limit_heap_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        let env = |name| std::env::var(name).ok();
-        match arena_limit(
-            env("MALLOC_ARENA_MAX").as_deref(),
-            env("GLIBC_TUNABLES").as_deref(),
-        ) {
-            // SAFETY: mallopt only sets a parameter of glibc's allocator, under its own lock.
-            Some(n) => unsafe { libc::mallopt(libc::M_ARENA_MAX, n) == 1 },
-            None => false,
-        }
-    }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    {
-        false
+    if let Some(n) = arena_limit(
+        std::env::var("MALLOC_ARENA_MAX").ok().as_deref(),
+        std::env::var("GLIBC_TUNABLES").ok().as_deref(),
+    ) {
+        // SAFETY: mallopt only sets a parameter of glibc's allocator, under its own lock.
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, n) };
     }
 }
 
