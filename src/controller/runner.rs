@@ -186,10 +186,11 @@ pub fn spec_or_metadata<K: Resource>(obj: &K) -> Option<u64> {
 
 /// A controller of a kind a shard owns, over its cache and the changes that fill it: the cache
 /// holds every change (status included, which passes of other kinds read), but only
-/// [`spec_or_metadata`] changes wake it.
+/// [`spec_or_metadata`] changes wake it, once `gate` is open.
 fn owned<K>(
     store: Store<K>,
     changes: impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+    gate: &Gate,
 ) -> Controller<K>
 where
     K: Resource<DynamicType = ()>
@@ -200,7 +201,8 @@ where
         + Sync
         + 'static,
 {
-    Controller::for_stream(news(changes, store.clone(), spec_or_metadata::<K>), store)
+    let changes = news(changes, store.clone(), spec_or_metadata::<K>, gate.clone());
+    Controller::for_stream(changes, store)
 }
 
 /// How often [`news`] forgets the objects that left its store.
@@ -210,11 +212,13 @@ const NEWS_PRUNE_EVERY: Duration = Duration::from_secs(300);
 /// `predicate_filter`, in less memory): what it remembers of an object is a hash of its
 /// namespace, name and uid and the value, 16 bytes, where kube-runtime keeps the three strings
 /// and a timestamp (about 200 bytes); objects that left `store` (deleted, or out of the shard)
-/// are forgotten every [`NEWS_PRUNE_EVERY`].
+/// are forgotten every [`NEWS_PRUNE_EVERY`]. Before `gate` opens, changes are remembered but
+/// pass nothing on (see [`Gate`]).
 fn news<K>(
     changes: impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
     store: Store<K>,
     predicate: fn(&K) -> Option<u64>,
+    gate: Gate,
 ) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
     K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
@@ -228,7 +232,7 @@ where
                 None => true,
             },
             Err(_) => true,
-        };
+        } && gate.is_open();
         if pruned.elapsed() >= NEWS_PRUNE_EVERY {
             pruned = std::time::Instant::now();
             let live: std::collections::HashSet<u64> =
@@ -248,30 +252,115 @@ fn identity<K: Resource>(obj: &K) -> u64 {
     h.finish()
 }
 
-/// The reconcile `reconcile`, held back until `synced` is set: before every cache has listed,
-/// a pass could miss a namespace's project annotation (and fall back to `--default-project`),
-/// a connector or a policy. A held-back pass calls nothing and looks again shortly.
-pub fn gated<K, C, Fut>(
+/// The start of a kind's reconciles: no pass runs before every cache has listed (`synced`),
+/// and the first pass of each listed object is let in a few at a time.
+///
+/// A restarted controller lists every object before its gate opens. Each used to be handed to
+/// kube-runtime's scheduler as it was listed, held back (and requeued every [`SYNC_RECHECK`])
+/// until the gate opened, then passed: with 10,000 objects the scheduler held 10,000 entries
+/// at once, and its queue and map keep their size after they empty. Now the changes of the
+/// list wake nothing (see [`news`]); once the gate opens, the first round of [`resync_rounds`]
+/// hands the cached objects on while fewer than `room` of its passes are outstanding.
+#[derive(Clone, Debug)]
+pub struct Gate {
     synced: Flag,
+    room: Arc<tokio::sync::Semaphore>,
+    limit: usize,
+}
+
+impl Gate {
+    /// A gate over `synced` letting `room` first passes be outstanding at once.
+    pub fn new(synced: Flag, room: usize) -> Self {
+        let limit = room.max(1);
+        Self {
+            synced,
+            room: Arc::new(tokio::sync::Semaphore::new(limit)),
+            limit,
+        }
+    }
+
+    /// The room for a controller running `concurrency` passes at once: two each, so the next
+    /// are queued when one ends (kube-runtime's 0, unlimited, gets 64).
+    pub fn for_concurrency(synced: Flag, concurrency: u16) -> Self {
+        let concurrency = if concurrency == 0 { 32 } else { concurrency };
+        Self::new(synced, 2 * usize::from(concurrency))
+    }
+
+    /// Whether the caches synced.
+    pub fn is_open(&self) -> bool {
+        self.synced.get()
+    }
+
+    /// Waits until the caches synced.
+    pub async fn opened(&self) {
+        while !self.is_open() {
+            tokio::time::sleep(SYNC_CHECK).await;
+        }
+    }
+
+    /// Waits until fewer than its room of first passes are outstanding, or [`ROOM_WAIT`] at
+    /// most: an object deleted before its pass never passes, and must not stop the round.
+    pub async fn room(&self) {
+        if let Ok(Ok(permit)) = tokio::time::timeout(ROOM_WAIT, self.room.acquire()).await {
+            permit.forget();
+        }
+    }
+
+    /// A pass ended: room for one more (any pass counts; the room never grows past its limit).
+    pub fn passed(&self) {
+        if self.room.available_permits() < self.limit {
+            self.room.add_permits(1);
+        }
+    }
+}
+
+/// How often a task waiting for the caches to sync looks.
+const SYNC_CHECK: Duration = Duration::from_millis(100);
+
+/// The longest a first round waits for room before it hands on the next object anyway.
+pub const ROOM_WAIT: Duration = Duration::from_secs(1);
+
+/// The reconcile `reconcile`, held back until `gate` opens: before every cache has listed, a
+/// pass could miss a namespace's project annotation (and fall back to `--default-project`), a
+/// connector or a policy. A held-back pass calls nothing and looks again shortly. Every pass
+/// that ran makes room in the gate.
+pub fn gated<K, C, Fut>(
+    gate: Gate,
     reconcile: impl Fn(Arc<K>, Arc<C>) -> Fut,
-) -> impl Fn(Arc<K>, Arc<C>) -> futures::future::Either<Fut, std::future::Ready<crate::Result<Action>>>
+) -> impl Fn(Arc<K>, Arc<C>) -> futures::future::BoxFuture<'static, crate::Result<Action>>
 where
-    Fut: std::future::Future<Output = crate::Result<Action>>,
+    Fut: std::future::Future<Output = crate::Result<Action>> + Send + 'static,
 {
     move |obj, ctx| {
-        if synced.get() {
-            futures::future::Either::Left(reconcile(obj, ctx))
-        } else {
-            futures::future::Either::Right(std::future::ready(Err(crate::Error::Waiting {
-                what: "the caches to sync".into(),
-                after: SYNC_RECHECK,
-            })))
-        }
+        let gate = gate.clone();
+        let pass = gate.is_open().then(|| reconcile(obj, ctx));
+        Box::pin(async move {
+            let Some(pass) = pass else {
+                return Err(crate::Error::Waiting {
+                    what: "the caches to sync".into(),
+                    after: SYNC_RECHECK,
+                });
+            };
+            let result = pass.await;
+            gate.passed();
+            result
+        })
     }
 }
 
 /// How soon a pass held back until the caches synced looks again.
 pub const SYNC_RECHECK: Duration = Duration::from_millis(500);
+
+/// The changes of `changes` once `gate` is open; the earlier ones (the lists that fill the
+/// caches) wake nothing: the first round after the gate opens visits every cached object.
+fn once_open<S>(gate: &Gate, changes: S) -> impl futures::Stream<Item = S::Item> + Send + 'static
+where
+    S: futures::Stream + Send + 'static,
+    S::Item: Send,
+{
+    let gate = gate.clone();
+    changes.filter(move |_| std::future::ready(gate.is_open()))
+}
 
 /// Runs the controllers until `shutdown` resolves, then lets in-flight reconciles finish.
 /// Dropping the returned future aborts them (and the helper tasks).
@@ -289,6 +378,10 @@ pub async fn run(
     let selector = parts.config.watch_selector.clone();
     let selector = selector.as_deref();
     let config = kube::runtime::controller::Config::default().concurrency(parts.config.concurrency);
+    // One flag opens every kind's gate, each with its own room for first passes.
+    let synced = Flag::default();
+    let gate = || Gate::for_concurrency(synced.clone(), parts.config.concurrency);
+    let (service_gate, job_gate, connector_gate) = (gate(), gate(), gate());
     // The controllers stop on the same signal.
     let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
 
@@ -389,15 +482,15 @@ pub async fn run(
 
     // Connectors: reconciled on their own changes, on their namespace's labels or annotations
     // (project, identity), and, while one is being deleted, on changes of its services.
-    let connectors = owned(connectors_store, connector_changes)
+    let connectors = owned(connectors_store, connector_changes, &connector_gate)
         .with_config(config.clone())
         .graceful_shutdown_on(shutdown.clone())
-        .reconcile_on(connectors_of_namespace)
-        .reconcile_on(deleted_connector_of_service);
-    let services = owned(services_store, service_changes)
+        .reconcile_on(once_open(&connector_gate, connectors_of_namespace))
+        .reconcile_on(once_open(&connector_gate, deleted_connector_of_service));
+    let services = owned(services_store, service_changes, &service_gate)
         .with_config(config.clone())
         .graceful_shutdown_on(shutdown.clone())
-        .reconcile_on(services_of_connector);
+        .reconcile_on(once_open(&service_gate, services_of_connector));
     // A policy change re-judges the services and the jobs it concerns.
     let (policy_task, policy_changes, jobs_of_policy) = fan_out(policy_changes, {
         let caches = caches.clone();
@@ -410,12 +503,17 @@ pub async fn run(
             })
         }
     });
-    let services = services_triggers(services, &caches, namespace_changes, policy_changes);
-    let jobs = owned(jobs_store, job_changes)
+    let services = services_triggers(
+        services,
+        &caches,
+        once_open(&service_gate, namespace_changes),
+        once_open(&service_gate, policy_changes),
+    );
+    let jobs = owned(jobs_store, job_changes, &job_gate)
         .with_config(config.clone())
         .graceful_shutdown_on(shutdown.clone())
-        .reconcile_on(jobs_of_namespace)
-        .reconcile_on(jobs_of_policy);
+        .reconcile_on(once_open(&job_gate, jobs_of_namespace))
+        .reconcile_on(once_open(&job_gate, jobs_of_policy));
     // The resync: one paced round per kind instead of a scheduled requeue per object.
     let (service_resync, service_resyncs) = futures::channel::mpsc::unbounded();
     let (job_resync, job_resyncs) = futures::channel::mpsc::unbounded();
@@ -438,7 +536,6 @@ pub async fn run(
         parts.metrics,
         caches,
     ));
-    let synced = Flag::default();
     let _tasks = [
         namespace_task,
         job_namespace_task,
@@ -452,30 +549,33 @@ pub async fn run(
             ctx.caches.services.clone(),
             cloudrunservice::KIND,
             service_resync,
+            service_gate.clone(),
         ),
         resync_task(
             ctx.clone(),
             ctx.caches.jobs.clone(),
             cloudrunjob::KIND,
             job_resync,
+            job_gate.clone(),
         ),
         resync_task(
             ctx.clone(),
             ctx.caches.connectors.clone(),
             vpcaccessconnector::KIND,
             connector_resync,
+            connector_gate.clone(),
         ),
     ];
     futures::join!(
         services
             .run(
-                gated(synced.clone(), super::frame::reconcile::<CloudRunService>),
+                gated(service_gate, super::frame::reconcile::<CloudRunService>),
                 super::frame::error_policy::<CloudRunService>,
                 ctx.clone(),
             )
             .for_each(|_| std::future::ready(())),
         jobs.run(
-            gated(synced.clone(), super::frame::reconcile::<CloudRunJob>),
+            gated(job_gate, super::frame::reconcile::<CloudRunJob>),
             super::frame::error_policy::<CloudRunJob>,
             ctx.clone(),
         )
@@ -483,7 +583,7 @@ pub async fn run(
         connectors
             .run(
                 gated(
-                    synced.clone(),
+                    connector_gate,
                     super::frame::reconcile::<VpcAccessConnector>
                 ),
                 super::frame::error_policy::<VpcAccessConnector>,
@@ -492,7 +592,10 @@ pub async fn run(
             .for_each(|_| std::future::ready(())),
         policies
             .run(
-                gated(synced, runsecuritypolicy::reconcile),
+                gated(
+                    Gate::for_concurrency(synced, 0),
+                    runsecuritypolicy::reconcile
+                ),
                 super::frame::error_policy::<RunSecurityPolicy>,
                 ctx,
             )
@@ -647,11 +750,14 @@ fn housekeeping_task(ctx: Arc<Context>) -> AbortOnDrop {
 /// an entry (with the object's reference) for every pending requeue, about 550 bytes for each
 /// of thousands of healthy objects; a round holds only the names it walks. It also spreads the
 /// reads evenly over the period instead of bunching them where the objects were created.
+///
+/// The first round, once `gate` opens, is every cached object's first pass (see [`Gate`]).
 fn resync_task<K>(
     ctx: Arc<Context>,
     store: Store<DeserializeGuard<K>>,
     kind: &'static str,
     out: futures::channel::mpsc::UnboundedSender<ObjectRef<DeserializeGuard<K>>>,
+    gate: Gate,
 ) -> AbortOnDrop
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync,
@@ -666,25 +772,44 @@ where
                 .is_settled(&(kind, ns.to_owned(), name.to_owned()))
         },
         out,
+        gate,
     )))
 }
 
-/// The rounds of [`resync_task`], with `settled` saying which objects to visit.
+/// The rounds of [`resync_task`], with `settled` saying which objects to visit: first, once
+/// `gate` opens, every object as fast as the gate has room, then, a period later, the paced
+/// rounds.
 async fn resync_rounds<K>(
     store: Store<DeserializeGuard<K>>,
     period: Duration,
     settled: impl Fn(&str, &str) -> bool,
     out: futures::channel::mpsc::UnboundedSender<ObjectRef<DeserializeGuard<K>>>,
+    gate: Gate,
 ) where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
     K: 'static,
 {
-    loop {
-        let round: Vec<(String, String)> = store
+    let names = || -> Vec<(String, String)> {
+        store
             .state()
             .iter()
             .map(|o| (o.namespace().unwrap_or_default(), o.name_any()))
-            .collect();
+            .collect()
+    };
+    gate.opened().await;
+    for (ns, name) in names() {
+        gate.room().await;
+        if out
+            .unbounded_send(ObjectRef::new(&name).within(&ns))
+            .is_err()
+        {
+            return;
+        }
+    }
+    // Each object's next look is a period after its first.
+    tokio::time::sleep(period).await;
+    loop {
+        let round = names();
         let (step, per_step) = pace(period, round.len());
         if round.is_empty() {
             tokio::time::sleep(period).await;
@@ -960,13 +1085,20 @@ mod tests {
             Ok(edit(|s| s.metadata.generation = Some(2))),
             Ok(recreated),
         ];
-        let passed: Vec<_> = news(futures::stream::iter(changes), store, spec_or_metadata)
-            .map(|c| {
-                let obj = c.unwrap().0.unwrap();
-                (obj.metadata.generation, obj.metadata.uid)
-            })
-            .collect()
-            .await;
+        let open = Gate::new(Flag::default(), 1);
+        open.synced.set(true);
+        let passed: Vec<_> = news(
+            futures::stream::iter(changes),
+            store,
+            spec_or_metadata,
+            open,
+        )
+        .map(|c| {
+            let obj = c.unwrap().0.unwrap();
+            (obj.metadata.generation, obj.metadata.uid)
+        })
+        .collect()
+        .await;
         assert_eq!(
             passed,
             [
@@ -976,6 +1108,92 @@ mod tests {
             ],
             "the first sight, a new generation, and a new object of the same name"
         );
+    }
+
+    #[tokio::test]
+    async fn the_list_before_the_gate_opens_wakes_nothing_and_is_remembered() {
+        let (store, _writer) = reflector::store();
+        let gate = Gate::new(Flag::default(), 1);
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        let mut passed = std::pin::pin!(news(rx, store, spec_or_metadata, gate.clone()));
+        tx.unbounded_send(Ok(service())).unwrap();
+        tx.unbounded_send(Ok(edit(|s| s.metadata.name = Some("web".into()))))
+            .unwrap();
+        let early = tokio::time::timeout(Duration::from_millis(50), passed.next()).await;
+        assert!(early.is_err(), "the list woke {early:?}");
+        gate.synced.set(true);
+        // Unchanged since the list (the first round visits it), then a new generation.
+        tx.unbounded_send(Ok(service())).unwrap();
+        tx.unbounded_send(Ok(edit(|s| s.metadata.generation = Some(2))))
+            .unwrap();
+        let next = passed.next().await.unwrap().unwrap().0.unwrap();
+        assert_eq!(next.metadata.generation, Some(2));
+    }
+
+    /// The name of the next object handed on within `wait`.
+    async fn next<K: kube::runtime::reflector::Lookup>(
+        rx: &mut futures::channel::mpsc::UnboundedReceiver<ObjectRef<K>>,
+        wait: Duration,
+    ) -> Option<String> {
+        let next = tokio::time::timeout(wait, rx.next()).await;
+        next.ok().flatten().map(|r| r.name)
+    }
+
+    #[tokio::test]
+    async fn the_first_round_waits_for_the_gate_and_for_room() {
+        let (store, mut writer) = reflector::store();
+        for name in ["a", "b", "c"] {
+            writer.apply_watcher_event(&watcher::Event::Apply(edit(|s| {
+                s.metadata.name = Some(name.into())
+            })));
+        }
+        let gate = Gate::new(Flag::default(), 2);
+        let (tx, mut rx) = futures::channel::mpsc::unbounded();
+        let period = Duration::from_secs(3600);
+        let rounds = tokio::spawn(resync_rounds(store, period, |_, _| true, tx, gate.clone()));
+        let short = Duration::from_millis(200);
+        assert_eq!(
+            next(&mut rx, short).await,
+            None,
+            "nothing before the gate opens"
+        );
+        gate.synced.set(true);
+        let mut first = vec![
+            next(&mut rx, Duration::from_secs(5)).await.unwrap(),
+            next(&mut rx, Duration::from_secs(5)).await.unwrap(),
+        ];
+        assert_eq!(
+            next(&mut rx, short).await,
+            None,
+            "two passes outstanding fill the room"
+        );
+        gate.passed();
+        first.push(next(&mut rx, Duration::from_secs(5)).await.unwrap());
+        first.sort();
+        assert_eq!(first, ["a", "b", "c"]);
+        rounds.abort();
+    }
+
+    #[tokio::test]
+    async fn the_first_round_does_not_wait_for_a_pass_that_never_comes() {
+        let (store, mut writer) = reflector::store();
+        for name in ["deleted", "b"] {
+            writer.apply_watcher_event(&watcher::Event::Apply(edit(|s| {
+                s.metadata.name = Some(name.into())
+            })));
+        }
+        let gate = Gate::new(Flag::default(), 1);
+        gate.synced.set(true);
+        let (tx, mut rx) = futures::channel::mpsc::unbounded();
+        let period = Duration::from_secs(3600);
+        let rounds = tokio::spawn(resync_rounds(store, period, |_, _| true, tx, gate));
+        let started = std::time::Instant::now();
+        for _ in 0..2 {
+            let next = tokio::time::timeout(ROOM_WAIT * 5, rx.next()).await;
+            assert!(matches!(next, Ok(Some(_))), "{next:?}");
+        }
+        assert!(started.elapsed() >= ROOM_WAIT, "the second waited for room");
+        rounds.abort();
     }
 
     #[test]
@@ -1051,12 +1269,23 @@ mod tests {
         }
         let (tx, mut rx) = futures::channel::mpsc::unbounded();
         let period = Duration::from_millis(400);
+        let gate = Gate::new(Flag::default(), 10);
+        gate.synced.set(true);
         let rounds = tokio::spawn(resync_rounds(
             store,
             period,
             |ns, name| ns == "team" && name != "failing",
             tx,
+            gate,
         ));
+        // The first round visits every object, the failing one too.
+        let mut first = Vec::new();
+        for _ in 0..4 {
+            let next = tokio::time::timeout(Duration::from_secs(5), rx.next()).await;
+            first.push(next.unwrap().unwrap().name);
+        }
+        first.sort();
+        assert_eq!(first, ["a", "b", "c", "failing"]);
         let mut seen = Vec::new();
         let started = std::time::Instant::now();
         while seen.len() < 3 {
@@ -1068,8 +1297,8 @@ mod tests {
         seen.sort();
         assert_eq!(seen, ["a", "b", "c"], "one visit each, none of the failing");
         assert!(
-            round >= period * 3 / 4,
-            "the visits are spread over the period: {round:?}"
+            round >= period + period * 3 / 4,
+            "a period after the first round, the visits spread over the period: {round:?}"
         );
     }
 
@@ -1077,8 +1306,9 @@ mod tests {
     async fn no_pass_runs_before_the_caches_synced() {
         let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
         let synced = Flag::default();
+        let gate = Gate::new(synced.clone(), 1);
         let reconcile = gated(
-            synced.clone(),
+            gate.clone(),
             |_: Arc<()>, calls: Arc<std::sync::atomic::AtomicU32>| {
                 calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 std::future::ready(Ok(Action::await_change()))
@@ -1093,8 +1323,19 @@ mod tests {
             })
         ));
         assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 0);
+        assert_eq!(
+            gate.room.available_permits(),
+            1,
+            "a held-back pass makes no room"
+        );
         synced.set(true);
+        gate.room().await;
         assert!(reconcile(Arc::new(()), calls.clone()).await.is_ok());
         assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(
+            gate.room.available_permits(),
+            1,
+            "a pass that ran made room"
+        );
     }
 }
