@@ -521,6 +521,11 @@ fn invariant(name: &'static str, total: usize, what: &str, bad: Vec<String>) -> 
 }
 
 /// Runs the soak on `plane` with the `runwarden` binary `bin`.
+/// Whether `holder` is a new leader after `old` was killed: one of the replicas then running.
+fn took_over(holder: &str, old: &str, survivors: &[String]) -> bool {
+    !holder.is_empty() && holder != old && survivors.iter().any(|s| s == holder)
+}
+
 pub fn run(plane: &ControlPlane, bin: &str, params: &Params) -> Report {
     let t0 = Instant::now();
     let label = params.label;
@@ -684,8 +689,7 @@ pub fn run(plane: &ControlPlane, bin: &str, params: &Params) -> Report {
             }
         }
         if let Some((idx, at, old, names)) = pending_takeover.take() {
-            let h = world.holder();
-            if !h.is_empty() && h != old && names.contains(&h) {
+            if took_over(&world.holder(), &old, &names) {
                 report.takeovers[idx] = at.elapsed().as_secs_f64();
             } else {
                 pending_takeover = Some((idx, at, old, names));
@@ -775,8 +779,7 @@ pub fn run(plane: &ControlPlane, bin: &str, params: &Params) -> Report {
     if let Some((idx, at, old, names)) = pending_takeover.take() {
         let limit = params.lease_duration * 3;
         loop {
-            let h = world.holder();
-            if !h.is_empty() && h != old && names.contains(&h) {
+            if took_over(&world.holder(), &old, &names) {
                 report.takeovers[idx] = at.elapsed().as_secs_f64();
                 break;
             }
