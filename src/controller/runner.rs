@@ -306,7 +306,8 @@ impl Gate {
         }
     }
 
-    /// A pass ended: room for one more (any pass counts; the room never grows past its limit).
+    /// A pass ended: room for one more (any pass counts; the room stays at its limit, give or
+    /// take passes that end at the same instant: the check and the add are two steps).
     pub fn passed(&self) {
         if self.room.available_permits() < self.limit {
             self.room.add_permits(1);
